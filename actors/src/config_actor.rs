@@ -1,0 +1,102 @@
+//! ConfigActor: owns the platform config. An admin's change is validated, stored (versioned and
+//! audit-logged in one transaction) and then swapped into the shared [`ConfigHandle`] that every
+//! actor and handler reads, so it is in force for the very next request. Changes are applied one
+//! at a time, so two admins cannot interleave a read-modify-write.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde_json::Value;
+
+use crate::config::{ConfigHandle, PlatformConfig, normalise_doc};
+use crate::error::EngineError;
+use crate::store::{Store, StoredConfig};
+
+pub struct ConfigActor {
+    store: Arc<dyn Store>,
+    handle: ConfigHandle,
+    docs: BTreeMap<String, StoredConfig>,
+}
+
+impl ConfigActor {
+    pub fn new(store: Arc<dyn Store>, handle: ConfigHandle, docs: BTreeMap<String, StoredConfig>) -> Self {
+        ConfigActor { store, handle, docs }
+    }
+
+    /// Seeds missing documents from the platform TOML, then loads and compiles them all.
+    pub async fn load(store: &Arc<dyn Store>, platform_toml: &str) -> Result<(PlatformConfig, BTreeMap<String, StoredConfig>), EngineError> {
+        let defaults = PlatformConfig::docs_from_toml(platform_toml)?;
+        let added = store.seed_config(defaults, crate::clock::now_ms()).await?;
+        if added > 0 {
+            tracing::info!(added, "seeded platform config documents");
+        }
+        let docs = store.load_config().await?;
+        let cfg = compile(&docs)?;
+        Ok((cfg, docs))
+    }
+}
+
+fn compile(docs: &BTreeMap<String, StoredConfig>) -> Result<PlatformConfig, EngineError> {
+    let raw = docs.iter().map(|(k, d)| (k.clone(), (d.doc.clone(), d.version))).collect();
+    PlatformConfig::from_docs(&raw)
+}
+
+impl Actor for ConfigActor {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<StoredConfig, EngineError>")]
+pub struct GetConfig(pub String);
+
+impl Handler<GetConfig> for ConfigActor {
+    type Result = Result<StoredConfig, EngineError>;
+    fn handle(&mut self, msg: GetConfig, _: &mut Context<Self>) -> Self::Result {
+        self.docs.get(&msg.0).cloned().ok_or_else(|| {
+            EngineError::NotFound(format!("no config document named {:?}; known: {}", msg.0, crate::config::KEYS.join(", ")))
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<StoredConfig, EngineError>")]
+pub struct PutConfig {
+    pub key: String,
+    pub doc: Value,
+    pub admin_id: String,
+}
+
+impl Handler<PutConfig> for ConfigActor {
+    type Result = ResponseActFuture<Self, Result<StoredConfig, EngineError>>;
+
+    fn handle(&mut self, msg: PutConfig, ctx: &mut Context<Self>) -> Self::Result {
+        let expected_version = msg.doc.get("version").and_then(Value::as_i64);
+        let checked = normalise_doc(&msg.key, msg.doc).and_then(|doc| {
+            // The whole config must still compile with the new document in place.
+            let mut next = self.docs.clone();
+            let version = next.get(&msg.key).map_or(0, |d| d.version) + 1;
+            next.insert(msg.key.clone(), StoredConfig { doc: doc.clone(), version, updated_at_ms: 0, updated_by: None });
+            compile(&next).map(|_| doc)
+        });
+        let doc = match checked {
+            Ok(doc) => doc,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let key = msg.key.clone();
+        let fut = self.store.put_config(msg.key, doc, expected_version, msg.admin_id, crate::clock::now_ms());
+        // `wait`: no other message is handled until this change is stored and in force.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        ctx.wait(fut.into_actor(self).map(move |res, act, _| {
+            let res = res.and_then(|stored| {
+                act.docs.insert(key, stored.clone());
+                act.handle.set(compile(&act.docs)?);
+                Ok(stored)
+            });
+            let _ = tx.send(res);
+        }));
+        Box::pin(
+            async move { rx.await.unwrap_or_else(|_| Err(EngineError::internal("config change dropped"))) }.into_actor(self),
+        )
+    }
+}

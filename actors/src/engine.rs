@@ -1,0 +1,477 @@
+//! The engine's front door: what the web layer calls. Each method checks its input against the
+//! domain rules, asks the right actor or the store, and tells the other actors what changed.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::balance::{self, Bank};
+use crate::clock::{day_start_ms, now_ms};
+use crate::config::{ConfigHandle, PlatformConfig};
+use crate::config_actor::{ConfigActor, GetConfig, PutConfig};
+use crate::dispatcher::{Claim, ClaimSpec, Dispatcher, GetGauges, Recover, TaskFinal, TaskPending, Watch};
+use crate::domain::{self, Principal, Role, TaskStatus, TaskType};
+use crate::economics;
+use crate::error::EngineError;
+use crate::ledger::AuditReport;
+use crate::metrics::Metrics;
+use crate::store::sqlite::SqliteStore;
+use crate::store::*;
+use crate::supervisor::Supervisor;
+
+/// Largest task input, as JSON text.
+pub const MAX_INPUT_BYTES: usize = 128 * 1024;
+/// Largest submitted output, as JSON text.
+pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
+/// Longest a buyer may wait on `GET /api/task/{id}?wait=`.
+pub const MAX_TASK_WAIT: Duration = Duration::from_secs(30);
+/// Longest a worker may wait on `GET /api/work/next?wait=`.
+pub const MAX_WORK_WAIT: Duration = Duration::from_secs(15);
+/// Tokens remembered in memory after their first lookup.
+const TOKEN_CACHE: usize = 100_000;
+
+#[derive(Clone)]
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub config: ConfigHandle,
+    pub metrics: Arc<Metrics>,
+    bank: Bank,
+    dispatcher: Addr<Dispatcher>,
+    config_actor: Addr<ConfigActor>,
+    tokens: Arc<RwLock<HashMap<String, Principal>>>,
+    ready: Arc<AtomicBool>,
+}
+
+/// A buyer's task as they see it.
+#[derive(Debug, Clone)]
+pub struct TaskView {
+    pub record: TaskRecord,
+}
+
+/// Where a worker's money stands, for `GET /api/worker/me`.
+#[derive(Debug, Clone)]
+pub struct WorkerMe {
+    pub worker: WorkerRecord,
+    pub today_cents: i64,
+    pub balance: BalanceSnapshot,
+    pub tier_progress: Value,
+}
+
+/// What a buyer asks for in `POST /api/task`.
+#[derive(Debug, Clone)]
+pub struct TaskRequest {
+    pub task_type: String,
+    pub input: Value,
+    pub timeout_seconds: Option<u32>,
+    pub min_output_length: Option<u32>,
+}
+
+/// A partial profile from `PATCH /api/worker/profile`: only the parts given are replaced.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    pub preferences: Option<Preferences>,
+    pub schedule: Option<Value>,
+    pub limits: Option<Limits>,
+}
+
+impl Engine {
+    /// Opens the embedded store in `data_dir`, seeds and loads the config, starts the actors and
+    /// puts every live task back under the Dispatcher. Must run inside an actix system.
+    pub async fn start_sqlite(data_dir: &Path, platform_toml: &str) -> Result<Engine, EngineError> {
+        let (observer, seed) = balance::registry();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data_dir, observer)?);
+        Self::start(store, seed, platform_toml).await
+    }
+
+    async fn start(store: Arc<dyn Store>, seed: balance::BankSeed, platform_toml: &str) -> Result<Engine, EngineError> {
+        let (cfg, docs) = ConfigActor::load(&store, platform_toml).await?;
+        let config = ConfigHandle::new(cfg);
+        let metrics = Arc::new(Metrics::default());
+        let bank = seed.into_bank(store.clone());
+        let config_actor = ConfigActor::new(store.clone(), config.clone(), docs).start();
+        // The Dispatcher gets its own thread: it is the hot path every claim goes through.
+        let dispatcher = {
+            let (store, config, metrics) = (store.clone(), config.clone(), metrics.clone());
+            Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| Dispatcher::new(store, config, metrics))
+        };
+        let live = store.live_tasks().await?;
+        if !live.is_empty() {
+            tracing::info!(tasks = live.len(), "recovered live tasks");
+        }
+        dispatcher.send(Recover(live)).await.map_err(EngineError::internal)?;
+        Supervisor::new(store.clone(), config.clone(), dispatcher.clone(), metrics.clone()).start();
+        let engine = Engine {
+            store,
+            config,
+            metrics,
+            bank,
+            dispatcher,
+            config_actor,
+            tokens: Arc::default(),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        engine.ready.store(true, Ordering::SeqCst);
+        Ok(engine)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn cfg(&self) -> Arc<PlatformConfig> {
+        self.config.get()
+    }
+
+    // ---------- auth ----------
+
+    /// Who holds `token`, if anyone.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, EngineError> {
+        let hash = domain::token_hash(token);
+        if let Some(p) = self.tokens.read().ok().and_then(|m| m.get(&hash).cloned()) {
+            return Ok(Some(p));
+        }
+        let found = self.store.resolve_token(hash.clone()).await?;
+        if let Some(p) = &found
+            && let Ok(mut m) = self.tokens.write()
+        {
+            if m.len() >= TOKEN_CACHE {
+                m.clear();
+            }
+            m.insert(hash, p.clone());
+        }
+        Ok(found)
+    }
+
+    /// Registers an admin token given at start (stored hashed, like every token).
+    pub async fn ensure_admin_token(&self, token: &str) -> Result<(), EngineError> {
+        let hash = domain::token_hash(token);
+        if self.store.resolve_token(hash.clone()).await?.is_some() {
+            return Ok(());
+        }
+        self.store.add_token(hash, "admin".into(), Role::Admin, now_ms()).await
+    }
+
+    pub async fn register_buyer(&self, email: &str, password_hash: String) -> Result<(String, String, BalanceSnapshot), EngineError> {
+        let email = domain::Email::parse(email)?;
+        let user_id = domain::new_id("u");
+        let token = domain::new_token(Role::Buyer);
+        let balance = self
+            .store
+            .create_buyer(NewBuyer {
+                user_id: user_id.clone(),
+                email: email.as_str().to_string(),
+                password_hash,
+                token_hash: domain::token_hash(&token),
+                signup_credit_cents: self.cfg().signup.buyer_free_credit_cents,
+                now_ms: now_ms(),
+            })
+            .await?;
+        Ok((user_id, token, balance))
+    }
+
+    /// The stored password hash for an email, for the web layer to verify.
+    pub async fn login_lookup(&self, email: &str) -> Result<Option<(String, String)>, EngineError> {
+        let Ok(email) = domain::Email::parse(email) else { return Ok(None) };
+        self.store.find_login(email.as_str().to_string()).await
+    }
+
+    pub async fn issue_token(&self, user_id: &str, role: Role) -> Result<String, EngineError> {
+        let token = domain::new_token(role);
+        self.store.add_token(domain::token_hash(&token), user_id.to_string(), role, now_ms()).await?;
+        Ok(token)
+    }
+
+    // ---------- buyers ----------
+
+    pub async fn balance(&self, user_id: &str) -> Result<BalanceSnapshot, EngineError> {
+        self.bank.snapshot(user_id).await?.ok_or_else(|| EngineError::NotFound("no balance for this account".into()))
+    }
+
+    pub fn estimate(&self, task_type: &str, input: &Value) -> Result<i64, EngineError> {
+        let task_type = TaskType::parse(task_type)?;
+        check_input(input)?;
+        economics::price_cents(&self.cfg(), &task_type, input)
+    }
+
+    pub async fn post_task(&self, buyer_id: &str, req: TaskRequest, idem: Option<IdemKey>) -> Result<TaskPosted, EngineError> {
+        let cfg = self.cfg();
+        let task_type = TaskType::parse(&req.task_type)?;
+        let input_text = check_input(&req.input)?;
+        let price_cents = economics::price_cents(&cfg, &task_type, &req.input)?;
+        let d = &cfg.dispatch;
+        let timeout_seconds = req.timeout_seconds.unwrap_or(d.default_timeout_seconds);
+        if !(d.min_timeout_seconds..=d.max_timeout_seconds).contains(&timeout_seconds) {
+            return Err(EngineError::validation_field(
+                "constraints.timeout_seconds",
+                format!("timeout_seconds must be between {} and {}", d.min_timeout_seconds, d.max_timeout_seconds),
+            ));
+        }
+        let min_output_length = req.min_output_length.unwrap_or(0);
+        if min_output_length as usize > MAX_OUTPUT_BYTES / 2 {
+            return Err(EngineError::validation_field("constraints.min_output_length", "min_output_length is too large"));
+        }
+        let task = NewTask {
+            task_id: domain::new_id("task"),
+            buyer_id: buyer_id.to_string(),
+            task_type: task_type.as_str().to_string(),
+            input: input_text,
+            constraints: Constraints { timeout_seconds, min_output_length },
+            price_cents,
+            now_ms: now_ms(),
+            idempotency: idem,
+        };
+        let task_type = task.task_type.clone();
+        let posted = self.bank.post_task(task).await?;
+        if !posted.replayed {
+            Metrics::inc(&self.metrics.tasks_posted_total);
+            self.dispatcher.do_send(TaskPending(LiveTask {
+                seq: posted.seq,
+                task_id: posted.task_id.clone(),
+                task_type,
+                price_cents: posted.price_cents,
+                created_at_ms: posted.created_at_ms,
+                assigned: None,
+            }));
+        }
+        Ok(posted)
+    }
+
+    /// A buyer's own task; with `wait`, returns once it is final or the wait ends.
+    pub async fn task_for_buyer(&self, buyer_id: &str, task_id: &str, wait: Duration) -> Result<TaskRecord, EngineError> {
+        let read = || async {
+            self.store
+                .task(task_id.to_string())
+                .await?
+                .filter(|t| t.buyer_id == buyer_id)
+                .ok_or_else(|| EngineError::NotFound("no such task".into()))
+        };
+        let task = read().await?;
+        if task.status.is_final() || wait.is_zero() {
+            return Ok(task);
+        }
+        let (wake, woken) = oneshot::channel();
+        self.dispatcher
+            .send(Watch { task_id: task_id.to_string(), wake })
+            .await
+            .map_err(EngineError::internal)?;
+        // Registered: a change committed from now on wakes us; one committed before shows here.
+        let task = read().await?;
+        if task.status.is_final() {
+            return Ok(task);
+        }
+        let _ = tokio::time::timeout(wait.min(MAX_TASK_WAIT), woken).await;
+        read().await
+    }
+
+    pub async fn list_tasks(&self, buyer_id: &str, before_seq: Option<i64>, limit: u32) -> Result<(Vec<TaskRecord>, bool), EngineError> {
+        let limit = limit.clamp(1, 100);
+        let mut rows = self.store.list_tasks(buyer_id.to_string(), before_seq, limit + 1).await?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok((rows, has_more))
+    }
+
+    pub async fn credit(&self, buyer_id: &str, task_id: &str, reason: Option<String>, idem: Option<IdemKey>) -> Result<Credited, EngineError> {
+        if reason.as_ref().is_some_and(|r| r.len() > 2000) {
+            return Err(EngineError::validation_field("reason", "reason is at most 2000 characters"));
+        }
+        let credited = self
+            .store
+            .credit(task_id.to_string(), buyer_id.to_string(), reason, now_ms(), idem, self.cfg())
+            .await?;
+        Metrics::inc(&self.metrics.tasks_credited_total);
+        self.dispatcher.do_send(TaskFinal { task_id: task_id.to_string() });
+        Ok(credited)
+    }
+
+    // ---------- workers ----------
+
+    pub async fn connect_worker(&self, worker_type: Option<String>, model_info: Value, profile: WorkerProfile) -> Result<(WorkerRecord, String), EngineError> {
+        check_profile(&profile)?;
+        if worker_type.as_ref().is_some_and(|t| t.len() > 64) {
+            return Err(EngineError::validation_field("worker_type", "worker_type is at most 64 characters"));
+        }
+        let token = domain::new_token(Role::Worker);
+        let worker = self
+            .store
+            .create_worker(NewWorker {
+                worker_id: domain::new_id("w"),
+                token_hash: domain::token_hash(&token),
+                worker_type,
+                model_info,
+                profile,
+                tier: self.cfg().lowest_tier().to_string(),
+                now_ms: now_ms(),
+            })
+            .await?;
+        Ok((worker, token))
+    }
+
+    pub async fn worker(&self, worker_id: &str) -> Result<WorkerRecord, EngineError> {
+        self.store.worker(worker_id.to_string()).await?.ok_or_else(|| EngineError::Unauthorized("unknown worker".into()))
+    }
+
+    /// Claims the next task for a worker, waiting up to `wait` for one to arrive.
+    pub async fn next_task(&self, worker_id: &str, wait: Duration) -> Result<Option<ClaimedTask>, EngineError> {
+        let worker = self.worker(worker_id).await?;
+        let now = now_ms();
+        if let Some(until) = worker.suspended_until_ms.filter(|u| *u > now) {
+            return Err(EngineError::Suspended { until: crate::clock::rfc3339(until) });
+        }
+        let limits = &worker.profile.limits;
+        let (held, today) = self.store.worker_load(worker_id.to_string(), day_start_ms(now)).await?;
+        if held >= limits.concurrent.max(1) {
+            return Err(EngineError::Conflict(format!(
+                "you hold {held} task(s), the most your limits.concurrent allows: submit first"
+            )));
+        }
+        if today >= limits.daily_max_tasks {
+            return Ok(None);
+        }
+        let prefs = &worker.profile.preferences;
+        let spec = ClaimSpec {
+            worker_id: worker_id.to_string(),
+            accept: prefs.accept.clone(),
+            reject: prefs.reject.clone(),
+            min_price_cents: prefs.min_price,
+        };
+        let wait = wait.min(MAX_WORK_WAIT);
+        let (reply, answer) = oneshot::channel();
+        self.dispatcher.do_send(Claim { spec, park: !wait.is_zero(), reply });
+        match tokio::time::timeout(wait, answer).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(EngineError::internal("dispatcher dropped a claim")),
+            // Dropping the receiver withdraws the claim; a task claimed in that instant is undone.
+            Err(_) => Ok(None),
+        }
+    }
+
+    pub async fn submit(&self, worker_id: &str, task_id: &str, output: &Value) -> Result<Settlement, EngineError> {
+        let text = serde_json::to_string(output).map_err(EngineError::internal)?;
+        if text.len() > MAX_OUTPUT_BYTES {
+            return Err(EngineError::validation_field("output", "output is larger than 256 KB"));
+        }
+        let settled = self
+            .store
+            .submit(task_id.to_string(), worker_id.to_string(), text, now_ms(), self.cfg())
+            .await?;
+        if !settled.repeated {
+            Metrics::inc(&self.metrics.tasks_completed_total);
+            self.dispatcher.do_send(TaskFinal { task_id: task_id.to_string() });
+        }
+        Ok(settled)
+    }
+
+    pub async fn update_profile(&self, worker_id: &str, patch: ProfilePatch) -> Result<WorkerRecord, EngineError> {
+        let mut profile = self.worker(worker_id).await?.profile;
+        if let Some(p) = patch.preferences {
+            profile.preferences = p;
+        }
+        if let Some(s) = patch.schedule {
+            profile.schedule = s;
+        }
+        if let Some(l) = patch.limits {
+            profile.limits = l;
+        }
+        check_profile(&profile)?;
+        self.store.update_worker_profile(worker_id.to_string(), profile).await
+    }
+
+    pub async fn worker_me(&self, worker_id: &str) -> Result<WorkerMe, EngineError> {
+        let worker = self.worker(worker_id).await?;
+        let today_cents = self.store.worker_earned_since(worker_id.to_string(), day_start_ms(now_ms())).await?;
+        let balance = self.balance(worker_id).await?;
+        let tier_progress = economics::tier_progress(&self.cfg(), &worker.tier, &worker.stats.tier_stats());
+        Ok(WorkerMe { worker, today_cents, balance, tier_progress })
+    }
+
+    // ---------- admins ----------
+
+    pub async fn config_doc(&self, key: &str) -> Result<StoredConfig, EngineError> {
+        self.config_actor.send(GetConfig(key.to_string())).await.map_err(EngineError::internal)?
+    }
+
+    pub async fn put_config(&self, key: &str, doc: Value, admin_id: &str) -> Result<StoredConfig, EngineError> {
+        self.config_actor
+            .send(PutConfig { key: key.to_string(), doc, admin_id: admin_id.to_string() })
+            .await
+            .map_err(EngineError::internal)?
+    }
+
+    pub async fn admin_credit(&self, user_id: &str, amount_cents: i64, reason: &str, admin_id: &str, idem: Option<IdemKey>) -> Result<AdminCredited, EngineError> {
+        if !(1..=crate::config::MAX_PRICE_CENTS).contains(&amount_cents) {
+            return Err(EngineError::validation_field(
+                "amount_cents",
+                format!("amount_cents must be between 1 and {}", crate::config::MAX_PRICE_CENTS),
+            ));
+        }
+        if reason.trim().is_empty() || reason.len() > 2000 {
+            return Err(EngineError::validation_field("reason", "a reason of 1 to 2000 characters is required"));
+        }
+        self.store
+            .admin_credit(user_id.to_string(), amount_cents, reason.to_string(), admin_id.to_string(), now_ms(), idem)
+            .await
+    }
+
+    pub async fn audit(&self) -> Result<AuditReport, EngineError> {
+        self.store.audit().await
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        let gauges = self.dispatcher.send(GetGauges).await.unwrap_or_default();
+        self.metrics.render(gauges)
+    }
+
+    pub fn live_balance_actors(&self) -> usize {
+        self.bank.live_actors()
+    }
+}
+
+/// A task input must be a JSON object of at most 128 KB; returns its JSON text.
+fn check_input(input: &Value) -> Result<String, EngineError> {
+    if !input.is_object() {
+        return Err(EngineError::validation_field("input", "input must be a JSON object"));
+    }
+    let text = serde_json::to_string(input).map_err(EngineError::internal)?;
+    if text.len() > MAX_INPUT_BYTES {
+        return Err(EngineError::validation_field("input", "input is larger than 128 KB"));
+    }
+    Ok(text)
+}
+
+fn check_profile(p: &WorkerProfile) -> Result<(), EngineError> {
+    let prefs = &p.preferences;
+    for (field, list) in [("accept", &prefs.accept), ("reject", &prefs.reject), ("languages", &prefs.languages)] {
+        if list.len() > 64 || list.iter().any(|s| s.is_empty() || s.len() > 64) {
+            return Err(EngineError::validation_field(
+                &format!("preferences.{field}"),
+                format!("preferences.{field} takes at most 64 names of 1 to 64 characters"),
+            ));
+        }
+    }
+    if prefs.min_price < 0 {
+        return Err(EngineError::validation_field("preferences.min_price", "min_price must not be negative"));
+    }
+    if p.limits.concurrent == 0 || p.limits.concurrent > 100 {
+        return Err(EngineError::validation_field("limits.concurrent", "limits.concurrent must be between 1 and 100"));
+    }
+    if p.limits.daily_max_tasks == 0 {
+        return Err(EngineError::validation_field("limits.daily_max_tasks", "limits.daily_max_tasks must be at least 1"));
+    }
+    if p.schedule.to_string().len() > 8 * 1024 {
+        return Err(EngineError::validation_field("schedule", "schedule is larger than 8 KB"));
+    }
+    Ok(())
+}
+
+/// Used by `TaskStatus` consumers outside the crate.
+pub fn status_str(s: TaskStatus) -> &'static str {
+    s.as_str()
+}

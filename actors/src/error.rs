@@ -1,0 +1,48 @@
+//! The engine's error type. Every variant maps to exactly one API error code in the web layer.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("{message}")]
+    Validation { message: String, details: Value },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the task's deadline passed and it went back to the queue")]
+    TaskExpired,
+    #[error("insufficient balance: {needed_cents} cents needed, {available_cents} available")]
+    InsufficientBalance {
+        needed_cents: i64,
+        available_cents: i64,
+    },
+    #[error("worker suspended until {until}")]
+    Suspended { until: String },
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl EngineError {
+    pub fn validation(message: impl Into<String>) -> Self {
+        EngineError::Validation {
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    pub fn validation_field(field: &str, message: impl Into<String>) -> Self {
+        EngineError::Validation {
+            message: message.into(),
+            details: serde_json::json!({ "field": field }),
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        EngineError::Internal(cause.to_string())
+    }
+}

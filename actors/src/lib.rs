@@ -1,0 +1,20 @@
+//! clawjobs engine: the domain, the economics rules, the ledger, the store and every actor.
+//!
+//! Nothing here knows about HTTP; `clawjobs-web` drives the engine through [`engine::Engine`].
+
+pub mod balance;
+pub mod clock;
+pub mod config;
+pub mod config_actor;
+pub mod dispatcher;
+pub mod domain;
+pub mod economics;
+pub mod engine;
+pub mod error;
+pub mod ledger;
+pub mod metrics;
+pub mod store;
+pub mod supervisor;
+
+pub use engine::Engine;
+pub use error::EngineError;

@@ -1,0 +1,1380 @@
+//! The embedded SQLite backend: WAL, `synchronous=FULL` (a commit is on disk before anyone hears
+//! "done"), and one writer thread that runs commands as savepoints inside one transaction per
+//! batch (group commit): a failing command rolls back alone, the batch pays for one fsync.
+//! Reads use a small pool of read-only connections; WAL lets them run beside the writer.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::config::PlatformConfig;
+use crate::domain::{Principal, Role, TaskStatus};
+use crate::economics;
+use crate::error::EngineError;
+use crate::ledger::{self, AuditReport, Entry, EntryKind, UserBalance};
+
+/// Most commands one commit carries.
+const MAX_BATCH: usize = 1024;
+/// Commands waiting for the writer before senders are made to wait (backpressure).
+const QUEUE_DEPTH: usize = 16_384;
+/// Read connections kept open.
+const READ_POOL: usize = 8;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+  id TEXT PRIMARY KEY,
+  role TEXT NOT NULL,
+  email TEXT UNIQUE,
+  password_hash TEXT,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+  hash TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  role TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workers (
+  id TEXT PRIMARY KEY REFERENCES users(id),
+  worker_type TEXT,
+  model_info TEXT NOT NULL,
+  profile TEXT NOT NULL,
+  tier TEXT NOT NULL,
+  tasks_claimed INTEGER NOT NULL DEFAULT 0,
+  tasks_completed INTEGER NOT NULL DEFAULT 0,
+  tasks_expired INTEGER NOT NULL DEFAULT 0,
+  consecutive_expires INTEGER NOT NULL DEFAULT 0,
+  credit_requests INTEGER NOT NULL DEFAULT 0,
+  total_earned_cents INTEGER NOT NULL DEFAULT 0,
+  suspended_until INTEGER,
+  created_at INTEGER NOT NULL,
+  last_seen INTEGER
+);
+-- A user's two ledger accounts (available, frozen) and running totals.
+CREATE TABLE IF NOT EXISTS balances (
+  user_id TEXT PRIMARY KEY REFERENCES users(id),
+  available_cents INTEGER NOT NULL DEFAULT 0 CHECK (available_cents >= 0),
+  frozen_cents INTEGER NOT NULL DEFAULT 0 CHECK (frozen_cents >= 0),
+  total_deposited_cents INTEGER NOT NULL DEFAULT 0,
+  total_earned_cents INTEGER NOT NULL DEFAULT 0,
+  total_withdrawn_cents INTEGER NOT NULL DEFAULT 0,
+  version INTEGER NOT NULL DEFAULT 0
+);
+-- The platform's and the outside world's ledger accounts.
+CREATE TABLE IF NOT EXISTS accounts (
+  id TEXT PRIMARY KEY,
+  balance_cents INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS entries (
+  id INTEGER PRIMARY KEY,
+  kind TEXT NOT NULL,
+  ref_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS postings (
+  id INTEGER PRIMARY KEY,
+  entry_id INTEGER NOT NULL REFERENCES entries(id),
+  account TEXT NOT NULL,
+  amount_cents INTEGER NOT NULL,
+  task_id TEXT
+);
+CREATE TABLE IF NOT EXISTS tasks (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  buyer_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  input TEXT NOT NULL,
+  timeout_seconds INTEGER NOT NULL,
+  min_output_length INTEGER NOT NULL,
+  price_cents INTEGER NOT NULL CHECK (price_cents > 0),
+  status TEXT NOT NULL,
+  worker_id TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  assigned_at INTEGER,
+  deadline INTEGER,
+  output TEXT,
+  earned_cents INTEGER,
+  commission_cents INTEGER,
+  completed_at INTEGER,
+  credited_at INTEGER,
+  funded_by TEXT NOT NULL DEFAULT 'buyer',
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_by_buyer ON tasks (buyer_id, seq);
+CREATE INDEX IF NOT EXISTS tasks_live ON tasks (status, seq) WHERE status IN ('pending', 'assigned');
+CREATE INDEX IF NOT EXISTS tasks_held ON tasks (worker_id) WHERE status = 'assigned';
+-- One row per claim: who held which task, for TASK_EXPIRED answers and daily limits.
+CREATE TABLE IF NOT EXISTS claims (
+  task_id TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  claimed_at INTEGER NOT NULL,
+  PRIMARY KEY (task_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS claims_by_worker ON claims (worker_id, claimed_at);
+-- Each earning is its own lot, released when its window ends or reversed by a buyer's credit.
+CREATE TABLE IF NOT EXISTS lots (
+  id INTEGER PRIMARY KEY,
+  worker_id TEXT NOT NULL,
+  task_id TEXT NOT NULL UNIQUE,
+  amount_cents INTEGER NOT NULL CHECK (amount_cents >= 0),
+  commission_cents INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  release_at INTEGER NOT NULL,
+  status TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lots_due ON lots (release_at) WHERE status = 'frozen';
+CREATE INDEX IF NOT EXISTS lots_by_worker ON lots (worker_id, created_at);
+CREATE TABLE IF NOT EXISTS idempotency (
+  scope TEXT NOT NULL,
+  key TEXT NOT NULL,
+  body_hash TEXT NOT NULL,
+  response TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (scope, key)
+);
+CREATE TABLE IF NOT EXISTS config (
+  key TEXT PRIMARY KEY,
+  doc TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  updated_by TEXT
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+  id INTEGER PRIMARY KEY,
+  actor_id TEXT NOT NULL,
+  action TEXT NOT NULL,
+  details TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+"#;
+
+fn db_err(e: rusqlite::Error) -> EngineError {
+    EngineError::Internal(format!("store: {e}"))
+}
+
+fn json_err(e: serde_json::Error) -> EngineError {
+    EngineError::Internal(format!("store json: {e}"))
+}
+
+/// What a command sees: the connection inside the batch's transaction, and a list of the user
+/// balances it changed (reported to the observer once the batch commits).
+pub struct Tx<'c> {
+    conn: &'c Connection,
+    touched: Vec<String>,
+}
+
+type Done = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Done) + Send>;
+
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+fn open_writer(path: &Path) -> Result<Connection, EngineError> {
+    let conn = Connection::open(path).map_err(db_err)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA busy_timeout = 5000;
+         PRAGMA cache_size = -65536;
+         PRAGMA wal_autocheckpoint = 4000;",
+    )
+    .map_err(db_err)?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> Result<Connection, EngineError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(db_err)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;").map_err(db_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), EngineError> {
+    conn.execute_batch(SCHEMA).map_err(db_err)?;
+    let found: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    match found.and_then(|v| v.parse::<i64>().ok()) {
+        None => {
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                params![SCHEMA_VERSION.to_string()],
+            )
+            .map_err(db_err)?;
+        }
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(EngineError::internal(format!(
+                "the data directory has schema version {v}, newer than this binary's {SCHEMA_VERSION}"
+            )));
+        }
+        Some(_) => {}
+    }
+    for account in ledger::PLATFORM_ACCOUNTS {
+        conn.execute("INSERT OR IGNORE INTO accounts (id) VALUES (?1)", params![account])
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) `clawjobs.db` in `data_dir` and starts the writer thread.
+    pub fn open(data_dir: &Path, observer: BalanceObserver) -> Result<SqliteStore, EngineError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| EngineError::internal(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+        let path = data_dir.join("clawjobs.db");
+        let conn = open_writer(&path)?;
+        migrate(&conn)?;
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE_DEPTH);
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(conn, rx, observer))
+            .map_err(EngineError::internal)?;
+        Ok(SqliteStore {
+            jobs: tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Stops taking commands, lets the writer finish what it has, and waits for it.
+    pub fn close(&self) {
+        // Replacing the sender is not possible through &self; closing the channel happens when
+        // every clone is dropped. Instead send a poison job that makes the writer exit.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let job: Job = Box::new(move |_tx| {
+            let _ = done_tx.send(());
+            (true, Box::new(|_| {}))
+        });
+        if self.jobs.try_send(job).is_ok() {
+            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(10));
+        }
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+    }
+
+    /// Runs `f` as one command in the next group commit; resolves after the commit.
+    fn write<T, F>(&self, f: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, EngineError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<T, EngineError>>();
+        let job: Job = Box::new(move |tx| {
+            let result = f(tx);
+            let ok = result.is_ok();
+            let done: Done = Box::new(move |commit| {
+                let _ = reply.send(match (result, commit) {
+                    (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                    (Ok(v), Ok(())) => Ok(v),
+                });
+            });
+            (ok, done)
+        });
+        let jobs = self.jobs.clone();
+        Box::pin(async move {
+            jobs.send(job).await.map_err(|_| EngineError::internal("store writer stopped"))?;
+            answer.await.map_err(|_| EngineError::internal("store writer dropped a command"))?
+        })
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, EngineError>) -> Result<T, EngineError> {
+        let conn = {
+            let mut pool = self.readers.lock().map_err(|_| EngineError::internal("reader pool poisoned"))?;
+            pool.pop()
+        };
+        let conn = match conn {
+            Some(c) => c,
+            None => open_reader(&self.path)?,
+        };
+        let result = f(&conn);
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < READ_POOL
+        {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// A short point read, answered at once on the caller's thread.
+    fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T, EngineError>) -> StoreFuture<T> {
+        let r = self.with_reader(f);
+        Box::pin(async move { r })
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, observer: BalanceObserver) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut dones: Vec<Done> = Vec::with_capacity(MAX_BATCH);
+    let mut touched: Vec<String> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs unanswered tells each caller that the command did not run.
+            tracing::error!(error = %e, "store: cannot begin a transaction");
+            batch.clear();
+            continue;
+        }
+        for job in batch.drain(..) {
+            let _ = conn.execute_batch("SAVEPOINT cmd");
+            let mut tx = Tx { conn: &conn, touched: Vec::new() };
+            let outcome = catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
+            match outcome {
+                Ok((true, done)) => {
+                    let _ = conn.execute_batch("RELEASE cmd");
+                    touched.append(&mut tx.touched);
+                    dones.push(done);
+                }
+                Ok((false, done)) => {
+                    let _ = conn.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
+                    dones.push(done);
+                }
+                Err(_) => {
+                    // A bug in a command: undo it; its caller sees the channel closed.
+                    tracing::error!("store: a command panicked and was rolled back");
+                    let _ = conn.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
+                }
+            }
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(db_err);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+            touched.clear();
+        }
+        if !touched.is_empty() {
+            touched.sort();
+            touched.dedup();
+            let snapshots: Vec<BalanceSnapshot> = touched
+                .drain(..)
+                .filter_map(|u| read_balance(&conn, &u).ok().flatten())
+                .collect();
+            observer(&snapshots);
+        }
+        for done in dones.drain(..) {
+            done(committed.clone());
+        }
+    }
+    tracing::info!("store writer stopped");
+}
+
+// ---------- helpers used inside commands ----------
+
+impl Tx<'_> {
+    /// Writes a journal entry and applies its postings, refusing to take a guarded account below
+    /// zero. Runs inside the command's savepoint, so a refusal undoes everything the command did.
+    fn apply(&mut self, entry: &Entry, now_ms: i64) -> Result<i64, EngineError> {
+        entry.check().map_err(|e| EngineError::internal(format!("ledger: {e}")))?;
+        let c = self.conn;
+        c.prepare_cached("INSERT INTO entries (kind, ref_id, created_at) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![entry.kind.as_str(), entry.ref_id, now_ms]))
+            .map_err(db_err)?;
+        let entry_id = c.last_insert_rowid();
+        for p in &entry.postings {
+            c.prepare_cached("INSERT INTO postings (entry_id, account, amount_cents, task_id) VALUES (?1, ?2, ?3, ?4)")
+                .and_then(|mut s| s.execute(params![entry_id, p.account, p.amount_cents, entry.task_id]))
+                .map_err(db_err)?;
+            let after: Option<i64> = match ledger::owner(&p.account) {
+                Some((user, which)) => {
+                    let sql = match which {
+                        UserBalance::Available => {
+                            "UPDATE balances SET available_cents = available_cents + ?1, version = version + 1
+                             WHERE user_id = ?2 RETURNING available_cents"
+                        }
+                        UserBalance::Frozen => {
+                            "UPDATE balances SET frozen_cents = frozen_cents + ?1, version = version + 1
+                             WHERE user_id = ?2 RETURNING frozen_cents"
+                        }
+                    };
+                    let user = user.to_string();
+                    let after = c
+                        .prepare_cached(sql)
+                        .and_then(|mut s| s.query_row(params![p.amount_cents, user], |r| r.get(0)).optional());
+                    if !self.touched.contains(&user) {
+                        self.touched.push(user);
+                    }
+                    match after {
+                        Ok(v) => v,
+                        // The CHECK constraint is the last line of defence for user balances.
+                        Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                            return Err(EngineError::internal(format!("ledger: {} would go negative", p.account)));
+                        }
+                        Err(e) => return Err(db_err(e)),
+                    }
+                }
+                None => c
+                    .prepare_cached("UPDATE accounts SET balance_cents = balance_cents + ?1 WHERE id = ?2 RETURNING balance_cents")
+                    .and_then(|mut s| s.query_row(params![p.amount_cents, p.account], |r| r.get(0)).optional())
+                    .map_err(db_err)?,
+            };
+            match after {
+                None => return Err(EngineError::internal(format!("ledger: no account {}", p.account))),
+                Some(v) if v < 0 && !ledger::may_go_negative(&p.account) => {
+                    return Err(EngineError::internal(format!("ledger: {} would go negative", p.account)));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(entry_id)
+    }
+
+    fn available(&self, user_id: &str) -> Result<Option<i64>, EngineError> {
+        self.conn
+            .prepare_cached("SELECT available_cents FROM balances WHERE user_id = ?1")
+            .and_then(|mut s| s.query_row(params![user_id], |r| r.get(0)).optional())
+            .map_err(db_err)
+    }
+
+    fn audit(&self, actor: &str, action: &str, details: &Value, now_ms: i64) -> Result<(), EngineError> {
+        self.conn
+            .prepare_cached("INSERT INTO audit_log (actor_id, action, details, created_at) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![actor, action, details.to_string(), now_ms]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Runs `f` once per idempotency key: a repeat with the same body gets the stored answer back
+    /// (through `replay`), a repeat with another body is refused.
+    fn idempotent<T: Serialize + DeserializeOwned>(
+        &mut self,
+        idem: Option<&IdemKey>,
+        now_ms: i64,
+        replay: impl FnOnce(T) -> T,
+        f: impl FnOnce(&mut Self) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let Some(k) = idem else { return f(self) };
+        let found: Option<(String, String)> = self
+            .conn
+            .prepare_cached("SELECT body_hash, response FROM idempotency WHERE scope = ?1 AND key = ?2")
+            .and_then(|mut s| s.query_row(params![k.scope, k.key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(db_err)?;
+        if let Some((hash, response)) = found {
+            if hash != k.body_hash {
+                return Err(EngineError::Conflict(
+                    "this Idempotency-Key was already used with a different request body".into(),
+                ));
+            }
+            return Ok(replay(serde_json::from_str(&response).map_err(json_err)?));
+        }
+        let out = f(self)?;
+        let response = serde_json::to_string(&out).map_err(json_err)?;
+        self.conn
+            .prepare_cached("INSERT INTO idempotency (scope, key, body_hash, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut s| s.execute(params![k.scope, k.key, k.body_hash, response, now_ms]))
+            .map_err(db_err)?;
+        Ok(out)
+    }
+
+    fn worker_stats(&self, worker_id: &str) -> Result<Option<(WorkerStats, String, Option<i64>)>, EngineError> {
+        self.conn
+            .prepare_cached(
+                "SELECT tasks_claimed, tasks_completed, tasks_expired, consecutive_expires, credit_requests,
+                        total_earned_cents, tier, suspended_until FROM workers WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![worker_id], |r| Ok((stats_from_row(r, 0)?, r.get(6)?, r.get(7)?)))
+                    .optional()
+            })
+            .map_err(db_err)
+    }
+
+    fn set_tier(&self, worker_id: &str, tier: &str) -> Result<(), EngineError> {
+        self.conn
+            .prepare_cached("UPDATE workers SET tier = ?2 WHERE id = ?1 AND tier <> ?2")
+            .and_then(|mut s| s.execute(params![worker_id, tier]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn task_live(&self, task_id: &str) -> Result<Option<LiveTask>, EngineError> {
+        self.conn
+            .prepare_cached(&format!("SELECT {LIVE_COLS} FROM tasks WHERE id = ?1"))
+            .and_then(|mut s| s.query_row(params![task_id], live_from_row).optional())
+            .map_err(db_err)
+    }
+
+    /// Returns a task's escrow to its buyer and marks it failed.
+    fn refund(&mut self, task_id: &str, buyer_id: &str, price_cents: i64, now_ms: i64) -> Result<(), EngineError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE tasks SET status = 'failed', worker_id = NULL, deadline = NULL, completed_at = ?2
+                 WHERE id = ?1 AND status IN ('pending', 'assigned')",
+            )
+            .and_then(|mut s| s.execute(params![task_id, now_ms]))
+            .map_err(db_err)?;
+        let entry = Entry::new(EntryKind::TaskRefund, task_id)
+            .for_task(task_id)
+            .transfer(ledger::ESCROW, ledger::available(buyer_id), price_cents);
+        self.apply(&entry, now_ms)?;
+        Ok(())
+    }
+}
+
+fn stats_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<WorkerStats> {
+    Ok(WorkerStats {
+        tasks_claimed: r.get::<_, i64>(at)? as u64,
+        tasks_completed: r.get::<_, i64>(at + 1)? as u64,
+        tasks_expired: r.get::<_, i64>(at + 2)? as u64,
+        consecutive_expires: r.get::<_, i64>(at + 3)? as u64,
+        credit_requests: r.get::<_, i64>(at + 4)? as u64,
+        total_earned_cents: r.get(at + 5)?,
+    })
+}
+
+const BALANCE_COLS: &str =
+    "user_id, available_cents, frozen_cents, total_deposited_cents, total_earned_cents, total_withdrawn_cents, version";
+
+fn balance_from_row(r: &Row<'_>) -> rusqlite::Result<BalanceSnapshot> {
+    Ok(BalanceSnapshot {
+        user_id: r.get(0)?,
+        available_cents: r.get(1)?,
+        frozen_cents: r.get(2)?,
+        total_deposited_cents: r.get(3)?,
+        total_earned_cents: r.get(4)?,
+        total_withdrawn_cents: r.get(5)?,
+        version: r.get(6)?,
+    })
+}
+
+fn read_balance(c: &Connection, user_id: &str) -> Result<Option<BalanceSnapshot>, EngineError> {
+    c.prepare_cached(&format!("SELECT {BALANCE_COLS} FROM balances WHERE user_id = ?1"))
+        .and_then(|mut s| s.query_row(params![user_id], balance_from_row).optional())
+        .map_err(db_err)
+}
+
+const WORKER_COLS: &str = "id, worker_type, model_info, profile, tier, tasks_claimed, tasks_completed, tasks_expired,
+    consecutive_expires, credit_requests, total_earned_cents, suspended_until, created_at";
+
+fn worker_from_row(r: &Row<'_>) -> rusqlite::Result<(WorkerRecord, String, String)> {
+    Ok((
+        WorkerRecord {
+            worker_id: r.get(0)?,
+            worker_type: r.get(1)?,
+            model_info: Value::Null,
+            profile: WorkerProfile::default(),
+            tier: r.get(4)?,
+            stats: stats_from_row(r, 5)?,
+            suspended_until_ms: r.get(11)?,
+            created_at_ms: r.get(12)?,
+        },
+        r.get(2)?,
+        r.get(3)?,
+    ))
+}
+
+fn read_worker(c: &Connection, worker_id: &str) -> Result<Option<WorkerRecord>, EngineError> {
+    let found = c
+        .prepare_cached(&format!("SELECT {WORKER_COLS} FROM workers WHERE id = ?1"))
+        .and_then(|mut s| s.query_row(params![worker_id], worker_from_row).optional())
+        .map_err(db_err)?;
+    let Some((mut w, model_info, profile)) = found else { return Ok(None) };
+    w.model_info = serde_json::from_str(&model_info).map_err(json_err)?;
+    w.profile = serde_json::from_str(&profile).map_err(json_err)?;
+    Ok(Some(w))
+}
+
+const TASK_COLS: &str = "seq, id, buyer_id, type, input, timeout_seconds, min_output_length, price_cents, status,
+    worker_id, attempts, deadline, output, earned_cents, created_at, completed_at";
+
+fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
+    let status: String = r.get(8)?;
+    Ok(TaskRecord {
+        seq: r.get(0)?,
+        task_id: r.get(1)?,
+        buyer_id: r.get(2)?,
+        task_type: r.get(3)?,
+        input: r.get(4)?,
+        constraints: Constraints { timeout_seconds: r.get(5)?, min_output_length: r.get(6)? },
+        price_cents: r.get(7)?,
+        status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
+        worker_id: r.get(9)?,
+        attempts: r.get(10)?,
+        deadline_ms: r.get(11)?,
+        output: r.get(12)?,
+        earned_cents: r.get(13)?,
+        created_at_ms: r.get(14)?,
+        completed_at_ms: r.get(15)?,
+    })
+}
+
+const LIVE_COLS: &str = "seq, id, type, price_cents, created_at, status, worker_id, attempts, deadline";
+
+fn live_from_row(r: &Row<'_>) -> rusqlite::Result<LiveTask> {
+    let status: String = r.get(5)?;
+    let assigned = if status == "assigned" {
+        Some(Assignment { worker_id: r.get(6)?, attempt: r.get(7)?, deadline_ms: r.get(8)? })
+    } else {
+        None
+    };
+    Ok(LiveTask {
+        seq: r.get(0)?,
+        task_id: r.get(1)?,
+        task_type: r.get(2)?,
+        price_cents: r.get(3)?,
+        created_at_ms: r.get(4)?,
+        assigned,
+    })
+}
+
+fn read_task(c: &Connection, task_id: &str) -> Result<Option<TaskRecord>, EngineError> {
+    c.prepare_cached(&format!("SELECT {TASK_COLS} FROM tasks WHERE id = ?1"))
+        .and_then(|mut s| s.query_row(params![task_id], task_from_row).optional())
+        .map_err(db_err)
+}
+
+fn insert_user(c: &Connection, id: &str, role: Role, email: Option<&str>, password_hash: Option<&str>, now_ms: i64) -> Result<(), EngineError> {
+    let inserted = c
+        .prepare_cached("INSERT INTO users (id, role, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .and_then(|mut s| s.execute(params![id, role.as_str(), email, password_hash, now_ms]));
+    match inserted {
+        Ok(_) => {}
+        Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            return Err(EngineError::Conflict("an account with this email already exists".into()));
+        }
+        Err(e) => return Err(db_err(e)),
+    }
+    c.prepare_cached("INSERT INTO balances (user_id) VALUES (?1)")
+        .and_then(|mut s| s.execute(params![id]))
+        .map_err(db_err)?;
+    Ok(())
+}
+
+fn insert_token(c: &Connection, hash: &str, user_id: &str, role: Role, now_ms: i64) -> Result<(), EngineError> {
+    c.prepare_cached("INSERT INTO tokens (hash, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut s| s.execute(params![hash, user_id, role.as_str(), now_ms]))
+        .map_err(db_err)?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn create_buyer(&self, b: NewBuyer) -> StoreFuture<BalanceSnapshot> {
+        self.write(move |tx| {
+            insert_user(tx.conn, &b.user_id, Role::Buyer, Some(&b.email), Some(&b.password_hash), b.now_ms)?;
+            insert_token(tx.conn, &b.token_hash, &b.user_id, Role::Buyer, b.now_ms)?;
+            if b.signup_credit_cents > 0 {
+                let entry = Entry::new(EntryKind::SignupCredit, &b.user_id)
+                    .transfer(ledger::PROMOTIONS, ledger::available(&b.user_id), b.signup_credit_cents);
+                tx.apply(&entry, b.now_ms)?;
+            }
+            read_balance(tx.conn, &b.user_id)?.ok_or_else(|| EngineError::internal("new buyer has no balance row"))
+        })
+    }
+
+    fn find_login(&self, email: String) -> StoreFuture<Option<(String, String)>> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT id, password_hash FROM users WHERE email = ?1 AND password_hash IS NOT NULL")
+                .and_then(|mut s| s.query_row(params![email], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .map_err(db_err)
+        })
+    }
+
+    fn add_token(&self, token_hash: String, user_id: String, role: Role, now_ms: i64) -> StoreFuture<()> {
+        self.write(move |tx| insert_token(tx.conn, &token_hash, &user_id, role, now_ms))
+    }
+
+    fn resolve_token(&self, token_hash: String) -> StoreFuture<Option<Principal>> {
+        self.read(move |c| {
+            let found: Option<(String, String)> = c
+                .prepare_cached("SELECT user_id, role FROM tokens WHERE hash = ?1")
+                .and_then(|mut s| s.query_row(params![token_hash], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .map_err(db_err)?;
+            Ok(found.and_then(|(id, role)| Role::parse(&role).map(|role| Principal { id, role })))
+        })
+    }
+
+    fn create_worker(&self, w: NewWorker) -> StoreFuture<WorkerRecord> {
+        self.write(move |tx| {
+            insert_user(tx.conn, &w.worker_id, Role::Worker, None, None, w.now_ms)?;
+            insert_token(tx.conn, &w.token_hash, &w.worker_id, Role::Worker, w.now_ms)?;
+            let profile = serde_json::to_string(&w.profile).map_err(json_err)?;
+            tx.conn
+                .prepare_cached(
+                    "INSERT INTO workers (id, worker_type, model_info, profile, tier, created_at, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )
+                .and_then(|mut s| s.execute(params![w.worker_id, w.worker_type, w.model_info.to_string(), profile, w.tier, w.now_ms]))
+                .map_err(db_err)?;
+            read_worker(tx.conn, &w.worker_id)?.ok_or_else(|| EngineError::internal("new worker not found"))
+        })
+    }
+
+    fn worker(&self, worker_id: String) -> StoreFuture<Option<WorkerRecord>> {
+        self.read(move |c| read_worker(c, &worker_id))
+    }
+
+    fn update_worker_profile(&self, worker_id: String, profile: WorkerProfile) -> StoreFuture<WorkerRecord> {
+        self.write(move |tx| {
+            let text = serde_json::to_string(&profile).map_err(json_err)?;
+            let n = tx
+                .conn
+                .prepare_cached("UPDATE workers SET profile = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![worker_id, text]))
+                .map_err(db_err)?;
+            if n == 0 {
+                return Err(EngineError::NotFound("no such worker".into()));
+            }
+            read_worker(tx.conn, &worker_id)?.ok_or_else(|| EngineError::NotFound("no such worker".into()))
+        })
+    }
+
+    fn worker_load(&self, worker_id: String, since_ms: i64) -> StoreFuture<(u32, u32)> {
+        self.read(move |c| {
+            let held: u32 = c
+                .prepare_cached("SELECT count(*) FROM tasks WHERE worker_id = ?1 AND status = 'assigned'")
+                .and_then(|mut s| s.query_row(params![worker_id], |r| r.get(0)))
+                .map_err(db_err)?;
+            let today: u32 = c
+                .prepare_cached("SELECT count(*) FROM claims WHERE worker_id = ?1 AND claimed_at >= ?2")
+                .and_then(|mut s| s.query_row(params![worker_id, since_ms], |r| r.get(0)))
+                .map_err(db_err)?;
+            Ok((held, today))
+        })
+    }
+
+    fn worker_earned_since(&self, worker_id: String, since_ms: i64) -> StoreFuture<i64> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT coalesce(sum(amount_cents), 0) FROM lots WHERE worker_id = ?1 AND created_at >= ?2 AND status <> 'reversed'",
+            )
+            .and_then(|mut s| s.query_row(params![worker_id, since_ms], |r| r.get(0)))
+            .map_err(db_err)
+        })
+    }
+
+    fn balance(&self, user_id: String) -> StoreFuture<Option<BalanceSnapshot>> {
+        self.read(move |c| read_balance(c, &user_id))
+    }
+
+    fn post_task(&self, t: NewTask) -> StoreFuture<TaskPosted> {
+        self.write(move |tx| {
+            let idem = t.idempotency.clone();
+            tx.idempotent(idem.as_ref(), t.now_ms, |mut p: TaskPosted| { p.replayed = true; p }, |tx| {
+                let available = tx.available(&t.buyer_id)?.ok_or_else(|| EngineError::NotFound("no such buyer".into()))?;
+                if available < t.price_cents {
+                    return Err(EngineError::InsufficientBalance { needed_cents: t.price_cents, available_cents: available });
+                }
+                tx.conn
+                    .prepare_cached(
+                        "INSERT INTO tasks (id, buyer_id, type, input, timeout_seconds, min_output_length, price_cents, status, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            t.task_id, t.buyer_id, t.task_type, t.input, t.constraints.timeout_seconds,
+                            t.constraints.min_output_length, t.price_cents, t.now_ms
+                        ])
+                    })
+                    .map_err(db_err)?;
+                let seq = tx.conn.last_insert_rowid();
+                let entry = Entry::new(EntryKind::TaskPay, &t.task_id)
+                    .for_task(&t.task_id)
+                    .transfer(ledger::available(&t.buyer_id), ledger::ESCROW, t.price_cents);
+                tx.apply(&entry, t.now_ms)?;
+                Ok(TaskPosted {
+                    task_id: t.task_id.clone(),
+                    price_cents: t.price_cents,
+                    balance_after_cents: available - t.price_cents,
+                    created_at_ms: t.now_ms,
+                    seq,
+                    replayed: false,
+                })
+            })
+        })
+    }
+
+    fn task(&self, task_id: String) -> StoreFuture<Option<TaskRecord>> {
+        self.read(move |c| read_task(c, &task_id))
+    }
+
+    fn list_tasks(&self, buyer_id: String, before_seq: Option<i64>, limit: u32) -> StoreFuture<Vec<TaskRecord>> {
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached(&format!(
+                    "SELECT {TASK_COLS} FROM tasks WHERE buyer_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+                ))
+                .map_err(db_err)?;
+            let rows = s
+                .query_map(params![buyer_id, before_seq.unwrap_or(i64::MAX), limit], task_from_row)
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+    }
+
+    fn claim(&self, task_id: String, worker_id: String, now_ms: i64) -> StoreFuture<ClaimOutcome> {
+        self.write(move |tx| {
+            let c = tx.conn;
+            let worker: Option<(Option<i64>, String)> = c
+                .prepare_cached("SELECT suspended_until, profile FROM workers WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![worker_id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .map_err(db_err)?;
+            let Some((suspended_until, profile)) = worker else { return Ok(ClaimOutcome::UnknownWorker) };
+            if let Some(until) = suspended_until.filter(|u| *u > now_ms) {
+                return Ok(ClaimOutcome::WorkerSuspended { until_ms: until });
+            }
+            let profile: WorkerProfile = serde_json::from_str(&profile).map_err(json_err)?;
+            let held: u32 = c
+                .prepare_cached("SELECT count(*) FROM tasks WHERE worker_id = ?1 AND status = 'assigned'")
+                .and_then(|mut s| s.query_row(params![worker_id], |r| r.get(0)))
+                .map_err(db_err)?;
+            if held >= profile.limits.concurrent.max(1) {
+                return Ok(ClaimOutcome::WorkerBusy);
+            }
+            let claimed = c
+                .prepare_cached(
+                    "UPDATE tasks SET status = 'assigned', worker_id = ?2, attempts = attempts + 1, assigned_at = ?3,
+                            deadline = ?3 + timeout_seconds * 1000
+                     WHERE id = ?1 AND status = 'pending'
+                     RETURNING type, input, timeout_seconds, min_output_length, price_cents, deadline, attempts",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![task_id, worker_id, now_ms], |r| {
+                        Ok(ClaimedTask {
+                            task_id: task_id.clone(),
+                            task_type: r.get(0)?,
+                            input: r.get(1)?,
+                            constraints: Constraints { timeout_seconds: r.get(2)?, min_output_length: r.get(3)? },
+                            price_cents: r.get(4)?,
+                            deadline_ms: r.get(5)?,
+                            attempt: r.get(6)?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(db_err)?;
+            let Some(task) = claimed else { return Ok(ClaimOutcome::TaskGone) };
+            c.prepare_cached("INSERT INTO claims (task_id, worker_id, attempt, claimed_at) VALUES (?1, ?2, ?3, ?4)")
+                .and_then(|mut s| s.execute(params![task_id, worker_id, task.attempt, now_ms]))
+                .map_err(db_err)?;
+            c.prepare_cached("UPDATE workers SET tasks_claimed = tasks_claimed + 1, last_seen = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![worker_id, now_ms]))
+                .map_err(db_err)?;
+            Ok(ClaimOutcome::Claimed(task))
+        })
+    }
+
+    fn unclaim(&self, task_id: String, worker_id: String, attempt: u32) -> StoreFuture<Option<LiveTask>> {
+        self.write(move |tx| {
+            let n = tx
+                .conn
+                .prepare_cached(
+                    "UPDATE tasks SET status = 'pending', worker_id = NULL, deadline = NULL, assigned_at = NULL,
+                            attempts = attempts - 1
+                     WHERE id = ?1 AND status = 'assigned' AND worker_id = ?2 AND attempts = ?3",
+                )
+                .and_then(|mut s| s.execute(params![task_id, worker_id, attempt]))
+                .map_err(db_err)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            tx.conn
+                .prepare_cached("DELETE FROM claims WHERE task_id = ?1 AND attempt = ?2")
+                .and_then(|mut s| s.execute(params![task_id, attempt]))
+                .map_err(db_err)?;
+            tx.conn
+                .prepare_cached("UPDATE workers SET tasks_claimed = tasks_claimed - 1 WHERE id = ?1 AND tasks_claimed > 0")
+                .and_then(|mut s| s.execute(params![worker_id]))
+                .map_err(db_err)?;
+            tx.task_live(&task_id)
+        })
+    }
+
+    fn submit(&self, task_id: String, worker_id: String, output: String, now_ms: i64, cfg: Arc<PlatformConfig>) -> StoreFuture<Settlement> {
+        self.write(move |tx| {
+            let task = read_task(tx.conn, &task_id)?.ok_or_else(|| EngineError::NotFound("no such task".into()))?;
+            let mine = task.worker_id.as_deref() == Some(worker_id.as_str());
+            let (stats, tier, _) = tx
+                .worker_stats(&worker_id)?
+                .ok_or_else(|| EngineError::Unauthorized("unknown worker".into()))?;
+            match task.status {
+                TaskStatus::Completed | TaskStatus::Credited if mine => {
+                    return Ok(Settlement {
+                        task_id,
+                        buyer_id: task.buyer_id,
+                        earned_cents: task.earned_cents.unwrap_or(0),
+                        commission_cents: task.price_cents - task.earned_cents.unwrap_or(0),
+                        stats,
+                        tier,
+                        repeated: true,
+                    });
+                }
+                TaskStatus::Assigned if mine => {
+                    if task.deadline_ms.is_some_and(|d| now_ms > d) {
+                        return Err(EngineError::TaskExpired);
+                    }
+                }
+                _ => {
+                    let held_before: bool = tx
+                        .conn
+                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM claims WHERE task_id = ?1 AND worker_id = ?2)")
+                        .and_then(|mut s| s.query_row(params![task_id, worker_id], |r| r.get(0)))
+                        .map_err(db_err)?;
+                    return Err(if held_before {
+                        EngineError::TaskExpired
+                    } else {
+                        EngineError::Forbidden("this task is not assigned to you".into())
+                    });
+                }
+            }
+            let min_len = task.constraints.min_output_length as usize;
+            if min_len > 0 && output_text_len(&output) < min_len {
+                return Err(EngineError::validation_field(
+                    "output",
+                    format!("output is shorter than the task's min_output_length of {min_len} characters"),
+                ));
+            }
+            let task_type = crate::domain::TaskType::parse(&task.task_type)?;
+            let rate = economics::commission_bp(&cfg, &tier, &task_type, stats.tasks_completed);
+            let (earned, commission) = economics::split(task.price_cents, rate);
+            let release_at = now_ms + (cfg.commissions.freeze_seconds as i64) * 1000;
+            tx.conn
+                .prepare_cached(
+                    "UPDATE tasks SET status = 'completed', output = ?2, earned_cents = ?3, commission_cents = ?4,
+                            completed_at = ?5, deadline = NULL
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![task_id, output, earned, commission, now_ms]))
+                .map_err(db_err)?;
+            tx.conn
+                .prepare_cached(
+                    "INSERT INTO lots (worker_id, task_id, amount_cents, commission_cents, created_at, release_at, status)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'frozen')",
+                )
+                .and_then(|mut s| s.execute(params![worker_id, task_id, earned, commission, now_ms, release_at]))
+                .map_err(db_err)?;
+            let entry = Entry::new(EntryKind::TaskSettle, &task_id)
+                .for_task(&task_id)
+                .post(ledger::ESCROW, -task.price_cents)
+                .post(ledger::frozen(&worker_id), earned)
+                .post(ledger::REVENUE, commission);
+            tx.apply(&entry, now_ms)?;
+            tx.conn
+                .prepare_cached("UPDATE balances SET total_earned_cents = total_earned_cents + ?2, version = version + 1 WHERE user_id = ?1")
+                .and_then(|mut s| s.execute(params![worker_id, earned]))
+                .map_err(db_err)?;
+            let mut stats = stats;
+            stats.tasks_completed += 1;
+            stats.consecutive_expires = 0;
+            stats.total_earned_cents += earned;
+            let new_tier = economics::placement(&cfg, &stats.tier_stats()).to_string();
+            tx.conn
+                .prepare_cached(
+                    "UPDATE workers SET tasks_completed = tasks_completed + 1, consecutive_expires = 0,
+                            total_earned_cents = total_earned_cents + ?2, tier = ?3, last_seen = ?4
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![worker_id, earned, new_tier, now_ms]))
+                .map_err(db_err)?;
+            Ok(Settlement {
+                task_id,
+                buyer_id: task.buyer_id,
+                earned_cents: earned,
+                commission_cents: commission,
+                stats,
+                tier: new_tier,
+                repeated: false,
+            })
+        })
+    }
+
+    fn expire(&self, task_id: String, worker_id: String, attempt: u32, now_ms: i64, cfg: Arc<PlatformConfig>) -> StoreFuture<ExpireOutcome> {
+        self.write(move |tx| {
+            let found: Option<(String, i64, u32)> = tx
+                .conn
+                .prepare_cached(
+                    "SELECT buyer_id, price_cents, attempts FROM tasks
+                     WHERE id = ?1 AND status = 'assigned' AND worker_id = ?2 AND attempts = ?3",
+                )
+                .and_then(|mut s| s.query_row(params![task_id, worker_id, attempt], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+                .map_err(db_err)?;
+            let Some((buyer_id, price_cents, attempts)) = found else { return Ok(ExpireOutcome::Stale) };
+            // The worker who let it lapse: count it, and suspend after too many in a row.
+            let (mut stats, tier, _) = tx
+                .worker_stats(&worker_id)?
+                .ok_or_else(|| EngineError::internal("expired task's worker is missing"))?;
+            stats.tasks_expired += 1;
+            stats.consecutive_expires += 1;
+            let d = &cfg.dispatch;
+            let suspended_until_ms = (stats.consecutive_expires >= u64::from(d.expiries_before_suspension))
+                .then(|| now_ms + (d.suspension_seconds as i64) * 1000);
+            tx.conn
+                .prepare_cached(
+                    "UPDATE workers SET tasks_expired = tasks_expired + 1,
+                            consecutive_expires = CASE WHEN ?2 IS NULL THEN consecutive_expires + 1 ELSE 0 END,
+                            suspended_until = coalesce(?2, suspended_until)
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![worker_id, suspended_until_ms]))
+                .map_err(db_err)?;
+            let placed = economics::placement(&cfg, &stats.tier_stats());
+            if placed != tier {
+                tx.set_tier(&worker_id, placed)?;
+            }
+            if attempts >= d.max_attempts {
+                tx.refund(&task_id, &buyer_id, price_cents, now_ms)?;
+                return Ok(ExpireOutcome::Failed { buyer_id, suspended_until_ms });
+            }
+            tx.conn
+                .prepare_cached("UPDATE tasks SET status = 'pending', worker_id = NULL, deadline = NULL, assigned_at = NULL WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![task_id]))
+                .map_err(db_err)?;
+            let task = tx.task_live(&task_id)?.ok_or_else(|| EngineError::internal("requeued task vanished"))?;
+            Ok(ExpireOutcome::Requeued { task, suspended_until_ms })
+        })
+    }
+
+    fn credit(&self, task_id: String, buyer_id: String, reason: Option<String>, now_ms: i64, idem: Option<IdemKey>, cfg: Arc<PlatformConfig>) -> StoreFuture<Credited> {
+        self.write(move |tx| {
+            tx.idempotent(idem.as_ref(), now_ms, |c| c, |tx| {
+                let task = read_task(tx.conn, &task_id)?
+                    .filter(|t| t.buyer_id == buyer_id)
+                    .ok_or_else(|| EngineError::NotFound("no such task".into()))?;
+                if task.status != TaskStatus::Completed {
+                    return Err(EngineError::Conflict(format!(
+                        "only a completed task can be credited; this one is {}",
+                        task.status.as_str()
+                    )));
+                }
+                let lot: Option<(i64, String, i64, i64, String)> = tx
+                    .conn
+                    .prepare_cached("SELECT id, worker_id, amount_cents, commission_cents, status FROM lots WHERE task_id = ?1 AND release_at > ?2")
+                    .and_then(|mut s| s.query_row(params![task_id, now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).optional())
+                    .map_err(db_err)?;
+                let Some((lot_id, worker_id, amount, commission, status)) = lot.filter(|l| l.4 == "frozen") else {
+                    return Err(EngineError::Conflict("the refund window for this task has closed".into()));
+                };
+                debug_assert_eq!(status, "frozen");
+                let price = amount + commission;
+                let entry = Entry::new(EntryKind::BuyerCredit, &task_id)
+                    .post(ledger::frozen(&worker_id), -amount)
+                    .post(ledger::REVENUE, -commission)
+                    .post(ledger::available(&buyer_id), price);
+                tx.apply(&entry, now_ms)?;
+                tx.conn
+                    .prepare_cached("UPDATE lots SET status = 'reversed' WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![lot_id]))
+                    .map_err(db_err)?;
+                tx.conn
+                    .prepare_cached("UPDATE tasks SET status = 'credited', credited_at = ?2 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![task_id, now_ms]))
+                    .map_err(db_err)?;
+                tx.conn
+                    .prepare_cached(
+                        "UPDATE balances SET total_earned_cents = total_earned_cents - ?2, version = version + 1 WHERE user_id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![worker_id, amount]))
+                    .map_err(db_err)?;
+                tx.conn
+                    .prepare_cached(
+                        "UPDATE workers SET credit_requests = credit_requests + 1, total_earned_cents = total_earned_cents - ?2 WHERE id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![worker_id, amount]))
+                    .map_err(db_err)?;
+                if let Some((stats, tier, _)) = tx.worker_stats(&worker_id)? {
+                    let placed = economics::placement(&cfg, &stats.tier_stats());
+                    if placed != tier {
+                        tx.set_tier(&worker_id, placed)?;
+                    }
+                }
+                tx.audit(&buyer_id, "task.credit", &serde_json::json!({ "task_id": task_id, "reason": reason, "cents": price }), now_ms)?;
+                let balance_after = tx.available(&buyer_id)?.unwrap_or(0);
+                Ok(Credited { task_id: task_id.clone(), credited_cents: price, balance_after_cents: balance_after, worker_id })
+            })
+        })
+    }
+
+    fn live_tasks(&self) -> StoreFuture<Vec<LiveTask>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare(&format!("SELECT {LIVE_COLS} FROM tasks WHERE status IN ('pending', 'assigned') ORDER BY seq"))
+                .map_err(db_err)?;
+            let rows = s.query_map([], live_from_row).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+    }
+
+    fn overdue(&self, now_ms: i64, limit: u32) -> StoreFuture<Vec<LiveTask>> {
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached(&format!(
+                    "SELECT {LIVE_COLS} FROM tasks WHERE status = 'assigned' AND deadline < ?1 ORDER BY deadline LIMIT ?2"
+                ))
+                .map_err(db_err)?;
+            let rows = s.query_map(params![now_ms, limit], live_from_row).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+    }
+
+    fn fail_stale(&self, created_before_ms: i64, limit: u32) -> StoreFuture<Vec<FailedTask>> {
+        self.write(move |tx| {
+            let stale: Vec<(String, String, i64)> = {
+                let mut s = tx
+                    .conn
+                    .prepare_cached(
+                        "SELECT id, buyer_id, price_cents FROM tasks WHERE status = 'pending' AND created_at < ?1 ORDER BY seq LIMIT ?2",
+                    )
+                    .map_err(db_err)?;
+                let rows = s
+                    .query_map(params![created_before_ms, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(db_err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+            };
+            let now_ms = crate::clock::now_ms();
+            let mut failed = Vec::with_capacity(stale.len());
+            for (task_id, buyer_id, price) in stale {
+                tx.refund(&task_id, &buyer_id, price, now_ms)?;
+                failed.push(FailedTask { task_id, buyer_id });
+            }
+            Ok(failed)
+        })
+    }
+
+    fn unfreeze_due(&self, now_ms: i64, limit: u32) -> StoreFuture<u64> {
+        self.write(move |tx| {
+            let due: Vec<(i64, String, String, i64)> = {
+                let mut s = tx
+                    .conn
+                    .prepare_cached(
+                        "SELECT id, worker_id, task_id, amount_cents FROM lots
+                         WHERE status = 'frozen' AND release_at <= ?1 ORDER BY release_at LIMIT ?2",
+                    )
+                    .map_err(db_err)?;
+                let rows = s
+                    .query_map(params![now_ms, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .map_err(db_err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+            };
+            for (lot_id, worker_id, task_id, amount) in &due {
+                if *amount > 0 {
+                    let entry = Entry::new(EntryKind::Unfreeze, task_id)
+                        .transfer(ledger::frozen(worker_id), ledger::available(worker_id), *amount);
+                    tx.apply(&entry, now_ms)?;
+                }
+                tx.conn
+                    .prepare_cached("UPDATE lots SET status = 'released' WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![lot_id]))
+                    .map_err(db_err)?;
+            }
+            Ok(due.len() as u64)
+        })
+    }
+
+    fn next_unfreeze_ms(&self) -> StoreFuture<Option<i64>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT min(release_at) FROM lots WHERE status = 'frozen'")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(db_err)
+        })
+    }
+
+    fn admin_credit(&self, user_id: String, amount_cents: i64, reason: String, admin_id: String, now_ms: i64, idem: Option<IdemKey>) -> StoreFuture<AdminCredited> {
+        self.write(move |tx| {
+            tx.idempotent(idem.as_ref(), now_ms, |c| c, |tx| {
+                if tx.available(&user_id)?.is_none() {
+                    return Err(EngineError::NotFound(format!("no user {user_id}")));
+                }
+                let entry = Entry::new(EntryKind::AdminCredit, &user_id)
+                    .transfer(ledger::PROMOTIONS, ledger::available(&user_id), amount_cents);
+                tx.apply(&entry, now_ms)?;
+                tx.audit(
+                    &admin_id,
+                    "admin.credit",
+                    &serde_json::json!({ "user_id": user_id, "amount_cents": amount_cents, "reason": reason }),
+                    now_ms,
+                )?;
+                let balance_after_cents = tx.available(&user_id)?.unwrap_or(0);
+                Ok(AdminCredited { user_id: user_id.clone(), amount_cents, balance_after_cents })
+            })
+        })
+    }
+
+    fn load_config(&self) -> StoreFuture<BTreeMap<String, StoredConfig>> {
+        self.read(|c| {
+            let mut s = c.prepare("SELECT key, doc, version, updated_at, updated_by FROM config").map_err(db_err)?;
+            let rows = s
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .map_err(db_err)?;
+            let mut out = BTreeMap::new();
+            for row in rows {
+                let (key, doc, version, updated_at_ms, updated_by) = row.map_err(db_err)?;
+                let doc = serde_json::from_str(&doc).map_err(json_err)?;
+                out.insert(key, StoredConfig { doc, version, updated_at_ms, updated_by });
+            }
+            Ok(out)
+        })
+    }
+
+    fn seed_config(&self, docs: BTreeMap<String, Value>, now_ms: i64) -> StoreFuture<u32> {
+        self.write(move |tx| {
+            let mut added = 0;
+            for (key, doc) in docs {
+                added += tx
+                    .conn
+                    .prepare_cached("INSERT OR IGNORE INTO config (key, doc, version, updated_at, updated_by) VALUES (?1, ?2, 1, ?3, 'seed')")
+                    .and_then(|mut s| s.execute(params![key, doc.to_string(), now_ms]))
+                    .map_err(db_err)? as u32;
+            }
+            Ok(added)
+        })
+    }
+
+    fn put_config(&self, key: String, doc: Value, expected_version: Option<i64>, admin_id: String, now_ms: i64) -> StoreFuture<StoredConfig> {
+        self.write(move |tx| {
+            let current: Option<i64> = tx
+                .conn
+                .prepare_cached("SELECT version FROM config WHERE key = ?1")
+                .and_then(|mut s| s.query_row(params![key], |r| r.get(0)).optional())
+                .map_err(db_err)?;
+            let current = current.unwrap_or(0);
+            if let Some(expected) = expected_version.filter(|v| *v != current) {
+                return Err(EngineError::Conflict(format!(
+                    "config {key} is at version {current}, not {expected}: read it again and reapply your change"
+                )));
+            }
+            let version = current + 1;
+            tx.conn
+                .prepare_cached(
+                    "INSERT INTO config (key, doc, version, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (key) DO UPDATE SET doc = excluded.doc, version = excluded.version,
+                        updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                )
+                .and_then(|mut s| s.execute(params![key, doc.to_string(), version, now_ms, admin_id]))
+                .map_err(db_err)?;
+            tx.audit(&admin_id, "config.put", &serde_json::json!({ "key": key, "version": version, "doc": doc }), now_ms)?;
+            Ok(StoredConfig { doc, version, updated_at_ms: now_ms, updated_by: Some(admin_id) })
+        })
+    }
+
+    fn audit(&self) -> StoreFuture<AuditReport> {
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let c = open_reader(&path)?;
+                // One read transaction: every query sees the same snapshot.
+                c.execute_batch("BEGIN").map_err(db_err)?;
+                let report = audit_snapshot(&c);
+                let _ = c.execute_batch("COMMIT");
+                report
+            })
+            .await
+            .map_err(EngineError::internal)?
+        })
+    }
+}
+
+/// Counts characters of the output's text: the `text` field when there is one, else the JSON.
+fn output_text_len(output: &str) -> usize {
+    match serde_json::from_str::<Value>(output) {
+        Ok(Value::Object(o)) => match o.get("text") {
+            Some(Value::String(s)) => s.chars().count(),
+            _ => output.chars().count(),
+        },
+        Ok(Value::String(s)) => s.chars().count(),
+        _ => output.chars().count(),
+    }
+}
+
+fn audit_snapshot(c: &Connection) -> Result<AuditReport, EngineError> {
+    let mut violations = Vec::new();
+    let q = |sql: &str| -> Result<Vec<(String, i64, i64)>, EngineError> {
+        let mut s = c.prepare(sql).map_err(db_err)?;
+        let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    };
+    // Stored balances of every account, as (account, stored, 0).
+    let mut stored: BTreeMap<String, i64> = BTreeMap::new();
+    for (user, available, frozen) in q("SELECT user_id, available_cents, frozen_cents FROM balances")? {
+        stored.insert(ledger::available(&user), available);
+        stored.insert(ledger::frozen(&user), frozen);
+    }
+    for (id, balance, _) in q("SELECT id, balance_cents, 0 FROM accounts")? {
+        stored.insert(id, balance);
+    }
+    let sum_cents: i64 = stored.values().sum();
+    if sum_cents != 0 {
+        violations.push(format!("accounts sum to {sum_cents} cents, not zero"));
+    }
+    for (account, balance) in &stored {
+        if *balance < 0 && !ledger::may_go_negative(account) {
+            violations.push(format!("{account} is negative: {balance}"));
+        }
+    }
+    // Invariant 4: replaying the postings gives the stored balances.
+    let replayed: BTreeMap<String, i64> = q("SELECT account, sum(amount_cents), count(*) FROM postings GROUP BY account")?
+        .into_iter()
+        .map(|(a, s, _)| (a, s))
+        .collect();
+    for (account, balance) in &stored {
+        let r = replayed.get(account).copied().unwrap_or(0);
+        if r != *balance {
+            violations.push(format!("{account}: stored {balance} but postings sum to {r}"));
+        }
+    }
+    for account in replayed.keys().filter(|a| !stored.contains_key(*a)) {
+        violations.push(format!("postings to unknown account {account}"));
+    }
+    // Every entry balances.
+    for (entry, sum, _) in q("SELECT entry_id, sum(amount_cents), 0 FROM postings GROUP BY entry_id HAVING sum(amount_cents) <> 0")? {
+        violations.push(format!("entry {entry} is unbalanced by {sum}"));
+    }
+    // Invariant 3: live tasks hold exactly their price in escrow, others nothing.
+    for (task, held, price) in q(
+        "SELECT t.id, coalesce(e.held, 0), CASE WHEN t.status IN ('pending', 'assigned') THEN t.price_cents ELSE 0 END
+         FROM tasks t LEFT JOIN (SELECT task_id, sum(amount_cents) AS held FROM postings
+                                 WHERE account = 'platform:escrow' GROUP BY task_id) e ON e.task_id = t.id
+         WHERE coalesce(e.held, 0) <> CASE WHEN t.status IN ('pending', 'assigned') THEN t.price_cents ELSE 0 END",
+    )? {
+        violations.push(format!("task {task} holds {held} in escrow, expected {price}"));
+    }
+    // Invariant 5: frozen balances are the sum of frozen lots.
+    for (user, frozen, lots) in q(
+        "SELECT b.user_id, b.frozen_cents, coalesce(l.s, 0) FROM balances b
+         LEFT JOIN (SELECT worker_id, sum(amount_cents) AS s FROM lots WHERE status = 'frozen' GROUP BY worker_id) l
+           ON l.worker_id = b.user_id
+         WHERE b.frozen_cents <> coalesce(l.s, 0)",
+    )? {
+        violations.push(format!("{user}: frozen {frozen} but frozen lots sum to {lots}"));
+    }
+    let entries: i64 = c.query_row("SELECT count(*) FROM entries", [], |r| r.get(0)).map_err(db_err)?;
+    Ok(AuditReport {
+        ok: violations.is_empty(),
+        sum_cents,
+        accounts: stored.len() as u64,
+        entries: entries as u64,
+        violations,
+    })
+}

@@ -1,0 +1,103 @@
+//! Supervisor: the node's schedules. It releases frozen earnings as their windows end (checked
+//! every second), returns overdue assigned tasks to the Dispatcher (the safety net behind the
+//! Dispatcher's own timers, for tasks whose timer was lost in a restart or lives on another node),
+//! and fails pending tasks nobody took within `dispatch.pending_ttl_seconds`, refunding them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::clock::now_ms;
+use crate::config::ConfigHandle;
+use crate::dispatcher::{Dispatcher, Overdue, TasksFailed};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+const UNFREEZE_EVERY: Duration = Duration::from_secs(1);
+const OVERDUE_EVERY: Duration = Duration::from_secs(5);
+/// An assigned task this far past its deadline is handed back by the sweep.
+const OVERDUE_GRACE_MS: i64 = 2_000;
+const STALE_EVERY: Duration = Duration::from_secs(30);
+const BATCH: u32 = 1_000;
+
+pub struct Supervisor {
+    store: Arc<dyn Store>,
+    config: ConfigHandle,
+    dispatcher: Addr<Dispatcher>,
+    metrics: Arc<Metrics>,
+    unfreezing: bool,
+}
+
+impl Supervisor {
+    pub fn new(store: Arc<dyn Store>, config: ConfigHandle, dispatcher: Addr<Dispatcher>, metrics: Arc<Metrics>) -> Self {
+        Supervisor { store, config, dispatcher, metrics, unfreezing: false }
+    }
+
+    fn unfreeze(&mut self, ctx: &mut Context<Self>) {
+        if self.unfreezing {
+            return;
+        }
+        self.unfreezing = true;
+        let store = self.store.clone();
+        let fut = async move {
+            let now = now_ms();
+            let mut released = 0;
+            // Read first, so that a quiet second costs no write transaction.
+            while store.next_unfreeze_ms().await?.is_some_and(|due| due <= now) {
+                let n = store.unfreeze_due(now, BATCH).await?;
+                released += n;
+                if n < u64::from(BATCH) {
+                    break;
+                }
+            }
+            Ok::<u64, crate::EngineError>(released)
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            act.unfreezing = false;
+            match res {
+                Ok(n) => {
+                    act.metrics.lots_released_total.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "unfreeze sweep failed"),
+            }
+        }));
+    }
+
+    fn overdue(&mut self, ctx: &mut Context<Self>) {
+        let fut = self.store.overdue(now_ms() - OVERDUE_GRACE_MS, BATCH);
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
+            Ok(tasks) => {
+                for t in tasks {
+                    act.dispatcher.do_send(Overdue(t));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "overdue sweep failed"),
+        }));
+    }
+
+    fn stale(&mut self, ctx: &mut Context<Self>) {
+        let ttl_ms = (self.config.get().dispatch.pending_ttl_seconds as i64).saturating_mul(1000);
+        let fut = self.store.fail_stale(now_ms().saturating_sub(ttl_ms), BATCH);
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
+            Ok(failed) if !failed.is_empty() => {
+                tracing::info!(count = failed.len(), "failed and refunded stale pending tasks");
+                act.dispatcher.do_send(TasksFailed(failed.into_iter().map(|f| f.task_id).collect()));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "stale sweep failed"),
+        }));
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.unfreeze(ctx);
+        self.stale(ctx);
+        ctx.run_interval(UNFREEZE_EVERY, |act, ctx| act.unfreeze(ctx));
+        ctx.run_interval(OVERDUE_EVERY, |act, ctx| act.overdue(ctx));
+        ctx.run_interval(STALE_EVERY, |act, ctx| act.stale(ctx));
+    }
+}
