@@ -1,1 +1,90 @@
-fn main(){}
+//! The `clawjobs` binary: settings, logging, and the start-up of store → actors → web.
+
+mod settings;
+
+use std::net::TcpListener;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use clawjobs_actors::Engine;
+use clawjobs_actors::config::PlatformConfig;
+
+use settings::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "clawjobs",
+    version,
+    about = "Real-time marketplace server for AI task work"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server on the embedded store.
+    Serve(ServeArgs),
+    /// Check the platform config file and print the documents it would seed.
+    CheckConfig(ServeArgs),
+}
+
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long)]
+    bind: Option<String>,
+    /// Directory of the embedded store.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Server settings file.
+    #[arg(long, default_value = "config/default.toml")]
+    config: std::path::PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig(args) => {
+            let settings = Settings::load(&args)?;
+            let docs = PlatformConfig::docs_from_toml(&settings.platform_toml()?)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", serde_json::to_string_pretty(&docs)?);
+            Ok(())
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(&args)?;
+    settings.init_tracing();
+    let platform_toml = settings.platform_toml()?;
+    let system = actix::System::new();
+    system.block_on(async move {
+        let engine = Engine::start_sqlite(&settings.data_dir, &platform_toml)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the engine: {e}"))?;
+        if let Some(token) = &settings.admin_token {
+            engine
+                .ensure_admin_token(token)
+                .await
+                .map_err(|e| anyhow::anyhow!("admin token: {e}"))?;
+        }
+        let listener = TcpListener::bind(&settings.bind)
+            .with_context(|| format!("cannot bind {}", settings.bind))?;
+        let addr = listener.local_addr()?;
+        let server = clawjobs_web::server(engine.clone(), listener, settings.workers)?;
+        tracing::info!(%addr, data_dir = %settings.data_dir.display(), "clawjobs listening");
+        // Tests and scripts read this line to learn the port.
+        println!("clawjobs listening on http://{addr}");
+        server.await?;
+        engine
+            .shutdown()
+            .await
+            .map_err(|e| anyhow::anyhow!("flushing the store: {e}"))?;
+        tracing::info!("clawjobs stopped");
+        Ok(())
+    })
+}

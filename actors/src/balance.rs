@@ -31,7 +31,9 @@ pub fn registry() -> (BalanceObserver, BankSeed) {
     let registry: Registry = Arc::default();
     let weak = Arc::downgrade(&registry);
     let observer: BalanceObserver = Box::new(move |snapshots: &[BalanceSnapshot]| {
-        let Some(registry) = weak.upgrade() else { return };
+        let Some(registry) = weak.upgrade() else {
+            return;
+        };
         let Ok(map) = registry.lock() else { return };
         for s in snapshots {
             if let Some(addr) = map.get(&s.user_id) {
@@ -46,7 +48,10 @@ pub struct BankSeed(Registry);
 
 impl BankSeed {
     pub fn into_bank(self, store: Arc<dyn Store>) -> Bank {
-        Bank { registry: self.0, store }
+        Bank {
+            registry: self.0,
+            store,
+        }
     }
 }
 
@@ -113,7 +118,11 @@ pub struct BalanceActor {
 
 impl BalanceActor {
     fn observe(&mut self, s: BalanceSnapshot) {
-        if self.snapshot.as_ref().is_none_or(|cur| s.version > cur.version) {
+        if self
+            .snapshot
+            .as_ref()
+            .is_none_or(|cur| s.version > cur.version)
+        {
             self.snapshot = Some(s);
         }
     }
@@ -188,7 +197,10 @@ impl Handler<PostTask> for BalanceActor {
         if task.idempotency.is_none() {
             let available = self.snapshot.as_ref().map_or(0, |s| s.available_cents);
             if available < price {
-                let err = EngineError::InsufficientBalance { needed_cents: price, available_cents: available };
+                let err = EngineError::InsufficientBalance {
+                    needed_cents: price,
+                    available_cents: available,
+                };
                 return Box::pin(fut::ready(Err(err)));
             }
         }

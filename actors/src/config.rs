@@ -234,7 +234,10 @@ fn invalid(field: &str, message: impl Into<String>) -> EngineError {
 
 pub fn validate_pricing(p: &Pricing) -> Result<(), EngineError> {
     if p.is_empty() {
-        return Err(invalid("pricing", "pricing must list at least one task type"));
+        return Err(invalid(
+            "pricing",
+            "pricing must list at least one task type",
+        ));
     }
     for (name, rule) in p {
         let field = format!("pricing.{name}");
@@ -248,7 +251,10 @@ pub fn validate_pricing(p: &Pricing) -> Result<(), EngineError> {
         }
         if let Some(steps) = &rule.multi_turn {
             if steps.is_empty() {
-                return Err(invalid(&field, "multi_turn, when present, needs at least one step"));
+                return Err(invalid(
+                    &field,
+                    "multi_turn, when present, needs at least one step",
+                ));
             }
             let mut last = 0;
             for s in steps {
@@ -274,11 +280,20 @@ pub fn validate_pricing(p: &Pricing) -> Result<(), EngineError> {
 pub fn compile_tiers(t: &TiersDoc) -> Result<Vec<TierLevel>, EngineError> {
     let mut levels = Vec::with_capacity(t.levels.len());
     for (name, l) in &t.levels {
-        if name.is_empty() || name.len() > 32 || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-            return Err(invalid("tiers.levels", format!("tier name {name:?} must be lowercase letters")));
+        if name.is_empty()
+            || name.len() > 32
+            || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        {
+            return Err(invalid(
+                "tiers.levels",
+                format!("tier name {name:?} must be lowercase letters"),
+            ));
         }
         if name == "suspicious" {
-            return Err(invalid("tiers.levels", "\"suspicious\" is reserved for QA rates"));
+            return Err(invalid(
+                "tiers.levels",
+                "\"suspicious\" is reserved for QA rates",
+            ));
         }
         let f = |what: &str| format!("tiers.levels.{name}.{what}");
         levels.push(TierLevel {
@@ -293,12 +308,18 @@ pub fn compile_tiers(t: &TiersDoc) -> Result<Vec<TierLevel>, EngineError> {
     match levels.first() {
         None => return Err(invalid("tiers.levels", "at least one tier is needed")),
         Some(first) if first.min_tasks != 0 => {
-            return Err(invalid("tiers.levels", "the lowest tier must have min_tasks 0"));
+            return Err(invalid(
+                "tiers.levels",
+                "the lowest tier must have min_tasks 0",
+            ));
         }
         Some(_) => {}
     }
     if levels.windows(2).any(|w| w[0].min_tasks == w[1].min_tasks) {
-        return Err(invalid("tiers.levels", "two tiers cannot share the same min_tasks"));
+        return Err(invalid(
+            "tiers.levels",
+            "two tiers cannot share the same min_tasks",
+        ));
     }
     Ok(levels)
 }
@@ -308,7 +329,10 @@ pub fn compile_volume_discounts(c: &CommissionsDoc) -> Result<Vec<(u64, RateBp)>
     for (i, v) in c.volume_discounts.iter().enumerate() {
         steps.push((
             v.min_tasks,
-            rate_bp(&format!("commissions.volume_discounts[{i}].commission"), v.commission)?,
+            rate_bp(
+                &format!("commissions.volume_discounts[{i}].commission"),
+                v.commission,
+            )?,
         ));
     }
     steps.sort_by_key(|s| s.0);
@@ -327,7 +351,10 @@ fn validate_commissions(c: &CommissionsDoc) -> Result<(), EngineError> {
     rate_bp("commissions.subscription", c.subscription)?;
     compile_volume_discounts(c)?;
     if c.freeze_seconds > 365 * 86_400 {
-        return Err(invalid("commissions.freeze_seconds", "freeze_seconds is at most one year"));
+        return Err(invalid(
+            "commissions.freeze_seconds",
+            "freeze_seconds is at most one year",
+        ));
     }
     Ok(())
 }
@@ -335,14 +362,24 @@ fn validate_commissions(c: &CommissionsDoc) -> Result<(), EngineError> {
 fn validate_signup(s: &SignupDoc) -> Result<(), EngineError> {
     for (field, v) in [
         ("signup.buyer_free_credit_cents", s.buyer_free_credit_cents),
-        ("signup.referral_buyer_credit_cents", s.referral_buyer_credit_cents),
+        (
+            "signup.referral_buyer_credit_cents",
+            s.referral_buyer_credit_cents,
+        ),
     ] {
         if !(0..=MAX_PRICE_CENTS).contains(&v) {
-            return Err(invalid(field, format!("{field} must be between 0 and {MAX_PRICE_CENTS}")));
+            return Err(invalid(
+                field,
+                format!("{field} must be between 0 and {MAX_PRICE_CENTS}"),
+            ));
         }
     }
-    if !s.first_deposit_bonus_pct.is_finite() || !(0.0..=10.0).contains(&s.first_deposit_bonus_pct) {
-        return Err(invalid("signup.first_deposit_bonus_pct", "must be between 0 and 10"));
+    if !s.first_deposit_bonus_pct.is_finite() || !(0.0..=10.0).contains(&s.first_deposit_bonus_pct)
+    {
+        return Err(invalid(
+            "signup.first_deposit_bonus_pct",
+            "must be between 0 and 10",
+        ));
     }
     rate_bp("signup.referral_seller_pct", s.referral_seller_pct)?;
     Ok(())
@@ -353,24 +390,48 @@ fn validate_qa(q: &QaDoc) -> Result<(), EngineError> {
         rate_bp(&format!("qa.spot_check_rates.{tier}"), *rate)?;
     }
     rate_bp("qa.shadow_execution_rate", q.shadow_execution_rate)?;
-    let pass = rate_bp("qa.similarity_thresholds.pass", q.similarity_thresholds.pass)?;
-    let flag = rate_bp("qa.similarity_thresholds.flag", q.similarity_thresholds.flag)?;
+    let pass = rate_bp(
+        "qa.similarity_thresholds.pass",
+        q.similarity_thresholds.pass,
+    )?;
+    let flag = rate_bp(
+        "qa.similarity_thresholds.flag",
+        q.similarity_thresholds.flag,
+    )?;
     if flag > pass {
-        return Err(invalid("qa.similarity_thresholds", "flag must not be above pass"));
+        return Err(invalid(
+            "qa.similarity_thresholds",
+            "flag must not be above pass",
+        ));
     }
     if q.penalty.first_fail != "warning" {
-        return Err(invalid("qa.penalty.first_fail", "first_fail must be \"warning\""));
+        return Err(invalid(
+            "qa.penalty.first_fail",
+            "first_fail must be \"warning\"",
+        ));
     }
-    rate_bp("qa.penalty.second_fail.deduct_pct", q.penalty.second_fail.deduct_pct)?;
+    rate_bp(
+        "qa.penalty.second_fail.deduct_pct",
+        q.penalty.second_fail.deduct_pct,
+    )?;
     Ok(())
 }
 
 fn validate_rate_limits(r: &RateLimitsDoc) -> Result<(), EngineError> {
     let positive = [
-        ("rate_limits.registration.per_ip_per_min", r.registration.per_ip_per_min),
-        ("rate_limits.registration.fingerprint_per_hour", r.registration.fingerprint_per_hour),
+        (
+            "rate_limits.registration.per_ip_per_min",
+            r.registration.per_ip_per_min,
+        ),
+        (
+            "rate_limits.registration.fingerprint_per_hour",
+            r.registration.fingerprint_per_hour,
+        ),
         ("rate_limits.work_next.new_per_min", r.work_next.new_per_min),
-        ("rate_limits.work_next.established_per_min", r.work_next.established_per_min),
+        (
+            "rate_limits.work_next.established_per_min",
+            r.work_next.established_per_min,
+        ),
         ("rate_limits.task_submit.per_min", r.task_submit.per_min),
     ];
     for (field, v) in positive {
@@ -389,9 +450,14 @@ fn validate_rate_limits(r: &RateLimitsDoc) -> Result<(), EngineError> {
 
 fn validate_dispatch(d: &DispatchDoc) -> Result<(), EngineError> {
     if d.min_timeout_seconds == 0 {
-        return Err(invalid("dispatch.min_timeout_seconds", "must be at least 1"));
+        return Err(invalid(
+            "dispatch.min_timeout_seconds",
+            "must be at least 1",
+        ));
     }
-    if !(d.min_timeout_seconds <= d.default_timeout_seconds && d.default_timeout_seconds <= d.max_timeout_seconds) {
+    if !(d.min_timeout_seconds <= d.default_timeout_seconds
+        && d.default_timeout_seconds <= d.max_timeout_seconds)
+    {
         return Err(invalid(
             "dispatch",
             "need min_timeout_seconds <= default_timeout_seconds <= max_timeout_seconds",
@@ -401,10 +467,16 @@ fn validate_dispatch(d: &DispatchDoc) -> Result<(), EngineError> {
         return Err(invalid("dispatch.max_timeout_seconds", "at most one week"));
     }
     if d.max_attempts == 0 || d.expiries_before_suspension == 0 {
-        return Err(invalid("dispatch", "max_attempts and expiries_before_suspension must be at least 1"));
+        return Err(invalid(
+            "dispatch",
+            "max_attempts and expiries_before_suspension must be at least 1",
+        ));
     }
     if d.pending_ttl_seconds == 0 {
-        return Err(invalid("dispatch.pending_ttl_seconds", "must be at least 1"));
+        return Err(invalid(
+            "dispatch.pending_ttl_seconds",
+            "must be at least 1",
+        ));
     }
     Ok(())
 }
@@ -464,7 +536,11 @@ pub fn normalise_doc(key: &str, mut doc: Value) -> Result<Value, EngineError> {
             validate_dispatch(&d)?;
             back(&d)
         }
-        other => return Err(EngineError::NotFound(format!("no config document named {other:?}"))),
+        other => {
+            return Err(EngineError::NotFound(format!(
+                "no config document named {other:?}"
+            )));
+        }
     })
 }
 
@@ -516,10 +592,9 @@ impl PlatformConfig {
             .map_err(|e| EngineError::validation(format!("platform config file: {e}")))?;
         let mut out = BTreeMap::new();
         for key in KEYS {
-            let doc = all
-                .get(*key)
-                .cloned()
-                .ok_or_else(|| EngineError::validation(format!("platform config file lacks [{key}]")))?;
+            let doc = all.get(*key).cloned().ok_or_else(|| {
+                EngineError::validation(format!("platform config file lacks [{key}]"))
+            })?;
             out.insert(key.to_string(), normalise_doc(key, doc)?);
         }
         Ok(out)
@@ -531,13 +606,17 @@ impl PlatformConfig {
 
     pub fn lowest_tier(&self) -> &str {
         // compile_tiers guarantees at least one level.
-        self.tier_levels.first().map(|t| t.name.as_str()).unwrap_or("new")
+        self.tier_levels
+            .first()
+            .map(|t| t.name.as_str())
+            .unwrap_or("new")
     }
 
     /// The built-in defaults, compiled. Panics only if the shipped file is broken, which a unit
     /// test guards.
     pub fn builtin() -> PlatformConfig {
-        let docs = Self::docs_from_toml(Self::defaults_toml()).expect("shipped platform.toml is valid");
+        let docs =
+            Self::docs_from_toml(Self::defaults_toml()).expect("shipped platform.toml is valid");
         let docs = docs.into_iter().map(|(k, v)| (k, (v, 1))).collect();
         Self::from_docs(&docs).expect("shipped platform.toml compiles")
     }
@@ -581,13 +660,28 @@ mod tests {
         let bad = [
             ("pricing", serde_json::json!({})),
             ("pricing", serde_json::json!({"chat": {"base_cents": 0}})),
-            ("pricing", serde_json::json!({"chat": {"base_cents": 2, "multi_turn": [{"up_to_message": 3, "price_cents": 2}, {"up_to_message": 3, "price_cents": 5}]}})),
+            (
+                "pricing",
+                serde_json::json!({"chat": {"base_cents": 2, "multi_turn": [{"up_to_message": 3, "price_cents": 2}, {"up_to_message": 3, "price_cents": 5}]}}),
+            ),
             ("pricing", serde_json::json!({"Chat!": {"base_cents": 2}})),
-            ("pricing", serde_json::json!({"chat": {"base_cents": 2, "typo": 1}})),
+            (
+                "pricing",
+                serde_json::json!({"chat": {"base_cents": 2, "typo": 1}}),
+            ),
             ("tiers", serde_json::json!({"levels": {}})),
-            ("tiers", serde_json::json!({"levels": {"new": {"min_tasks": 5, "min_completion": 0, "max_credit_rate": 1, "commission": 0.2}}})),
-            ("tiers", serde_json::json!({"levels": {"new": {"min_tasks": 0, "min_completion": 0, "max_credit_rate": 1, "commission": 1.5}}})),
-            ("signup", serde_json::json!({"buyer_free_credit_cents": -1, "first_deposit_bonus_pct": 0.2, "referral_buyer_credit_cents": 0, "referral_seller_pct": 0.05})),
+            (
+                "tiers",
+                serde_json::json!({"levels": {"new": {"min_tasks": 5, "min_completion": 0, "max_credit_rate": 1, "commission": 0.2}}}),
+            ),
+            (
+                "tiers",
+                serde_json::json!({"levels": {"new": {"min_tasks": 0, "min_completion": 0, "max_credit_rate": 1, "commission": 1.5}}}),
+            ),
+            (
+                "signup",
+                serde_json::json!({"buyer_free_credit_cents": -1, "first_deposit_bonus_pct": 0.2, "referral_buyer_credit_cents": 0, "referral_seller_pct": 0.05}),
+            ),
             ("nope", serde_json::json!({})),
             ("pricing", serde_json::json!([1, 2])),
         ];

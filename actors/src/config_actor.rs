@@ -20,12 +20,23 @@ pub struct ConfigActor {
 }
 
 impl ConfigActor {
-    pub fn new(store: Arc<dyn Store>, handle: ConfigHandle, docs: BTreeMap<String, StoredConfig>) -> Self {
-        ConfigActor { store, handle, docs }
+    pub fn new(
+        store: Arc<dyn Store>,
+        handle: ConfigHandle,
+        docs: BTreeMap<String, StoredConfig>,
+    ) -> Self {
+        ConfigActor {
+            store,
+            handle,
+            docs,
+        }
     }
 
     /// Seeds missing documents from the platform TOML, then loads and compiles them all.
-    pub async fn load(store: &Arc<dyn Store>, platform_toml: &str) -> Result<(PlatformConfig, BTreeMap<String, StoredConfig>), EngineError> {
+    pub async fn load(
+        store: &Arc<dyn Store>,
+        platform_toml: &str,
+    ) -> Result<(PlatformConfig, BTreeMap<String, StoredConfig>), EngineError> {
         let defaults = PlatformConfig::docs_from_toml(platform_toml)?;
         let added = store.seed_config(defaults, crate::clock::now_ms()).await?;
         if added > 0 {
@@ -38,7 +49,10 @@ impl ConfigActor {
 }
 
 fn compile(docs: &BTreeMap<String, StoredConfig>) -> Result<PlatformConfig, EngineError> {
-    let raw = docs.iter().map(|(k, d)| (k.clone(), (d.doc.clone(), d.version))).collect();
+    let raw = docs
+        .iter()
+        .map(|(k, d)| (k.clone(), (d.doc.clone(), d.version)))
+        .collect();
     PlatformConfig::from_docs(&raw)
 }
 
@@ -54,7 +68,11 @@ impl Handler<GetConfig> for ConfigActor {
     type Result = Result<StoredConfig, EngineError>;
     fn handle(&mut self, msg: GetConfig, _: &mut Context<Self>) -> Self::Result {
         self.docs.get(&msg.0).cloned().ok_or_else(|| {
-            EngineError::NotFound(format!("no config document named {:?}; known: {}", msg.0, crate::config::KEYS.join(", ")))
+            EngineError::NotFound(format!(
+                "no config document named {:?}; known: {}",
+                msg.0,
+                crate::config::KEYS.join(", ")
+            ))
         })
     }
 }
@@ -76,7 +94,15 @@ impl Handler<PutConfig> for ConfigActor {
             // The whole config must still compile with the new document in place.
             let mut next = self.docs.clone();
             let version = next.get(&msg.key).map_or(0, |d| d.version) + 1;
-            next.insert(msg.key.clone(), StoredConfig { doc: doc.clone(), version, updated_at_ms: 0, updated_by: None });
+            next.insert(
+                msg.key.clone(),
+                StoredConfig {
+                    doc: doc.clone(),
+                    version,
+                    updated_at_ms: 0,
+                    updated_by: None,
+                },
+            );
             compile(&next).map(|_| doc)
         });
         let doc = match checked {
@@ -84,7 +110,13 @@ impl Handler<PutConfig> for ConfigActor {
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let key = msg.key.clone();
-        let fut = self.store.put_config(msg.key, doc, expected_version, msg.admin_id, crate::clock::now_ms());
+        let fut = self.store.put_config(
+            msg.key,
+            doc,
+            expected_version,
+            msg.admin_id,
+            crate::clock::now_ms(),
+        );
         // `wait`: no other message is handled until this change is stored and in force.
         let (tx, rx) = tokio::sync::oneshot::channel();
         ctx.wait(fut.into_actor(self).map(move |res, act, _| {
@@ -96,7 +128,11 @@ impl Handler<PutConfig> for ConfigActor {
             let _ = tx.send(res);
         }));
         Box::pin(
-            async move { rx.await.unwrap_or_else(|_| Err(EngineError::internal("config change dropped"))) }.into_actor(self),
+            async move {
+                rx.await
+                    .unwrap_or_else(|_| Err(EngineError::internal("config change dropped")))
+            }
+            .into_actor(self),
         )
     }
 }

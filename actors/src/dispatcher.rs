@@ -57,7 +57,12 @@ struct Pending {
 
 impl From<&LiveTask> for Pending {
     fn from(t: &LiveTask) -> Self {
-        Pending { seq: t.seq, task_id: t.task_id.clone(), task_type: t.task_type.clone(), price_cents: t.price_cents }
+        Pending {
+            seq: t.seq,
+            task_id: t.task_id.clone(),
+            task_type: t.task_type.clone(),
+            price_cents: t.price_cents,
+        }
     }
 }
 
@@ -100,10 +105,14 @@ impl Dispatcher {
     fn take_match(&mut self, spec: &ClaimSpec) -> Option<Pending> {
         let mut best: Option<(&String, i64)> = None;
         for (task_type, queue) in &self.pending {
-            if (!spec.accept.is_empty() && !spec.accept.contains(task_type)) || spec.reject.contains(task_type) {
+            if (!spec.accept.is_empty() && !spec.accept.contains(task_type))
+                || spec.reject.contains(task_type)
+            {
                 continue;
             }
-            if let Some((seq, _)) = queue.iter().find(|(_, p)| p.price_cents >= spec.min_price_cents)
+            if let Some((seq, _)) = queue
+                .iter()
+                .find(|(_, p)| p.price_cents >= spec.min_price_cents)
                 && best.is_none_or(|(_, b)| *seq < b)
             {
                 best = Some((task_type, *seq));
@@ -122,7 +131,13 @@ impl Dispatcher {
     }
 
     fn insert_pending(&mut self, p: Pending) {
-        if self.pending.entry(p.task_type.clone()).or_default().insert(p.seq, p).is_none() {
+        if self
+            .pending
+            .entry(p.task_type.clone())
+            .or_default()
+            .insert(p.seq, p)
+            .is_none()
+        {
             self.pending_count += 1;
         }
     }
@@ -130,7 +145,11 @@ impl Dispatcher {
     fn remove_pending(&mut self, task_id: &str) {
         let mut emptied = None;
         for (task_type, queue) in self.pending.iter_mut() {
-            if let Some(seq) = queue.iter().find(|(_, p)| p.task_id == task_id).map(|(s, _)| *s) {
+            if let Some(seq) = queue
+                .iter()
+                .find(|(_, p)| p.task_id == task_id)
+                .map(|(s, _)| *s)
+            {
                 queue.remove(&seq);
                 self.pending_count -= 1;
                 if queue.is_empty() {
@@ -147,7 +166,11 @@ impl Dispatcher {
     /// A task is free: hand it to the first waiting worker that takes it, or index it.
     fn offer(&mut self, task: Pending, ctx: &mut Context<Self>) {
         self.parked.retain(|c| !c.reply.is_closed());
-        if let Some(i) = self.parked.iter().position(|c| c.spec.accepts(&task.task_type, task.price_cents)) {
+        if let Some(i) = self
+            .parked
+            .iter()
+            .position(|c| c.spec.accepts(&task.task_type, task.price_cents))
+        {
             if let Some(claimer) = self.parked.remove(i) {
                 self.claim(task, claimer, ctx);
                 return;
@@ -172,22 +195,39 @@ impl Dispatcher {
 
     fn claim(&mut self, task: Pending, claimer: Claimer, ctx: &mut Context<Self>) {
         self.offered += 1;
-        let fut = self.store.claim(task.task_id.clone(), claimer.spec.worker_id.clone(), now_ms());
+        let fut = self.store.claim(
+            task.task_id.clone(),
+            claimer.spec.worker_id.clone(),
+            now_ms(),
+        );
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.offered -= 1;
             act.claimed(task, claimer, res, ctx);
         }));
     }
 
-    fn claimed(&mut self, task: Pending, claimer: Claimer, res: Result<ClaimOutcome, EngineError>, ctx: &mut Context<Self>) {
-        let refuse = |act: &mut Self, task: Pending, claimer: Claimer, err: EngineError, ctx: &mut Context<Self>| {
+    fn claimed(
+        &mut self,
+        task: Pending,
+        claimer: Claimer,
+        res: Result<ClaimOutcome, EngineError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let refuse = |act: &mut Self,
+                      task: Pending,
+                      claimer: Claimer,
+                      err: EngineError,
+                      ctx: &mut Context<Self>| {
             act.offer(task, ctx);
             let _ = claimer.reply.send(Err(err));
         };
         match res {
             Ok(ClaimOutcome::Claimed(ct)) => {
-                let assignment =
-                    Assignment { worker_id: claimer.spec.worker_id.clone(), attempt: ct.attempt, deadline_ms: ct.deadline_ms };
+                let assignment = Assignment {
+                    worker_id: claimer.spec.worker_id.clone(),
+                    attempt: ct.attempt,
+                    deadline_ms: ct.deadline_ms,
+                };
                 match claimer.reply.send(Ok(Some(ct))) {
                     Ok(()) => {
                         Metrics::inc(&self.metrics.tasks_claimed_total);
@@ -202,21 +242,35 @@ impl Dispatcher {
                 self,
                 task,
                 claimer,
-                EngineError::Conflict("you already hold as many tasks as your limits.concurrent allows".into()),
+                EngineError::Conflict(
+                    "you already hold as many tasks as your limits.concurrent allows".into(),
+                ),
                 ctx,
             ),
-            Ok(ClaimOutcome::WorkerSuspended { until_ms }) => {
-                refuse(self, task, claimer, EngineError::Suspended { until: crate::clock::rfc3339(until_ms) }, ctx)
-            }
-            Ok(ClaimOutcome::UnknownWorker) => {
-                refuse(self, task, claimer, EngineError::Unauthorized("unknown worker".into()), ctx)
-            }
+            Ok(ClaimOutcome::WorkerSuspended { until_ms }) => refuse(
+                self,
+                task,
+                claimer,
+                EngineError::Suspended {
+                    until: crate::clock::rfc3339(until_ms),
+                },
+                ctx,
+            ),
+            Ok(ClaimOutcome::UnknownWorker) => refuse(
+                self,
+                task,
+                claimer,
+                EngineError::Unauthorized("unknown worker".into()),
+                ctx,
+            ),
             Err(e) => refuse(self, task, claimer, e, ctx),
         }
     }
 
     fn unclaim(&mut self, task: Pending, a: Assignment, ctx: &mut Context<Self>) {
-        let fut = self.store.unclaim(task.task_id.clone(), a.worker_id.clone(), a.attempt);
+        let fut = self
+            .store
+            .unclaim(task.task_id.clone(), a.worker_id.clone(), a.attempt);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(Some(_)) => act.offer(task, ctx),
             Ok(None) => {}
@@ -232,25 +286,44 @@ impl Dispatcher {
         let wait = Duration::from_millis((assignment.deadline_ms - now_ms()).max(0) as u64);
         let task_id = task.task_id.clone();
         let timer = ctx.run_later(wait, move |act, ctx| act.expire(&task_id, ctx));
-        if let Some(old) = self.held.insert(task.task_id.clone(), Held { pending: task, assignment, timer }) {
+        if let Some(old) = self.held.insert(
+            task.task_id.clone(),
+            Held {
+                pending: task,
+                assignment,
+                timer,
+            },
+        ) {
             ctx.cancel_future(old.timer);
         }
     }
 
     fn expire(&mut self, task_id: &str, ctx: &mut Context<Self>) {
-        let Some(held) = self.held.remove(task_id) else { return };
+        let Some(held) = self.held.remove(task_id) else {
+            return;
+        };
         ctx.cancel_future(held.timer);
         let a = held.assignment.clone();
-        let fut = self.store.expire(task_id.to_string(), a.worker_id.clone(), a.attempt, now_ms(), self.config.get());
+        let fut = self.store.expire(
+            task_id.to_string(),
+            a.worker_id.clone(),
+            a.attempt,
+            now_ms(),
+            self.config.get(),
+        );
         let task = held.pending;
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             let suspended = match res {
-                Ok(ExpireOutcome::Requeued { suspended_until_ms, .. }) => {
+                Ok(ExpireOutcome::Requeued {
+                    suspended_until_ms, ..
+                }) => {
                     Metrics::inc(&act.metrics.tasks_expired_total);
                     act.offer(task, ctx);
                     suspended_until_ms
                 }
-                Ok(ExpireOutcome::Failed { suspended_until_ms, .. }) => {
+                Ok(ExpireOutcome::Failed {
+                    suspended_until_ms, ..
+                }) => {
                     Metrics::inc(&act.metrics.tasks_expired_total);
                     Metrics::inc(&act.metrics.tasks_failed_total);
                     act.wake(&task.task_id);
@@ -261,8 +334,17 @@ impl Dispatcher {
                     // Try again shortly: the deadline has passed and the task must come back.
                     tracing::warn!(task = %task.task_id, error = %e, "expiry failed; retrying");
                     let task_id = task.task_id.clone();
-                    let timer = ctx.run_later(Duration::from_secs(1), move |act, ctx| act.expire(&task_id, ctx));
-                    act.held.insert(task.task_id.clone(), Held { pending: task, assignment: a, timer });
+                    let timer = ctx.run_later(Duration::from_secs(1), move |act, ctx| {
+                        act.expire(&task_id, ctx)
+                    });
+                    act.held.insert(
+                        task.task_id.clone(),
+                        Held {
+                            pending: task,
+                            assignment: a,
+                            timer,
+                        },
+                    );
                     None
                 }
             };
@@ -309,7 +391,14 @@ pub struct Claim {
 impl Handler<Claim> for Dispatcher {
     type Result = ();
     fn handle(&mut self, msg: Claim, ctx: &mut Context<Self>) {
-        self.serve(Claimer { spec: msg.spec, reply: msg.reply, park: msg.park }, ctx);
+        self.serve(
+            Claimer {
+                spec: msg.spec,
+                reply: msg.reply,
+                park: msg.park,
+            },
+            ctx,
+        );
     }
 }
 
@@ -385,8 +474,14 @@ impl Handler<Overdue> for Dispatcher {
     type Result = ();
     fn handle(&mut self, msg: Overdue, ctx: &mut Context<Self>) {
         let task = msg.0;
-        let Some(a) = task.assigned.clone() else { return };
-        if self.held.get(&task.task_id).is_none_or(|h| h.assignment != a) {
+        let Some(a) = task.assigned.clone() else {
+            return;
+        };
+        if self
+            .held
+            .get(&task.task_id)
+            .is_none_or(|h| h.assignment != a)
+        {
             self.hold(Pending::from(&task), a, ctx);
         }
         self.expire(&task.task_id, ctx);

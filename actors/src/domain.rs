@@ -110,7 +110,11 @@ impl TaskType {
             && name
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if ok { Ok(TaskType(raw.to_string())) } else { Err(bad()) }
+        if ok {
+            Ok(TaskType(raw.to_string()))
+        } else {
+            Err(bad())
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -218,7 +222,15 @@ mod tests {
         for ok in ["chat", "translate", "skill:summarise-pdf", "code_review"] {
             assert!(TaskType::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Chat", "skill:", "foo:bar", "chat ", "a/b", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "Chat",
+            "skill:",
+            "foo:bar",
+            "chat ",
+            "a/b",
+            &"x".repeat(65),
+        ] {
             assert!(TaskType::parse(bad).is_err(), "{bad}");
         }
         assert!(TaskType::parse("skill:x").unwrap().is_skill());

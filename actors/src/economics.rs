@@ -8,11 +8,18 @@ use crate::domain::TaskType;
 use crate::error::EngineError;
 
 /// The price of a task of `task_type` with `input`, in cents.
-pub fn price_cents(cfg: &PlatformConfig, task_type: &TaskType, input: &Value) -> Result<i64, EngineError> {
+pub fn price_cents(
+    cfg: &PlatformConfig,
+    task_type: &TaskType,
+    input: &Value,
+) -> Result<i64, EngineError> {
     let rule = price_rule(cfg, task_type).ok_or_else(|| {
         EngineError::validation_field(
             "type",
-            format!("unknown task type {:?}: see the pricing config for the accepted types", task_type.as_str()),
+            format!(
+                "unknown task type {:?}: see the pricing config for the accepted types",
+                task_type.as_str()
+            ),
         )
     })?;
     if let Some(steps) = &rule.multi_turn {
@@ -29,10 +36,16 @@ pub fn price_cents(cfg: &PlatformConfig, task_type: &TaskType, input: &Value) ->
             None | Some(Value::Null) => 1,
             Some(Value::Array(a)) if !a.is_empty() => a.len() as i64,
             Some(Value::Array(_)) => {
-                return Err(EngineError::validation_field("input.segments", "segments must not be empty"));
+                return Err(EngineError::validation_field(
+                    "input.segments",
+                    "segments must not be empty",
+                ));
             }
             Some(_) => {
-                return Err(EngineError::validation_field("input.segments", "segments must be an array"));
+                return Err(EngineError::validation_field(
+                    "input.segments",
+                    "segments must be an array",
+                ));
             }
         };
         return rule
@@ -46,7 +59,11 @@ pub fn price_cents(cfg: &PlatformConfig, task_type: &TaskType, input: &Value) ->
 
 fn price_rule<'a>(cfg: &'a PlatformConfig, task_type: &TaskType) -> Option<&'a PriceRule> {
     cfg.pricing.get(task_type.as_str()).or_else(|| {
-        if task_type.is_skill() { cfg.pricing.get("skill") } else { None }
+        if task_type.is_skill() {
+            cfg.pricing.get("skill")
+        } else {
+            None
+        }
     })
 }
 
@@ -61,12 +78,20 @@ fn count_user_messages(input: &Value) -> Result<u64, EngineError> {
                 .count() as u64;
             Ok(n.max(1))
         }
-        Some(_) => Err(EngineError::validation_field("input.messages", "messages must be an array")),
+        Some(_) => Err(EngineError::validation_field(
+            "input.messages",
+            "messages must be an array",
+        )),
     }
 }
 
 /// The commission rate for a worker of `tier` with `completed` tasks doing `task_type`.
-pub fn commission_bp(cfg: &PlatformConfig, tier: &str, task_type: &TaskType, completed: u64) -> RateBp {
+pub fn commission_bp(
+    cfg: &PlatformConfig,
+    tier: &str,
+    task_type: &TaskType,
+    completed: u64,
+) -> RateBp {
     let mut rate = cfg
         .tier(tier)
         .or(cfg.tier_levels.first())
@@ -74,7 +99,12 @@ pub fn commission_bp(cfg: &PlatformConfig, tier: &str, task_type: &TaskType, com
     if task_type.is_skill() {
         rate = rate.min(cfg.skill_commission_bp);
     }
-    if let Some((_, step)) = cfg.volume_discounts.iter().rev().find(|(min, _)| completed >= *min) {
+    if let Some((_, step)) = cfg
+        .volume_discounts
+        .iter()
+        .rev()
+        .find(|(min, _)| completed >= *min)
+    {
         rate = rate.min(*step);
     }
     rate
@@ -97,8 +127,10 @@ pub struct TierStats {
 
 /// Whether `stats` meet every requirement of `level`. Ratios are compared in integers.
 pub fn meets(level: &TierLevel, s: &TierStats) -> bool {
-    let completion_ok = u128::from(s.completed) * 10_000 >= u128::from(level.min_completion_bp) * u128::from(s.claimed);
-    let credit_ok = u128::from(s.credit_requests) * 10_000 <= u128::from(level.max_credit_rate_bp) * u128::from(s.completed);
+    let completion_ok = u128::from(s.completed) * 10_000
+        >= u128::from(level.min_completion_bp) * u128::from(s.claimed);
+    let credit_ok = u128::from(s.credit_requests) * 10_000
+        <= u128::from(level.max_credit_rate_bp) * u128::from(s.completed);
     s.completed >= level.min_tasks && completion_ok && credit_ok
 }
 
@@ -118,10 +150,22 @@ pub fn placement<'a>(cfg: &'a PlatformConfig, s: &TierStats) -> &'a str {
 
 /// Progress towards the next tier, for `GET /api/worker/me`.
 pub fn tier_progress(cfg: &PlatformConfig, tier: &str, s: &TierStats) -> Value {
-    let idx = cfg.tier_levels.iter().position(|l| l.name == tier).unwrap_or(0);
+    let idx = cfg
+        .tier_levels
+        .iter()
+        .position(|l| l.name == tier)
+        .unwrap_or(0);
     let pct = |bp: u64| bp as f64 / 10_000.0;
-    let completion_bp = if s.claimed == 0 { 0 } else { s.completed * 10_000 / s.claimed };
-    let credit_bp = if s.completed == 0 { 0 } else { s.credit_requests * 10_000 / s.completed };
+    let completion_bp = if s.claimed == 0 {
+        0
+    } else {
+        s.completed * 10_000 / s.claimed
+    };
+    let credit_bp = if s.completed == 0 {
+        0
+    } else {
+        s.credit_requests * 10_000 / s.completed
+    };
     let next = cfg.tier_levels.get(idx + 1).map(|n| {
         serde_json::json!({
             "tier": n.name,
@@ -161,7 +205,12 @@ mod tests {
         assert_eq!(price_cents(&c, &tt("research"), &json!({})).unwrap(), 50);
         let chat = |n: usize| {
             let msgs: Vec<_> = (0..n)
-                .flat_map(|_| [json!({"role": "user", "content": "q"}), json!({"role": "assistant", "content": "a"})])
+                .flat_map(|_| {
+                    [
+                        json!({"role": "user", "content": "q"}),
+                        json!({"role": "assistant", "content": "a"}),
+                    ]
+                })
                 .collect();
             price_cents(&c, &tt("chat"), &json!({ "messages": msgs })).unwrap()
         };
@@ -171,18 +220,34 @@ mod tests {
         assert_eq!(chat(7), 5);
         assert_eq!(chat(8), 10);
         assert_eq!(chat(2000), 10);
-        assert_eq!(price_cents(&c, &tt("translate"), &json!({"text": "x"})).unwrap(), 1);
-        assert_eq!(price_cents(&c, &tt("translate"), &json!({"segments": ["a", "b", "c"]})).unwrap(), 3);
+        assert_eq!(
+            price_cents(&c, &tt("translate"), &json!({"text": "x"})).unwrap(),
+            1
+        );
+        assert_eq!(
+            price_cents(&c, &tt("translate"), &json!({"segments": ["a", "b", "c"]})).unwrap(),
+            3
+        );
         assert!(price_cents(&c, &tt("translate"), &json!({"segments": []})).is_err());
         assert!(price_cents(&c, &tt("translate"), &json!({"segments": "abc"})).is_err());
         assert_eq!(price_cents(&c, &tt("skill:pdf"), &json!({})).unwrap(), 10);
-        assert!(matches!(price_cents(&c, &tt("astrology"), &json!({})), Err(EngineError::Validation { .. })));
+        assert!(matches!(
+            price_cents(&c, &tt("astrology"), &json!({})),
+            Err(EngineError::Validation { .. })
+        ));
     }
 
     #[test]
     fn named_skill_price_wins_over_the_fallback() {
         let mut c = cfg();
-        c.pricing.insert("skill:pdf".into(), PriceRule { base_cents: 33, multi_turn: None, per_segment: false });
+        c.pricing.insert(
+            "skill:pdf".into(),
+            PriceRule {
+                base_cents: 33,
+                multi_turn: None,
+                per_segment: false,
+            },
+        );
         assert_eq!(price_cents(&c, &tt("skill:pdf"), &json!({})).unwrap(), 33);
         assert_eq!(price_cents(&c, &tt("skill:other"), &json!({})).unwrap(), 10);
     }
@@ -216,7 +281,11 @@ mod tests {
     #[test]
     fn tiers_move_up_and_down() {
         let c = cfg();
-        let s = |claimed, completed, credits| TierStats { claimed, completed, credit_requests: credits };
+        let s = |claimed, completed, credits| TierStats {
+            claimed,
+            completed,
+            credit_requests: credits,
+        };
         assert_eq!(placement(&c, &s(0, 0, 0)), "new");
         assert_eq!(placement(&c, &s(50, 49, 0)), "new");
         assert_eq!(placement(&c, &s(50, 50, 0)), "proven");

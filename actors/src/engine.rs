@@ -15,8 +15,10 @@ use crate::balance::{self, Bank};
 use crate::clock::{day_start_ms, now_ms};
 use crate::config::{ConfigHandle, PlatformConfig};
 use crate::config_actor::{ConfigActor, GetConfig, PutConfig};
-use crate::dispatcher::{Claim, ClaimSpec, Dispatcher, GetGauges, Recover, TaskFinal, TaskPending, Watch};
-use crate::domain::{self, Principal, Role, TaskStatus, TaskType};
+use crate::dispatcher::{
+    Claim, ClaimSpec, Dispatcher, GetGauges, Recover, TaskFinal, TaskPending, Watch,
+};
+use crate::domain::{self, Principal, Role, TaskType};
 use crate::economics;
 use crate::error::EngineError;
 use crate::ledger::AuditReport;
@@ -46,12 +48,6 @@ pub struct Engine {
     config_actor: Addr<ConfigActor>,
     tokens: Arc<RwLock<HashMap<String, Principal>>>,
     ready: Arc<AtomicBool>,
-}
-
-/// A buyer's task as they see it.
-#[derive(Debug, Clone)]
-pub struct TaskView {
-    pub record: TaskRecord,
 }
 
 /// Where a worker's money stands, for `GET /api/worker/me`.
@@ -90,7 +86,11 @@ impl Engine {
         Self::start(store, seed, platform_toml).await
     }
 
-    async fn start(store: Arc<dyn Store>, seed: balance::BankSeed, platform_toml: &str) -> Result<Engine, EngineError> {
+    async fn start(
+        store: Arc<dyn Store>,
+        seed: balance::BankSeed,
+        platform_toml: &str,
+    ) -> Result<Engine, EngineError> {
         let (cfg, docs) = ConfigActor::load(&store, platform_toml).await?;
         let config = ConfigHandle::new(cfg);
         let metrics = Arc::new(Metrics::default());
@@ -99,14 +99,25 @@ impl Engine {
         // The Dispatcher gets its own thread: it is the hot path every claim goes through.
         let dispatcher = {
             let (store, config, metrics) = (store.clone(), config.clone(), metrics.clone());
-            Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| Dispatcher::new(store, config, metrics))
+            Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+                Dispatcher::new(store, config, metrics)
+            })
         };
         let live = store.live_tasks().await?;
         if !live.is_empty() {
             tracing::info!(tasks = live.len(), "recovered live tasks");
         }
-        dispatcher.send(Recover(live)).await.map_err(EngineError::internal)?;
-        Supervisor::new(store.clone(), config.clone(), dispatcher.clone(), metrics.clone()).start();
+        dispatcher
+            .send(Recover(live))
+            .await
+            .map_err(EngineError::internal)?;
+        Supervisor::new(
+            store.clone(),
+            config.clone(),
+            dispatcher.clone(),
+            metrics.clone(),
+        )
+        .start();
         let engine = Engine {
             store,
             config,
@@ -119,6 +130,12 @@ impl Engine {
         };
         engine.ready.store(true, Ordering::SeqCst);
         Ok(engine)
+    }
+
+    /// Waits until every command queued so far is committed: call after the server has drained.
+    pub async fn shutdown(&self) -> Result<(), EngineError> {
+        self.ready.store(false, Ordering::SeqCst);
+        self.store.flush().await
     }
 
     pub fn is_ready(&self) -> bool {
@@ -155,10 +172,16 @@ impl Engine {
         if self.store.resolve_token(hash.clone()).await?.is_some() {
             return Ok(());
         }
-        self.store.add_token(hash, "admin".into(), Role::Admin, now_ms()).await
+        self.store
+            .add_token(hash, "admin".into(), Role::Admin, now_ms())
+            .await
     }
 
-    pub async fn register_buyer(&self, email: &str, password_hash: String) -> Result<(String, String, BalanceSnapshot), EngineError> {
+    pub async fn register_buyer(
+        &self,
+        email: &str,
+        password_hash: String,
+    ) -> Result<(String, String, BalanceSnapshot), EngineError> {
         let email = domain::Email::parse(email)?;
         let user_id = domain::new_id("u");
         let token = domain::new_token(Role::Buyer);
@@ -178,20 +201,32 @@ impl Engine {
 
     /// The stored password hash for an email, for the web layer to verify.
     pub async fn login_lookup(&self, email: &str) -> Result<Option<(String, String)>, EngineError> {
-        let Ok(email) = domain::Email::parse(email) else { return Ok(None) };
+        let Ok(email) = domain::Email::parse(email) else {
+            return Ok(None);
+        };
         self.store.find_login(email.as_str().to_string()).await
     }
 
     pub async fn issue_token(&self, user_id: &str, role: Role) -> Result<String, EngineError> {
         let token = domain::new_token(role);
-        self.store.add_token(domain::token_hash(&token), user_id.to_string(), role, now_ms()).await?;
+        self.store
+            .add_token(
+                domain::token_hash(&token),
+                user_id.to_string(),
+                role,
+                now_ms(),
+            )
+            .await?;
         Ok(token)
     }
 
     // ---------- buyers ----------
 
     pub async fn balance(&self, user_id: &str) -> Result<BalanceSnapshot, EngineError> {
-        self.bank.snapshot(user_id).await?.ok_or_else(|| EngineError::NotFound("no balance for this account".into()))
+        self.bank
+            .snapshot(user_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("no balance for this account".into()))
     }
 
     pub fn estimate(&self, task_type: &str, input: &Value) -> Result<i64, EngineError> {
@@ -200,7 +235,12 @@ impl Engine {
         economics::price_cents(&self.cfg(), &task_type, input)
     }
 
-    pub async fn post_task(&self, buyer_id: &str, req: TaskRequest, idem: Option<IdemKey>) -> Result<TaskPosted, EngineError> {
+    pub async fn post_task(
+        &self,
+        buyer_id: &str,
+        req: TaskRequest,
+        idem: Option<IdemKey>,
+    ) -> Result<TaskPosted, EngineError> {
         let cfg = self.cfg();
         let task_type = TaskType::parse(&req.task_type)?;
         let input_text = check_input(&req.input)?;
@@ -210,19 +250,28 @@ impl Engine {
         if !(d.min_timeout_seconds..=d.max_timeout_seconds).contains(&timeout_seconds) {
             return Err(EngineError::validation_field(
                 "constraints.timeout_seconds",
-                format!("timeout_seconds must be between {} and {}", d.min_timeout_seconds, d.max_timeout_seconds),
+                format!(
+                    "timeout_seconds must be between {} and {}",
+                    d.min_timeout_seconds, d.max_timeout_seconds
+                ),
             ));
         }
         let min_output_length = req.min_output_length.unwrap_or(0);
         if min_output_length as usize > MAX_OUTPUT_BYTES / 2 {
-            return Err(EngineError::validation_field("constraints.min_output_length", "min_output_length is too large"));
+            return Err(EngineError::validation_field(
+                "constraints.min_output_length",
+                "min_output_length is too large",
+            ));
         }
         let task = NewTask {
             task_id: domain::new_id("task"),
             buyer_id: buyer_id.to_string(),
             task_type: task_type.as_str().to_string(),
             input: input_text,
-            constraints: Constraints { timeout_seconds, min_output_length },
+            constraints: Constraints {
+                timeout_seconds,
+                min_output_length,
+            },
             price_cents,
             now_ms: now_ms(),
             idempotency: idem,
@@ -244,7 +293,12 @@ impl Engine {
     }
 
     /// A buyer's own task; with `wait`, returns once it is final or the wait ends.
-    pub async fn task_for_buyer(&self, buyer_id: &str, task_id: &str, wait: Duration) -> Result<TaskRecord, EngineError> {
+    pub async fn task_for_buyer(
+        &self,
+        buyer_id: &str,
+        task_id: &str,
+        wait: Duration,
+    ) -> Result<TaskRecord, EngineError> {
         let read = || async {
             self.store
                 .task(task_id.to_string())
@@ -258,7 +312,10 @@ impl Engine {
         }
         let (wake, woken) = oneshot::channel();
         self.dispatcher
-            .send(Watch { task_id: task_id.to_string(), wake })
+            .send(Watch {
+                task_id: task_id.to_string(),
+                wake,
+            })
             .await
             .map_err(EngineError::internal)?;
         // Registered: a change committed from now on wakes us; one committed before shows here.
@@ -270,33 +327,67 @@ impl Engine {
         read().await
     }
 
-    pub async fn list_tasks(&self, buyer_id: &str, before_seq: Option<i64>, limit: u32) -> Result<(Vec<TaskRecord>, bool), EngineError> {
+    pub async fn list_tasks(
+        &self,
+        buyer_id: &str,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<TaskRecord>, bool), EngineError> {
         let limit = limit.clamp(1, 100);
-        let mut rows = self.store.list_tasks(buyer_id.to_string(), before_seq, limit + 1).await?;
+        let mut rows = self
+            .store
+            .list_tasks(buyer_id.to_string(), before_seq, limit + 1)
+            .await?;
         let has_more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         Ok((rows, has_more))
     }
 
-    pub async fn credit(&self, buyer_id: &str, task_id: &str, reason: Option<String>, idem: Option<IdemKey>) -> Result<Credited, EngineError> {
+    pub async fn credit(
+        &self,
+        buyer_id: &str,
+        task_id: &str,
+        reason: Option<String>,
+        idem: Option<IdemKey>,
+    ) -> Result<Credited, EngineError> {
         if reason.as_ref().is_some_and(|r| r.len() > 2000) {
-            return Err(EngineError::validation_field("reason", "reason is at most 2000 characters"));
+            return Err(EngineError::validation_field(
+                "reason",
+                "reason is at most 2000 characters",
+            ));
         }
         let credited = self
             .store
-            .credit(task_id.to_string(), buyer_id.to_string(), reason, now_ms(), idem, self.cfg())
+            .credit(
+                task_id.to_string(),
+                buyer_id.to_string(),
+                reason,
+                now_ms(),
+                idem,
+                self.cfg(),
+            )
             .await?;
         Metrics::inc(&self.metrics.tasks_credited_total);
-        self.dispatcher.do_send(TaskFinal { task_id: task_id.to_string() });
+        self.dispatcher.do_send(TaskFinal {
+            task_id: task_id.to_string(),
+        });
         Ok(credited)
     }
 
     // ---------- workers ----------
 
-    pub async fn connect_worker(&self, worker_type: Option<String>, model_info: Value, profile: WorkerProfile) -> Result<(WorkerRecord, String), EngineError> {
+    pub async fn connect_worker(
+        &self,
+        worker_type: Option<String>,
+        model_info: Value,
+        profile: WorkerProfile,
+    ) -> Result<(WorkerRecord, String), EngineError> {
         check_profile(&profile)?;
         if worker_type.as_ref().is_some_and(|t| t.len() > 64) {
-            return Err(EngineError::validation_field("worker_type", "worker_type is at most 64 characters"));
+            return Err(EngineError::validation_field(
+                "worker_type",
+                "worker_type is at most 64 characters",
+            ));
         }
         let token = domain::new_token(Role::Worker);
         let worker = self
@@ -315,18 +406,30 @@ impl Engine {
     }
 
     pub async fn worker(&self, worker_id: &str) -> Result<WorkerRecord, EngineError> {
-        self.store.worker(worker_id.to_string()).await?.ok_or_else(|| EngineError::Unauthorized("unknown worker".into()))
+        self.store
+            .worker(worker_id.to_string())
+            .await?
+            .ok_or_else(|| EngineError::Unauthorized("unknown worker".into()))
     }
 
     /// Claims the next task for a worker, waiting up to `wait` for one to arrive.
-    pub async fn next_task(&self, worker_id: &str, wait: Duration) -> Result<Option<ClaimedTask>, EngineError> {
+    pub async fn next_task(
+        &self,
+        worker_id: &str,
+        wait: Duration,
+    ) -> Result<Option<ClaimedTask>, EngineError> {
         let worker = self.worker(worker_id).await?;
         let now = now_ms();
         if let Some(until) = worker.suspended_until_ms.filter(|u| *u > now) {
-            return Err(EngineError::Suspended { until: crate::clock::rfc3339(until) });
+            return Err(EngineError::Suspended {
+                until: crate::clock::rfc3339(until),
+            });
         }
         let limits = &worker.profile.limits;
-        let (held, today) = self.store.worker_load(worker_id.to_string(), day_start_ms(now)).await?;
+        let (held, today) = self
+            .store
+            .worker_load(worker_id.to_string(), day_start_ms(now))
+            .await?;
         if held >= limits.concurrent.max(1) {
             return Err(EngineError::Conflict(format!(
                 "you hold {held} task(s), the most your limits.concurrent allows: submit first"
@@ -344,7 +447,11 @@ impl Engine {
         };
         let wait = wait.min(MAX_WORK_WAIT);
         let (reply, answer) = oneshot::channel();
-        self.dispatcher.do_send(Claim { spec, park: !wait.is_zero(), reply });
+        self.dispatcher.do_send(Claim {
+            spec,
+            park: !wait.is_zero(),
+            reply,
+        });
         match tokio::time::timeout(wait, answer).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(EngineError::internal("dispatcher dropped a claim")),
@@ -353,23 +460,42 @@ impl Engine {
         }
     }
 
-    pub async fn submit(&self, worker_id: &str, task_id: &str, output: &Value) -> Result<Settlement, EngineError> {
+    pub async fn submit(
+        &self,
+        worker_id: &str,
+        task_id: &str,
+        output: &Value,
+    ) -> Result<Settlement, EngineError> {
         let text = serde_json::to_string(output).map_err(EngineError::internal)?;
         if text.len() > MAX_OUTPUT_BYTES {
-            return Err(EngineError::validation_field("output", "output is larger than 256 KB"));
+            return Err(EngineError::PayloadTooLarge(
+                "output is larger than 256 KB".into(),
+            ));
         }
         let settled = self
             .store
-            .submit(task_id.to_string(), worker_id.to_string(), text, now_ms(), self.cfg())
+            .submit(
+                task_id.to_string(),
+                worker_id.to_string(),
+                text,
+                now_ms(),
+                self.cfg(),
+            )
             .await?;
         if !settled.repeated {
             Metrics::inc(&self.metrics.tasks_completed_total);
-            self.dispatcher.do_send(TaskFinal { task_id: task_id.to_string() });
+            self.dispatcher.do_send(TaskFinal {
+                task_id: task_id.to_string(),
+            });
         }
         Ok(settled)
     }
 
-    pub async fn update_profile(&self, worker_id: &str, patch: ProfilePatch) -> Result<WorkerRecord, EngineError> {
+    pub async fn update_profile(
+        &self,
+        worker_id: &str,
+        patch: ProfilePatch,
+    ) -> Result<WorkerRecord, EngineError> {
         let mut profile = self.worker(worker_id).await?.profile;
         if let Some(p) = patch.preferences {
             profile.preferences = p;
@@ -381,42 +507,85 @@ impl Engine {
             profile.limits = l;
         }
         check_profile(&profile)?;
-        self.store.update_worker_profile(worker_id.to_string(), profile).await
+        self.store
+            .update_worker_profile(worker_id.to_string(), profile)
+            .await
     }
 
     pub async fn worker_me(&self, worker_id: &str) -> Result<WorkerMe, EngineError> {
         let worker = self.worker(worker_id).await?;
-        let today_cents = self.store.worker_earned_since(worker_id.to_string(), day_start_ms(now_ms())).await?;
+        let today_cents = self
+            .store
+            .worker_earned_since(worker_id.to_string(), day_start_ms(now_ms()))
+            .await?;
         let balance = self.balance(worker_id).await?;
-        let tier_progress = economics::tier_progress(&self.cfg(), &worker.tier, &worker.stats.tier_stats());
-        Ok(WorkerMe { worker, today_cents, balance, tier_progress })
+        let tier_progress =
+            economics::tier_progress(&self.cfg(), &worker.tier, &worker.stats.tier_stats());
+        Ok(WorkerMe {
+            worker,
+            today_cents,
+            balance,
+            tier_progress,
+        })
     }
 
     // ---------- admins ----------
 
     pub async fn config_doc(&self, key: &str) -> Result<StoredConfig, EngineError> {
-        self.config_actor.send(GetConfig(key.to_string())).await.map_err(EngineError::internal)?
-    }
-
-    pub async fn put_config(&self, key: &str, doc: Value, admin_id: &str) -> Result<StoredConfig, EngineError> {
         self.config_actor
-            .send(PutConfig { key: key.to_string(), doc, admin_id: admin_id.to_string() })
+            .send(GetConfig(key.to_string()))
             .await
             .map_err(EngineError::internal)?
     }
 
-    pub async fn admin_credit(&self, user_id: &str, amount_cents: i64, reason: &str, admin_id: &str, idem: Option<IdemKey>) -> Result<AdminCredited, EngineError> {
+    pub async fn put_config(
+        &self,
+        key: &str,
+        doc: Value,
+        admin_id: &str,
+    ) -> Result<StoredConfig, EngineError> {
+        self.config_actor
+            .send(PutConfig {
+                key: key.to_string(),
+                doc,
+                admin_id: admin_id.to_string(),
+            })
+            .await
+            .map_err(EngineError::internal)?
+    }
+
+    pub async fn admin_credit(
+        &self,
+        user_id: &str,
+        amount_cents: i64,
+        reason: &str,
+        admin_id: &str,
+        idem: Option<IdemKey>,
+    ) -> Result<AdminCredited, EngineError> {
         if !(1..=crate::config::MAX_PRICE_CENTS).contains(&amount_cents) {
             return Err(EngineError::validation_field(
                 "amount_cents",
-                format!("amount_cents must be between 1 and {}", crate::config::MAX_PRICE_CENTS),
+                format!(
+                    "amount_cents must be between 1 and {}",
+                    crate::config::MAX_PRICE_CENTS
+                ),
             ));
         }
         if reason.trim().is_empty() || reason.len() > 2000 {
-            return Err(EngineError::validation_field("reason", "a reason of 1 to 2000 characters is required"));
+            return Err(EngineError::validation_field(
+                "reason",
+                "a reason of 1 to 2000 characters is required",
+            ));
         }
         self.store
-            .admin_credit(user_id.to_string(), amount_cents, reason.to_string(), admin_id.to_string(), now_ms(), idem)
+            .admin_credit(
+                user_id.to_string(),
+                amount_cents,
+                reason.to_string(),
+                admin_id.to_string(),
+                now_ms(),
+                idem,
+            )
             .await
     }
 
@@ -437,18 +606,27 @@ impl Engine {
 /// A task input must be a JSON object of at most 128 KB; returns its JSON text.
 fn check_input(input: &Value) -> Result<String, EngineError> {
     if !input.is_object() {
-        return Err(EngineError::validation_field("input", "input must be a JSON object"));
+        return Err(EngineError::validation_field(
+            "input",
+            "input must be a JSON object",
+        ));
     }
     let text = serde_json::to_string(input).map_err(EngineError::internal)?;
     if text.len() > MAX_INPUT_BYTES {
-        return Err(EngineError::validation_field("input", "input is larger than 128 KB"));
+        return Err(EngineError::PayloadTooLarge(
+            "input is larger than 128 KB".into(),
+        ));
     }
     Ok(text)
 }
 
 fn check_profile(p: &WorkerProfile) -> Result<(), EngineError> {
     let prefs = &p.preferences;
-    for (field, list) in [("accept", &prefs.accept), ("reject", &prefs.reject), ("languages", &prefs.languages)] {
+    for (field, list) in [
+        ("accept", &prefs.accept),
+        ("reject", &prefs.reject),
+        ("languages", &prefs.languages),
+    ] {
         if list.len() > 64 || list.iter().any(|s| s.is_empty() || s.len() > 64) {
             return Err(EngineError::validation_field(
                 &format!("preferences.{field}"),
@@ -457,21 +635,28 @@ fn check_profile(p: &WorkerProfile) -> Result<(), EngineError> {
         }
     }
     if prefs.min_price < 0 {
-        return Err(EngineError::validation_field("preferences.min_price", "min_price must not be negative"));
+        return Err(EngineError::validation_field(
+            "preferences.min_price",
+            "min_price must not be negative",
+        ));
     }
     if p.limits.concurrent == 0 || p.limits.concurrent > 100 {
-        return Err(EngineError::validation_field("limits.concurrent", "limits.concurrent must be between 1 and 100"));
+        return Err(EngineError::validation_field(
+            "limits.concurrent",
+            "limits.concurrent must be between 1 and 100",
+        ));
     }
     if p.limits.daily_max_tasks == 0 {
-        return Err(EngineError::validation_field("limits.daily_max_tasks", "limits.daily_max_tasks must be at least 1"));
+        return Err(EngineError::validation_field(
+            "limits.daily_max_tasks",
+            "limits.daily_max_tasks must be at least 1",
+        ));
     }
     if p.schedule.to_string().len() > 8 * 1024 {
-        return Err(EngineError::validation_field("schedule", "schedule is larger than 8 KB"));
+        return Err(EngineError::validation_field(
+            "schedule",
+            "schedule is larger than 8 KB",
+        ));
     }
     Ok(())
-}
-
-/// Used by `TaskStatus` consumers outside the crate.
-pub fn status_str(s: TaskStatus) -> &'static str {
-    s.as_str()
 }

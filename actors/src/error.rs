@@ -23,6 +23,8 @@ pub enum EngineError {
     },
     #[error("worker suspended until {until}")]
     Suspended { until: String },
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("internal error")]
     Internal(String),
 }

@@ -23,7 +23,14 @@ pub const EXTERNAL_STRIPE: &str = "external:stripe";
 /// Money paid out to workers.
 pub const EXTERNAL_PAYOUTS: &str = "external:payouts";
 
-pub const PLATFORM_ACCOUNTS: &[&str] = &[ESCROW, REVENUE, QA_FUND, PROMOTIONS, EXTERNAL_STRIPE, EXTERNAL_PAYOUTS];
+pub const PLATFORM_ACCOUNTS: &[&str] = &[
+    ESCROW,
+    REVENUE,
+    QA_FUND,
+    PROMOTIONS,
+    EXTERNAL_STRIPE,
+    EXTERNAL_PAYOUTS,
+];
 
 /// A user's spendable balance.
 pub fn available(user_id: &str) -> String {
@@ -37,7 +44,10 @@ pub fn frozen(user_id: &str) -> String {
 
 /// Whether an account may hold a negative balance.
 pub fn may_go_negative(account: &str) -> bool {
-    matches!(account, PROMOTIONS | QA_FUND | EXTERNAL_STRIPE | EXTERNAL_PAYOUTS)
+    matches!(
+        account,
+        PROMOTIONS | QA_FUND | EXTERNAL_STRIPE | EXTERNAL_PAYOUTS
+    )
 }
 
 /// The user an account belongs to and which of their balances it is.
@@ -114,7 +124,12 @@ pub enum EntryError {
 
 impl Entry {
     pub fn new(kind: EntryKind, ref_id: impl Into<String>) -> Entry {
-        Entry { kind, ref_id: ref_id.into(), task_id: None, postings: Vec::with_capacity(3) }
+        Entry {
+            kind,
+            ref_id: ref_id.into(),
+            task_id: None,
+            postings: Vec::with_capacity(3),
+        }
     }
 
     pub fn for_task(mut self, task_id: &str) -> Entry {
@@ -125,13 +140,21 @@ impl Entry {
     /// Adds a posting; zero amounts are skipped (a 1-cent task can leave the worker nothing).
     pub fn post(mut self, account: impl Into<String>, amount_cents: i64) -> Entry {
         if amount_cents != 0 {
-            self.postings.push(Posting { account: account.into(), amount_cents });
+            self.postings.push(Posting {
+                account: account.into(),
+                amount_cents,
+            });
         }
         self
     }
 
     /// Moves `amount_cents` from one account to another.
-    pub fn transfer(self, from: impl Into<String>, to: impl Into<String>, amount_cents: i64) -> Entry {
+    pub fn transfer(
+        self,
+        from: impl Into<String>,
+        to: impl Into<String>,
+        amount_cents: i64,
+    ) -> Entry {
         self.post(from, -amount_cents).post(to, amount_cents)
     }
 
@@ -142,7 +165,11 @@ impl Entry {
         if let Some(p) = self.postings.iter().find(|p| p.amount_cents == 0) {
             return Err(EntryError::ZeroPosting(p.account.clone()));
         }
-        let sum: i128 = self.postings.iter().map(|p| i128::from(p.amount_cents)).sum();
+        let sum: i128 = self
+            .postings
+            .iter()
+            .map(|p| i128::from(p.amount_cents))
+            .sum();
         if sum != 0 {
             return Err(EntryError::Unbalanced(sum as i64));
         }
@@ -170,14 +197,22 @@ mod tests {
         let e = Entry::new(EntryKind::TaskPay, "t1").transfer(available("u1"), ESCROW, 5);
         assert!(e.check().is_ok());
         assert_eq!(e.postings.len(), 2);
-        let bad = Entry::new(EntryKind::TaskPay, "t1").post(available("u1"), -5).post(ESCROW, 4);
+        let bad = Entry::new(EntryKind::TaskPay, "t1")
+            .post(available("u1"), -5)
+            .post(ESCROW, 4);
         assert_eq!(bad.check(), Err(EntryError::Unbalanced(-1)));
-        assert_eq!(Entry::new(EntryKind::TaskPay, "t").check(), Err(EntryError::Empty));
+        assert_eq!(
+            Entry::new(EntryKind::TaskPay, "t").check(),
+            Err(EntryError::Empty)
+        );
     }
 
     #[test]
     fn account_names() {
-        assert_eq!(owner(&available("w_1")), Some(("w_1", UserBalance::Available)));
+        assert_eq!(
+            owner(&available("w_1")),
+            Some(("w_1", UserBalance::Available))
+        );
         assert_eq!(owner(&frozen("w_1")), Some(("w_1", UserBalance::Frozen)));
         assert_eq!(owner(ESCROW), None);
         assert!(may_go_negative(PROMOTIONS));

@@ -51,11 +51,26 @@ impl Metrics {
         let mut out = String::with_capacity(2048);
         self.write_counters(&mut out);
         for (name, help, v) in [
-            ("pending_tasks", "Tasks waiting for a worker.", g.pending_tasks),
-            ("assigned_tasks", "Tasks held by a worker.", g.assigned_tasks),
-            ("parked_claimers", "Long-poll claims waiting for a task.", g.parked_claimers),
+            (
+                "pending_tasks",
+                "Tasks waiting for a worker.",
+                g.pending_tasks,
+            ),
+            (
+                "assigned_tasks",
+                "Tasks held by a worker.",
+                g.assigned_tasks,
+            ),
+            (
+                "parked_claimers",
+                "Long-poll claims waiting for a task.",
+                g.parked_claimers,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP clawjobs_{name} {help}\n# TYPE clawjobs_{name} gauge\nclawjobs_{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP clawjobs_{name} {help}\n# TYPE clawjobs_{name} gauge\nclawjobs_{name} {v}"
+            );
         }
         out
     }

@@ -30,8 +30,19 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(store: Arc<dyn Store>, config: ConfigHandle, dispatcher: Addr<Dispatcher>, metrics: Arc<Metrics>) -> Self {
-        Supervisor { store, config, dispatcher, metrics, unfreezing: false }
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: ConfigHandle,
+        dispatcher: Addr<Dispatcher>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Supervisor {
+            store,
+            config,
+            dispatcher,
+            metrics,
+            unfreezing: false,
+        }
     }
 
     fn unfreeze(&mut self, ctx: &mut Context<Self>) {
@@ -44,7 +55,11 @@ impl Supervisor {
             let now = now_ms();
             let mut released = 0;
             // Read first, so that a quiet second costs no write transaction.
-            while store.next_unfreeze_ms().await?.is_some_and(|due| due <= now) {
+            while store
+                .next_unfreeze_ms()
+                .await?
+                .is_some_and(|due| due <= now)
+            {
                 let n = store.unfreeze_due(now, BATCH).await?;
                 released += n;
                 if n < u64::from(BATCH) {
@@ -57,7 +72,9 @@ impl Supervisor {
             act.unfreezing = false;
             match res {
                 Ok(n) => {
-                    act.metrics.lots_released_total.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    act.metrics
+                        .lots_released_total
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(e) => tracing::warn!(error = %e, "unfreeze sweep failed"),
             }
@@ -78,11 +95,17 @@ impl Supervisor {
 
     fn stale(&mut self, ctx: &mut Context<Self>) {
         let ttl_ms = (self.config.get().dispatch.pending_ttl_seconds as i64).saturating_mul(1000);
-        let fut = self.store.fail_stale(now_ms().saturating_sub(ttl_ms), BATCH);
+        let fut = self
+            .store
+            .fail_stale(now_ms().saturating_sub(ttl_ms), BATCH);
         ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
             Ok(failed) if !failed.is_empty() => {
-                tracing::info!(count = failed.len(), "failed and refunded stale pending tasks");
-                act.dispatcher.do_send(TasksFailed(failed.into_iter().map(|f| f.task_id).collect()));
+                tracing::info!(
+                    count = failed.len(),
+                    "failed and refunded stale pending tasks"
+                );
+                act.dispatcher
+                    .do_send(TasksFailed(failed.into_iter().map(|f| f.task_id).collect()));
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "stale sweep failed"),

@@ -1,1 +1,73 @@
+//! clawjobs HTTP layer: routes for buyers, workers and admins, bearer auth, the error envelope.
 
+pub mod auth;
+pub mod error;
+pub mod limits;
+pub mod password;
+pub mod routes;
+pub mod views;
+
+use std::time::Instant;
+
+use actix_web::{App, HttpResponse, HttpServer, dev::Server, middleware, web};
+use clawjobs_actors::Engine;
+use clawjobs_actors::metrics::Metrics;
+
+pub struct AppState {
+    pub engine: Engine,
+    pub started: Instant,
+}
+
+/// Everything under `/api` and `/metrics`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    routes::buyer::configure(cfg);
+    routes::worker::configure(cfg);
+    routes::admin::configure(cfg);
+    routes::ops::configure(cfg);
+}
+
+async fn not_found() -> Result<HttpResponse, error::ApiError> {
+    Err(error::ApiError::not_found("no such endpoint"))
+}
+
+/// Binds the HTTP server on `listener` with `workers` threads.
+pub fn server(
+    engine: Engine,
+    listener: std::net::TcpListener,
+    workers: usize,
+) -> std::io::Result<Server> {
+    let state = web::Data::new(AppState {
+        engine,
+        started: Instant::now(),
+    });
+    let server = HttpServer::new(move || {
+        let metrics = state.engine.metrics.clone();
+        App::new()
+            .app_data(state.clone())
+            .app_data(limits::json(limits::SMALL))
+            .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .wrap(middleware::from_fn(
+                move |req, next: middleware::Next<_>| {
+                    let metrics = metrics.clone();
+                    async move {
+                        let res = next.call(req).await?;
+                        Metrics::inc(&metrics.http_requests_total);
+                        if res.status().is_client_error() || res.status().is_server_error() {
+                            Metrics::inc(&metrics.http_errors_total);
+                        }
+                        Ok(res)
+                    }
+                },
+            ))
+            .configure(configure)
+            .default_service(web::to(not_found))
+    })
+    .workers(workers.max(1))
+    .backlog(4096)
+    .max_connection_rate(4096)
+    .shutdown_timeout(20)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

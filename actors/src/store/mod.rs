@@ -73,7 +73,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { daily_max_tasks: 200, concurrent: 1 }
+        Limits {
+            daily_max_tasks: 200,
+            concurrent: 1,
+        }
     }
 }
 
@@ -218,7 +221,9 @@ pub enum ClaimOutcome {
     TaskGone,
     /// The worker already holds as many tasks as its `limits.concurrent` allows.
     WorkerBusy,
-    WorkerSuspended { until_ms: i64 },
+    WorkerSuspended {
+        until_ms: i64,
+    },
     UnknownWorker,
 }
 
@@ -237,9 +242,15 @@ pub struct Settlement {
 #[derive(Debug, Clone)]
 pub enum ExpireOutcome {
     /// Back in the queue.
-    Requeued { task: LiveTask, suspended_until_ms: Option<i64> },
+    Requeued {
+        task: LiveTask,
+        suspended_until_ms: Option<i64>,
+    },
     /// Out of attempts: failed and refunded to the buyer.
-    Failed { buyer_id: String, suspended_until_ms: Option<i64> },
+    Failed {
+        buyer_id: String,
+        suspended_until_ms: Option<i64>,
+    },
     /// The task had moved on (submitted, or already expired): nothing to do.
     Stale,
 }
@@ -278,11 +289,21 @@ pub trait Store: Send + Sync + 'static {
     // Accounts and tokens.
     fn create_buyer(&self, b: NewBuyer) -> StoreFuture<BalanceSnapshot>;
     fn find_login(&self, email: String) -> StoreFuture<Option<(String, String)>>;
-    fn add_token(&self, token_hash: String, user_id: String, role: crate::domain::Role, now_ms: i64) -> StoreFuture<()>;
+    fn add_token(
+        &self,
+        token_hash: String,
+        user_id: String,
+        role: crate::domain::Role,
+        now_ms: i64,
+    ) -> StoreFuture<()>;
     fn resolve_token(&self, token_hash: String) -> StoreFuture<Option<Principal>>;
     fn create_worker(&self, w: NewWorker) -> StoreFuture<WorkerRecord>;
     fn worker(&self, worker_id: String) -> StoreFuture<Option<WorkerRecord>>;
-    fn update_worker_profile(&self, worker_id: String, profile: WorkerProfile) -> StoreFuture<WorkerRecord>;
+    fn update_worker_profile(
+        &self,
+        worker_id: String,
+        profile: WorkerProfile,
+    ) -> StoreFuture<WorkerRecord>;
     /// Tasks a worker holds now and tasks it claimed since `since_ms`.
     fn worker_load(&self, worker_id: String, since_ms: i64) -> StoreFuture<(u32, u32)>;
     fn worker_earned_since(&self, worker_id: String, since_ms: i64) -> StoreFuture<i64>;
@@ -291,13 +312,45 @@ pub trait Store: Send + Sync + 'static {
     // The task lifecycle.
     fn post_task(&self, t: NewTask) -> StoreFuture<TaskPosted>;
     fn task(&self, task_id: String) -> StoreFuture<Option<TaskRecord>>;
-    fn list_tasks(&self, buyer_id: String, before_seq: Option<i64>, limit: u32) -> StoreFuture<Vec<TaskRecord>>;
+    fn list_tasks(
+        &self,
+        buyer_id: String,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreFuture<Vec<TaskRecord>>;
     fn claim(&self, task_id: String, worker_id: String, now_ms: i64) -> StoreFuture<ClaimOutcome>;
     /// Undoes a claim whose worker went away before it was told (no expiry counted).
-    fn unclaim(&self, task_id: String, worker_id: String, attempt: u32) -> StoreFuture<Option<LiveTask>>;
-    fn submit(&self, task_id: String, worker_id: String, output: String, now_ms: i64, cfg: std::sync::Arc<PlatformConfig>) -> StoreFuture<Settlement>;
-    fn expire(&self, task_id: String, worker_id: String, attempt: u32, now_ms: i64, cfg: std::sync::Arc<PlatformConfig>) -> StoreFuture<ExpireOutcome>;
-    fn credit(&self, task_id: String, buyer_id: String, reason: Option<String>, now_ms: i64, idem: Option<IdemKey>, cfg: std::sync::Arc<PlatformConfig>) -> StoreFuture<Credited>;
+    fn unclaim(
+        &self,
+        task_id: String,
+        worker_id: String,
+        attempt: u32,
+    ) -> StoreFuture<Option<LiveTask>>;
+    fn submit(
+        &self,
+        task_id: String,
+        worker_id: String,
+        output: String,
+        now_ms: i64,
+        cfg: std::sync::Arc<PlatformConfig>,
+    ) -> StoreFuture<Settlement>;
+    fn expire(
+        &self,
+        task_id: String,
+        worker_id: String,
+        attempt: u32,
+        now_ms: i64,
+        cfg: std::sync::Arc<PlatformConfig>,
+    ) -> StoreFuture<ExpireOutcome>;
+    fn credit(
+        &self,
+        task_id: String,
+        buyer_id: String,
+        reason: Option<String>,
+        now_ms: i64,
+        idem: Option<IdemKey>,
+        cfg: std::sync::Arc<PlatformConfig>,
+    ) -> StoreFuture<Credited>;
     fn live_tasks(&self) -> StoreFuture<Vec<LiveTask>>;
     /// Assigned tasks whose deadline is before `now_ms`.
     fn overdue(&self, now_ms: i64, limit: u32) -> StoreFuture<Vec<LiveTask>>;
@@ -309,10 +362,27 @@ pub trait Store: Send + Sync + 'static {
     fn next_unfreeze_ms(&self) -> StoreFuture<Option<i64>>;
 
     // Admin.
-    fn admin_credit(&self, user_id: String, amount_cents: i64, reason: String, admin_id: String, now_ms: i64, idem: Option<IdemKey>) -> StoreFuture<AdminCredited>;
+    fn admin_credit(
+        &self,
+        user_id: String,
+        amount_cents: i64,
+        reason: String,
+        admin_id: String,
+        now_ms: i64,
+        idem: Option<IdemKey>,
+    ) -> StoreFuture<AdminCredited>;
     fn load_config(&self) -> StoreFuture<BTreeMap<String, StoredConfig>>;
     /// Stores the documents that are missing (first start); returns how many were added.
     fn seed_config(&self, docs: BTreeMap<String, Value>, now_ms: i64) -> StoreFuture<u32>;
-    fn put_config(&self, key: String, doc: Value, expected_version: Option<i64>, admin_id: String, now_ms: i64) -> StoreFuture<StoredConfig>;
+    fn put_config(
+        &self,
+        key: String,
+        doc: Value,
+        expected_version: Option<i64>,
+        admin_id: String,
+        now_ms: i64,
+    ) -> StoreFuture<StoredConfig>;
     fn audit(&self) -> StoreFuture<AuditReport>;
+    /// Resolves once everything queued before it has been committed.
+    fn flush(&self) -> StoreFuture<()>;
 }

@@ -182,12 +182,13 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -209,10 +210,13 @@ fn open_writer(path: &Path) -> Result<Connection, EngineError> {
 fn open_reader(path: &Path) -> Result<Connection, EngineError> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )
     .map_err(db_err)?;
-    conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;").map_err(db_err)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;")
+        .map_err(db_err)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -220,7 +224,11 @@ fn open_reader(path: &Path) -> Result<Connection, EngineError> {
 fn migrate(conn: &Connection) -> Result<(), EngineError> {
     conn.execute_batch(SCHEMA).map_err(db_err)?;
     let found: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(db_err)?;
     match found.and_then(|v| v.parse::<i64>().ok()) {
@@ -239,8 +247,11 @@ fn migrate(conn: &Connection) -> Result<(), EngineError> {
         Some(_) => {}
     }
     for account in ledger::PLATFORM_ACCOUNTS {
-        conn.execute("INSERT OR IGNORE INTO accounts (id) VALUES (?1)", params![account])
-            .map_err(db_err)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO accounts (id) VALUES (?1)",
+            params![account],
+        )
+        .map_err(db_err)?;
     }
     Ok(())
 }
@@ -248,13 +259,17 @@ fn migrate(conn: &Connection) -> Result<(), EngineError> {
 impl SqliteStore {
     /// Opens (creating and migrating) `clawjobs.db` in `data_dir` and starts the writer thread.
     pub fn open(data_dir: &Path, observer: BalanceObserver) -> Result<SqliteStore, EngineError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| EngineError::internal(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            EngineError::internal(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
         let path = data_dir.join("clawjobs.db");
         let conn = open_writer(&path)?;
         migrate(&conn)?;
         let (tx, rx) = mpsc::channel::<Job>(QUEUE_DEPTH);
-        let writer = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer_loop(conn, rx, observer))
             .map_err(EngineError::internal)?;
@@ -262,25 +277,7 @@ impl SqliteStore {
             jobs: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
             path,
-            writer: Mutex::new(Some(writer)),
         })
-    }
-
-    /// Stops taking commands, lets the writer finish what it has, and waits for it.
-    pub fn close(&self) {
-        // Replacing the sender is not possible through &self; closing the channel happens when
-        // every clone is dropped. Instead send a poison job that makes the writer exit.
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let job: Job = Box::new(move |_tx| {
-            let _ = done_tx.send(());
-            (true, Box::new(|_| {}))
-        });
-        if self.jobs.try_send(job).is_ok() {
-            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(10));
-        }
-        if let Ok(mut w) = self.writer.lock() {
-            w.take();
-        }
     }
 
     /// Runs `f` as one command in the next group commit; resolves after the commit.
@@ -303,14 +300,24 @@ impl SqliteStore {
         });
         let jobs = self.jobs.clone();
         Box::pin(async move {
-            jobs.send(job).await.map_err(|_| EngineError::internal("store writer stopped"))?;
-            answer.await.map_err(|_| EngineError::internal("store writer dropped a command"))?
+            jobs.send(job)
+                .await
+                .map_err(|_| EngineError::internal("store writer stopped"))?;
+            answer
+                .await
+                .map_err(|_| EngineError::internal("store writer dropped a command"))?
         })
     }
 
-    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, EngineError>) -> Result<T, EngineError> {
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
         let conn = {
-            let mut pool = self.readers.lock().map_err(|_| EngineError::internal("reader pool poisoned"))?;
+            let mut pool = self
+                .readers
+                .lock()
+                .map_err(|_| EngineError::internal("reader pool poisoned"))?;
             pool.pop()
         };
         let conn = match conn {
@@ -327,7 +334,10 @@ impl SqliteStore {
     }
 
     /// A short point read, answered at once on the caller's thread.
-    fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T, EngineError>) -> StoreFuture<T> {
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, EngineError>,
+    ) -> StoreFuture<T> {
         let r = self.with_reader(f);
         Box::pin(async move { r })
     }
@@ -353,7 +363,10 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, observer: BalanceO
         }
         for job in batch.drain(..) {
             let _ = conn.execute_batch("SAVEPOINT cmd");
-            let mut tx = Tx { conn: &conn, touched: Vec::new() };
+            let mut tx = Tx {
+                conn: &conn,
+                touched: Vec::new(),
+            };
             let outcome = catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
             match outcome {
                 Ok((true, done)) => {
@@ -399,7 +412,9 @@ impl Tx<'_> {
     /// Writes a journal entry and applies its postings, refusing to take a guarded account below
     /// zero. Runs inside the command's savepoint, so a refusal undoes everything the command did.
     fn apply(&mut self, entry: &Entry, now_ms: i64) -> Result<i64, EngineError> {
-        entry.check().map_err(|e| EngineError::internal(format!("ledger: {e}")))?;
+        entry
+            .check()
+            .map_err(|e| EngineError::internal(format!("ledger: {e}")))?;
         let c = self.conn;
         c.prepare_cached("INSERT INTO entries (kind, ref_id, created_at) VALUES (?1, ?2, ?3)")
             .and_then(|mut s| s.execute(params![entry.kind.as_str(), entry.ref_id, now_ms]))
@@ -443,9 +458,17 @@ impl Tx<'_> {
                     .map_err(db_err)?,
             };
             match after {
-                None => return Err(EngineError::internal(format!("ledger: no account {}", p.account))),
+                None => {
+                    return Err(EngineError::internal(format!(
+                        "ledger: no account {}",
+                        p.account
+                    )));
+                }
                 Some(v) if v < 0 && !ledger::may_go_negative(&p.account) => {
-                    return Err(EngineError::internal(format!("ledger: {} would go negative", p.account)));
+                    return Err(EngineError::internal(format!(
+                        "ledger: {} would go negative",
+                        p.account
+                    )));
                 }
                 Some(_) => {}
             }
@@ -460,7 +483,13 @@ impl Tx<'_> {
             .map_err(db_err)
     }
 
-    fn audit(&self, actor: &str, action: &str, details: &Value, now_ms: i64) -> Result<(), EngineError> {
+    fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        details: &Value,
+        now_ms: i64,
+    ) -> Result<(), EngineError> {
         self.conn
             .prepare_cached("INSERT INTO audit_log (actor_id, action, details, created_at) VALUES (?1, ?2, ?3, ?4)")
             .and_then(|mut s| s.execute(params![actor, action, details.to_string(), now_ms]))
@@ -480,8 +509,13 @@ impl Tx<'_> {
         let Some(k) = idem else { return f(self) };
         let found: Option<(String, String)> = self
             .conn
-            .prepare_cached("SELECT body_hash, response FROM idempotency WHERE scope = ?1 AND key = ?2")
-            .and_then(|mut s| s.query_row(params![k.scope, k.key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .prepare_cached(
+                "SELECT body_hash, response FROM idempotency WHERE scope = ?1 AND key = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![k.scope, k.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(db_err)?;
         if let Some((hash, response)) = found {
             if hash != k.body_hash {
@@ -500,7 +534,10 @@ impl Tx<'_> {
         Ok(out)
     }
 
-    fn worker_stats(&self, worker_id: &str) -> Result<Option<(WorkerStats, String, Option<i64>)>, EngineError> {
+    fn worker_stats(
+        &self,
+        worker_id: &str,
+    ) -> Result<Option<(WorkerStats, String, Option<i64>)>, EngineError> {
         self.conn
             .prepare_cached(
                 "SELECT tasks_claimed, tasks_completed, tasks_expired, consecutive_expires, credit_requests,
@@ -529,7 +566,13 @@ impl Tx<'_> {
     }
 
     /// Returns a task's escrow to its buyer and marks it failed.
-    fn refund(&mut self, task_id: &str, buyer_id: &str, price_cents: i64, now_ms: i64) -> Result<(), EngineError> {
+    fn refund(
+        &mut self,
+        task_id: &str,
+        buyer_id: &str,
+        price_cents: i64,
+        now_ms: i64,
+    ) -> Result<(), EngineError> {
         self.conn
             .prepare_cached(
                 "UPDATE tasks SET status = 'failed', worker_id = NULL, deadline = NULL, completed_at = ?2
@@ -556,8 +599,7 @@ fn stats_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<WorkerStats> {
     })
 }
 
-const BALANCE_COLS: &str =
-    "user_id, available_cents, frozen_cents, total_deposited_cents, total_earned_cents, total_withdrawn_cents, version";
+const BALANCE_COLS: &str = "user_id, available_cents, frozen_cents, total_deposited_cents, total_earned_cents, total_withdrawn_cents, version";
 
 fn balance_from_row(r: &Row<'_>) -> rusqlite::Result<BalanceSnapshot> {
     Ok(BalanceSnapshot {
@@ -572,12 +614,15 @@ fn balance_from_row(r: &Row<'_>) -> rusqlite::Result<BalanceSnapshot> {
 }
 
 fn read_balance(c: &Connection, user_id: &str) -> Result<Option<BalanceSnapshot>, EngineError> {
-    c.prepare_cached(&format!("SELECT {BALANCE_COLS} FROM balances WHERE user_id = ?1"))
-        .and_then(|mut s| s.query_row(params![user_id], balance_from_row).optional())
-        .map_err(db_err)
+    c.prepare_cached(&format!(
+        "SELECT {BALANCE_COLS} FROM balances WHERE user_id = ?1"
+    ))
+    .and_then(|mut s| s.query_row(params![user_id], balance_from_row).optional())
+    .map_err(db_err)
 }
 
-const WORKER_COLS: &str = "id, worker_type, model_info, profile, tier, tasks_claimed, tasks_completed, tasks_expired,
+const WORKER_COLS: &str =
+    "id, worker_type, model_info, profile, tier, tasks_claimed, tasks_completed, tasks_expired,
     consecutive_expires, credit_requests, total_earned_cents, suspended_until, created_at";
 
 fn worker_from_row(r: &Row<'_>) -> rusqlite::Result<(WorkerRecord, String, String)> {
@@ -602,13 +647,16 @@ fn read_worker(c: &Connection, worker_id: &str) -> Result<Option<WorkerRecord>, 
         .prepare_cached(&format!("SELECT {WORKER_COLS} FROM workers WHERE id = ?1"))
         .and_then(|mut s| s.query_row(params![worker_id], worker_from_row).optional())
         .map_err(db_err)?;
-    let Some((mut w, model_info, profile)) = found else { return Ok(None) };
+    let Some((mut w, model_info, profile)) = found else {
+        return Ok(None);
+    };
     w.model_info = serde_json::from_str(&model_info).map_err(json_err)?;
     w.profile = serde_json::from_str(&profile).map_err(json_err)?;
     Ok(Some(w))
 }
 
-const TASK_COLS: &str = "seq, id, buyer_id, type, input, timeout_seconds, min_output_length, price_cents, status,
+const TASK_COLS: &str =
+    "seq, id, buyer_id, type, input, timeout_seconds, min_output_length, price_cents, status,
     worker_id, attempts, deadline, output, earned_cents, created_at, completed_at";
 
 fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
@@ -619,7 +667,10 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         buyer_id: r.get(2)?,
         task_type: r.get(3)?,
         input: r.get(4)?,
-        constraints: Constraints { timeout_seconds: r.get(5)?, min_output_length: r.get(6)? },
+        constraints: Constraints {
+            timeout_seconds: r.get(5)?,
+            min_output_length: r.get(6)?,
+        },
         price_cents: r.get(7)?,
         status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
         worker_id: r.get(9)?,
@@ -632,12 +683,17 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     })
 }
 
-const LIVE_COLS: &str = "seq, id, type, price_cents, created_at, status, worker_id, attempts, deadline";
+const LIVE_COLS: &str =
+    "seq, id, type, price_cents, created_at, status, worker_id, attempts, deadline";
 
 fn live_from_row(r: &Row<'_>) -> rusqlite::Result<LiveTask> {
     let status: String = r.get(5)?;
     let assigned = if status == "assigned" {
-        Some(Assignment { worker_id: r.get(6)?, attempt: r.get(7)?, deadline_ms: r.get(8)? })
+        Some(Assignment {
+            worker_id: r.get(6)?,
+            attempt: r.get(7)?,
+            deadline_ms: r.get(8)?,
+        })
     } else {
         None
     };
@@ -657,14 +713,25 @@ fn read_task(c: &Connection, task_id: &str) -> Result<Option<TaskRecord>, Engine
         .map_err(db_err)
 }
 
-fn insert_user(c: &Connection, id: &str, role: Role, email: Option<&str>, password_hash: Option<&str>, now_ms: i64) -> Result<(), EngineError> {
+fn insert_user(
+    c: &Connection,
+    id: &str,
+    role: Role,
+    email: Option<&str>,
+    password_hash: Option<&str>,
+    now_ms: i64,
+) -> Result<(), EngineError> {
     let inserted = c
         .prepare_cached("INSERT INTO users (id, role, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
         .and_then(|mut s| s.execute(params![id, role.as_str(), email, password_hash, now_ms]));
     match inserted {
         Ok(_) => {}
-        Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-            return Err(EngineError::Conflict("an account with this email already exists".into()));
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            return Err(EngineError::Conflict(
+                "an account with this email already exists".into(),
+            ));
         }
         Err(e) => return Err(db_err(e)),
     }
@@ -674,24 +741,43 @@ fn insert_user(c: &Connection, id: &str, role: Role, email: Option<&str>, passwo
     Ok(())
 }
 
-fn insert_token(c: &Connection, hash: &str, user_id: &str, role: Role, now_ms: i64) -> Result<(), EngineError> {
-    c.prepare_cached("INSERT INTO tokens (hash, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)")
-        .and_then(|mut s| s.execute(params![hash, user_id, role.as_str(), now_ms]))
-        .map_err(db_err)?;
+fn insert_token(
+    c: &Connection,
+    hash: &str,
+    user_id: &str,
+    role: Role,
+    now_ms: i64,
+) -> Result<(), EngineError> {
+    c.prepare_cached(
+        "INSERT INTO tokens (hash, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| s.execute(params![hash, user_id, role.as_str(), now_ms]))
+    .map_err(db_err)?;
     Ok(())
 }
 
 impl Store for SqliteStore {
     fn create_buyer(&self, b: NewBuyer) -> StoreFuture<BalanceSnapshot> {
         self.write(move |tx| {
-            insert_user(tx.conn, &b.user_id, Role::Buyer, Some(&b.email), Some(&b.password_hash), b.now_ms)?;
+            insert_user(
+                tx.conn,
+                &b.user_id,
+                Role::Buyer,
+                Some(&b.email),
+                Some(&b.password_hash),
+                b.now_ms,
+            )?;
             insert_token(tx.conn, &b.token_hash, &b.user_id, Role::Buyer, b.now_ms)?;
             if b.signup_credit_cents > 0 {
-                let entry = Entry::new(EntryKind::SignupCredit, &b.user_id)
-                    .transfer(ledger::PROMOTIONS, ledger::available(&b.user_id), b.signup_credit_cents);
+                let entry = Entry::new(EntryKind::SignupCredit, &b.user_id).transfer(
+                    ledger::PROMOTIONS,
+                    ledger::available(&b.user_id),
+                    b.signup_credit_cents,
+                );
                 tx.apply(&entry, b.now_ms)?;
             }
-            read_balance(tx.conn, &b.user_id)?.ok_or_else(|| EngineError::internal("new buyer has no balance row"))
+            read_balance(tx.conn, &b.user_id)?
+                .ok_or_else(|| EngineError::internal("new buyer has no balance row"))
         })
     }
 
@@ -703,7 +789,13 @@ impl Store for SqliteStore {
         })
     }
 
-    fn add_token(&self, token_hash: String, user_id: String, role: Role, now_ms: i64) -> StoreFuture<()> {
+    fn add_token(
+        &self,
+        token_hash: String,
+        user_id: String,
+        role: Role,
+        now_ms: i64,
+    ) -> StoreFuture<()> {
         self.write(move |tx| insert_token(tx.conn, &token_hash, &user_id, role, now_ms))
     }
 
@@ -711,7 +803,10 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let found: Option<(String, String)> = c
                 .prepare_cached("SELECT user_id, role FROM tokens WHERE hash = ?1")
-                .and_then(|mut s| s.query_row(params![token_hash], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .and_then(|mut s| {
+                    s.query_row(params![token_hash], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
                 .map_err(db_err)?;
             Ok(found.and_then(|(id, role)| Role::parse(&role).map(|role| Principal { id, role })))
         })
@@ -737,7 +832,11 @@ impl Store for SqliteStore {
         self.read(move |c| read_worker(c, &worker_id))
     }
 
-    fn update_worker_profile(&self, worker_id: String, profile: WorkerProfile) -> StoreFuture<WorkerRecord> {
+    fn update_worker_profile(
+        &self,
+        worker_id: String,
+        profile: WorkerProfile,
+    ) -> StoreFuture<WorkerRecord> {
         self.write(move |tx| {
             let text = serde_json::to_string(&profile).map_err(json_err)?;
             let n = tx
@@ -748,18 +847,23 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Err(EngineError::NotFound("no such worker".into()));
             }
-            read_worker(tx.conn, &worker_id)?.ok_or_else(|| EngineError::NotFound("no such worker".into()))
+            read_worker(tx.conn, &worker_id)?
+                .ok_or_else(|| EngineError::NotFound("no such worker".into()))
         })
     }
 
     fn worker_load(&self, worker_id: String, since_ms: i64) -> StoreFuture<(u32, u32)> {
         self.read(move |c| {
             let held: u32 = c
-                .prepare_cached("SELECT count(*) FROM tasks WHERE worker_id = ?1 AND status = 'assigned'")
+                .prepare_cached(
+                    "SELECT count(*) FROM tasks WHERE worker_id = ?1 AND status = 'assigned'",
+                )
                 .and_then(|mut s| s.query_row(params![worker_id], |r| r.get(0)))
                 .map_err(db_err)?;
             let today: u32 = c
-                .prepare_cached("SELECT count(*) FROM claims WHERE worker_id = ?1 AND claimed_at >= ?2")
+                .prepare_cached(
+                    "SELECT count(*) FROM claims WHERE worker_id = ?1 AND claimed_at >= ?2",
+                )
                 .and_then(|mut s| s.query_row(params![worker_id, since_ms], |r| r.get(0)))
                 .map_err(db_err)?;
             Ok((held, today))
@@ -821,7 +925,12 @@ impl Store for SqliteStore {
         self.read(move |c| read_task(c, &task_id))
     }
 
-    fn list_tasks(&self, buyer_id: String, before_seq: Option<i64>, limit: u32) -> StoreFuture<Vec<TaskRecord>> {
+    fn list_tasks(
+        &self,
+        buyer_id: String,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreFuture<Vec<TaskRecord>> {
         self.read(move |c| {
             let mut s = c
                 .prepare_cached(&format!(
@@ -887,7 +996,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn unclaim(&self, task_id: String, worker_id: String, attempt: u32) -> StoreFuture<Option<LiveTask>> {
+    fn unclaim(
+        &self,
+        task_id: String,
+        worker_id: String,
+        attempt: u32,
+    ) -> StoreFuture<Option<LiveTask>> {
         self.write(move |tx| {
             let n = tx
                 .conn
@@ -913,7 +1027,14 @@ impl Store for SqliteStore {
         })
     }
 
-    fn submit(&self, task_id: String, worker_id: String, output: String, now_ms: i64, cfg: Arc<PlatformConfig>) -> StoreFuture<Settlement> {
+    fn submit(
+        &self,
+        task_id: String,
+        worker_id: String,
+        output: String,
+        now_ms: i64,
+        cfg: Arc<PlatformConfig>,
+    ) -> StoreFuture<Settlement> {
         self.write(move |tx| {
             let task = read_task(tx.conn, &task_id)?.ok_or_else(|| EngineError::NotFound("no such task".into()))?;
             let mine = task.worker_id.as_deref() == Some(worker_id.as_str());
@@ -1011,7 +1132,14 @@ impl Store for SqliteStore {
         })
     }
 
-    fn expire(&self, task_id: String, worker_id: String, attempt: u32, now_ms: i64, cfg: Arc<PlatformConfig>) -> StoreFuture<ExpireOutcome> {
+    fn expire(
+        &self,
+        task_id: String,
+        worker_id: String,
+        attempt: u32,
+        now_ms: i64,
+        cfg: Arc<PlatformConfig>,
+    ) -> StoreFuture<ExpireOutcome> {
         self.write(move |tx| {
             let found: Option<(String, i64, u32)> = tx
                 .conn
@@ -1057,7 +1185,15 @@ impl Store for SqliteStore {
         })
     }
 
-    fn credit(&self, task_id: String, buyer_id: String, reason: Option<String>, now_ms: i64, idem: Option<IdemKey>, cfg: Arc<PlatformConfig>) -> StoreFuture<Credited> {
+    fn credit(
+        &self,
+        task_id: String,
+        buyer_id: String,
+        reason: Option<String>,
+        now_ms: i64,
+        idem: Option<IdemKey>,
+        cfg: Arc<PlatformConfig>,
+    ) -> StoreFuture<Credited> {
         self.write(move |tx| {
             tx.idempotent(idem.as_ref(), now_ms, |c| c, |tx| {
                 let task = read_task(tx.conn, &task_id)?
@@ -1174,14 +1310,19 @@ impl Store for SqliteStore {
                     )
                     .map_err(db_err)?;
                 let rows = s
-                    .query_map(params![now_ms, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .query_map(params![now_ms, limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
                     .map_err(db_err)?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
             };
             for (lot_id, worker_id, task_id, amount) in &due {
                 if *amount > 0 {
-                    let entry = Entry::new(EntryKind::Unfreeze, task_id)
-                        .transfer(ledger::frozen(worker_id), ledger::available(worker_id), *amount);
+                    let entry = Entry::new(EntryKind::Unfreeze, task_id).transfer(
+                        ledger::frozen(worker_id),
+                        ledger::available(worker_id),
+                        *amount,
+                    );
                     tx.apply(&entry, now_ms)?;
                 }
                 tx.conn
@@ -1201,7 +1342,15 @@ impl Store for SqliteStore {
         })
     }
 
-    fn admin_credit(&self, user_id: String, amount_cents: i64, reason: String, admin_id: String, now_ms: i64, idem: Option<IdemKey>) -> StoreFuture<AdminCredited> {
+    fn admin_credit(
+        &self,
+        user_id: String,
+        amount_cents: i64,
+        reason: String,
+        admin_id: String,
+        now_ms: i64,
+        idem: Option<IdemKey>,
+    ) -> StoreFuture<AdminCredited> {
         self.write(move |tx| {
             tx.idempotent(idem.as_ref(), now_ms, |c| c, |tx| {
                 if tx.available(&user_id)?.is_none() {
@@ -1224,15 +1373,33 @@ impl Store for SqliteStore {
 
     fn load_config(&self) -> StoreFuture<BTreeMap<String, StoredConfig>> {
         self.read(|c| {
-            let mut s = c.prepare("SELECT key, doc, version, updated_at, updated_by FROM config").map_err(db_err)?;
+            let mut s = c
+                .prepare("SELECT key, doc, version, updated_at, updated_by FROM config")
+                .map_err(db_err)?;
             let rows = s
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
+                })
                 .map_err(db_err)?;
             let mut out = BTreeMap::new();
             for row in rows {
                 let (key, doc, version, updated_at_ms, updated_by) = row.map_err(db_err)?;
                 let doc = serde_json::from_str(&doc).map_err(json_err)?;
-                out.insert(key, StoredConfig { doc, version, updated_at_ms, updated_by });
+                out.insert(
+                    key,
+                    StoredConfig {
+                        doc,
+                        version,
+                        updated_at_ms,
+                        updated_by,
+                    },
+                );
             }
             Ok(out)
         })
@@ -1252,7 +1419,14 @@ impl Store for SqliteStore {
         })
     }
 
-    fn put_config(&self, key: String, doc: Value, expected_version: Option<i64>, admin_id: String, now_ms: i64) -> StoreFuture<StoredConfig> {
+    fn put_config(
+        &self,
+        key: String,
+        doc: Value,
+        expected_version: Option<i64>,
+        admin_id: String,
+        now_ms: i64,
+    ) -> StoreFuture<StoredConfig> {
         self.write(move |tx| {
             let current: Option<i64> = tx
                 .conn
@@ -1277,6 +1451,10 @@ impl Store for SqliteStore {
             tx.audit(&admin_id, "config.put", &serde_json::json!({ "key": key, "version": version, "doc": doc }), now_ms)?;
             Ok(StoredConfig { doc, version, updated_at_ms: now_ms, updated_by: Some(admin_id) })
         })
+    }
+
+    fn flush(&self) -> StoreFuture<()> {
+        self.write(|_| Ok(()))
     }
 
     fn audit(&self) -> StoreFuture<AuditReport> {
@@ -1312,12 +1490,16 @@ fn audit_snapshot(c: &Connection) -> Result<AuditReport, EngineError> {
     let mut violations = Vec::new();
     let q = |sql: &str| -> Result<Vec<(String, i64, i64)>, EngineError> {
         let mut s = c.prepare(sql).map_err(db_err)?;
-        let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db_err)?;
+        let rows = s
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(db_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
     };
     // Stored balances of every account, as (account, stored, 0).
     let mut stored: BTreeMap<String, i64> = BTreeMap::new();
-    for (user, available, frozen) in q("SELECT user_id, available_cents, frozen_cents FROM balances")? {
+    for (user, available, frozen) in
+        q("SELECT user_id, available_cents, frozen_cents FROM balances")?
+    {
         stored.insert(ledger::available(&user), available);
         stored.insert(ledger::frozen(&user), frozen);
     }
@@ -1334,21 +1516,26 @@ fn audit_snapshot(c: &Connection) -> Result<AuditReport, EngineError> {
         }
     }
     // Invariant 4: replaying the postings gives the stored balances.
-    let replayed: BTreeMap<String, i64> = q("SELECT account, sum(amount_cents), count(*) FROM postings GROUP BY account")?
-        .into_iter()
-        .map(|(a, s, _)| (a, s))
-        .collect();
+    let replayed: BTreeMap<String, i64> =
+        q("SELECT account, sum(amount_cents), count(*) FROM postings GROUP BY account")?
+            .into_iter()
+            .map(|(a, s, _)| (a, s))
+            .collect();
     for (account, balance) in &stored {
         let r = replayed.get(account).copied().unwrap_or(0);
         if r != *balance {
-            violations.push(format!("{account}: stored {balance} but postings sum to {r}"));
+            violations.push(format!(
+                "{account}: stored {balance} but postings sum to {r}"
+            ));
         }
     }
     for account in replayed.keys().filter(|a| !stored.contains_key(*a)) {
         violations.push(format!("postings to unknown account {account}"));
     }
     // Every entry balances.
-    for (entry, sum, _) in q("SELECT entry_id, sum(amount_cents), 0 FROM postings GROUP BY entry_id HAVING sum(amount_cents) <> 0")? {
+    for (entry, sum, _) in q(
+        "SELECT entry_id, sum(amount_cents), 0 FROM postings GROUP BY entry_id HAVING sum(amount_cents) <> 0",
+    )? {
         violations.push(format!("entry {entry} is unbalanced by {sum}"));
     }
     // Invariant 3: live tasks hold exactly their price in escrow, others nothing.
@@ -1369,7 +1556,9 @@ fn audit_snapshot(c: &Connection) -> Result<AuditReport, EngineError> {
     )? {
         violations.push(format!("{user}: frozen {frozen} but frozen lots sum to {lots}"));
     }
-    let entries: i64 = c.query_row("SELECT count(*) FROM entries", [], |r| r.get(0)).map_err(db_err)?;
+    let entries: i64 = c
+        .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+        .map_err(db_err)?;
     Ok(AuditReport {
         ok: violations.is_empty(),
         sum_cents,

@@ -1,0 +1,117 @@
+//! Server settings: built-in defaults, then `config/default.toml`, then `CLAWJOBS_*` environment
+//! variables, then command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::ServeArgs;
+
+#[derive(Debug, Deserialize, Default)]
+struct File {
+    #[serde(default)]
+    server: ServerFile,
+    #[serde(default)]
+    log: LogFile,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct ServerFile {
+    bind: Option<String>,
+    data_dir: Option<PathBuf>,
+    workers: Option<usize>,
+    platform_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct LogFile {
+    level: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Settings {
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub workers: usize,
+    pub platform_config: Option<PathBuf>,
+    pub log_level: String,
+    pub log_json: bool,
+    pub admin_token: Option<String>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Settings {
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
+        let explicit = args.config != Path::new("config/default.toml");
+        let file: File = match std::fs::read_to_string(&args.config) {
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("reading {}", args.config.display()))?,
+            Err(e) if explicit => {
+                return Err(e).with_context(|| format!("reading {}", args.config.display()));
+            }
+            Err(_) => File::default(),
+        };
+        let workers = match env("CLAWJOBS_WORKERS") {
+            Some(w) => w.parse().context("CLAWJOBS_WORKERS must be a number")?,
+            None => file.server.workers.unwrap_or(0),
+        };
+        let workers = if workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            workers
+        };
+        Ok(Settings {
+            bind: args
+                .bind
+                .clone()
+                .or_else(|| env("CLAWJOBS_BIND"))
+                .or(file.server.bind)
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or_else(|| env("CLAWJOBS_DATA_DIR").map(PathBuf::from))
+                .or(file.server.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            workers,
+            platform_config: env("CLAWJOBS_PLATFORM_CONFIG")
+                .map(PathBuf::from)
+                .or(file.server.platform_config),
+            log_level: env("CLAWJOBS_LOG")
+                .or(file.log.level)
+                .unwrap_or_else(|| "info".into()),
+            log_json: env("CLAWJOBS_LOG_FORMAT")
+                .or(file.log.format)
+                .is_some_and(|f| f == "json"),
+            admin_token: env("CLAWJOBS_ADMIN_TOKEN"),
+        })
+    }
+
+    /// The platform TOML: the configured file if it exists, else the defaults built into the binary.
+    pub fn platform_toml(&self) -> anyhow::Result<String> {
+        match &self.platform_config {
+            Some(path) if path.exists() => {
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+            }
+            _ => Ok(clawjobs_actors::config::PlatformConfig::defaults_toml().to_string()),
+        }
+    }
+
+    pub fn init_tracing(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        if self.log_json {
+            builder.json().init();
+        } else {
+            builder.init();
+        }
+    }
+}

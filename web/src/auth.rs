@@ -1,0 +1,90 @@
+//! Bearer-token extractors. A handler names the role it serves by its argument type; a missing or
+//! unknown token is 401, a token of another role 403.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use clawjobs_actors::domain::{Principal, Role};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+async fn principal(req: HttpRequest, roles: &'static [Role]) -> Result<Principal, ApiError> {
+    let token = bearer(&req)
+        .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
+    if token.len() > 256 {
+        return Err(ApiError::unauthorized("unknown token"));
+    }
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::from(clawjobs_actors::EngineError::internal("no app state")))?;
+    let p = state
+        .engine
+        .authenticate(&token)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+    if !roles.contains(&p.role) {
+        let wanted: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        return Err(ApiError::forbidden(format!(
+            "this needs a {} token, not a {} token",
+            wanted.join(" or "),
+            p.role.as_str()
+        )));
+    }
+    Ok(p)
+}
+
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident, $roles:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Principal);
+
+        impl FromRequest for $name {
+            type Error = ApiError;
+            type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                let req = req.clone();
+                Box::pin(async move { principal(req, $roles).await.map($name) })
+            }
+        }
+
+        impl $name {
+            pub fn id(&self) -> &str {
+                &self.0.id
+            }
+        }
+    };
+}
+
+role_extractor!(
+    /// A buyer's token.
+    Buyer, &[Role::Buyer]
+);
+role_extractor!(
+    /// A worker's token.
+    Worker, &[Role::Worker]
+);
+role_extractor!(
+    /// An admin's token.
+    Admin, &[Role::Admin]
+);
+role_extractor!(
+    /// A buyer's or a worker's token: both have balances.
+    Account, &[Role::Buyer, Role::Worker]
+);
