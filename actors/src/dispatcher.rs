@@ -165,16 +165,15 @@ impl Dispatcher {
 
     /// A task is free: hand it to the first waiting worker that takes it, or index it.
     fn offer(&mut self, task: Pending, ctx: &mut Context<Self>) {
-        self.parked.retain(|c| !c.reply.is_closed());
-        if let Some(i) = self
-            .parked
-            .iter()
-            .position(|c| c.spec.accepts(&task.task_type, task.price_cents))
+        // Claimers that gave up are skipped here and swept out by the periodic clean-up.
+        let taker = self.parked.iter().position(|c| {
+            !c.reply.is_closed() && c.spec.accepts(&task.task_type, task.price_cents)
+        });
+        if let Some(i) = taker
+            && let Some(claimer) = self.parked.remove(i)
         {
-            if let Some(claimer) = self.parked.remove(i) {
-                self.claim(task, claimer, ctx);
-                return;
-            }
+            self.claim(task, claimer, ctx);
+            return;
         }
         self.insert_pending(task);
     }

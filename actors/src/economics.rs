@@ -156,16 +156,10 @@ pub fn tier_progress(cfg: &PlatformConfig, tier: &str, s: &TierStats) -> Value {
         .position(|l| l.name == tier)
         .unwrap_or(0);
     let pct = |bp: u64| bp as f64 / 10_000.0;
-    let completion_bp = if s.claimed == 0 {
-        0
-    } else {
-        s.completed * 10_000 / s.claimed
-    };
-    let credit_bp = if s.completed == 0 {
-        0
-    } else {
-        s.credit_requests * 10_000 / s.completed
-    };
+    let completion_bp = (s.completed * 10_000).checked_div(s.claimed).unwrap_or(0);
+    let credit_bp = (s.credit_requests * 10_000)
+        .checked_div(s.completed)
+        .unwrap_or(0);
     let next = cfg.tier_levels.get(idx + 1).map(|n| {
         serde_json::json!({
             "tier": n.name,

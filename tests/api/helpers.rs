@@ -1,0 +1,295 @@
+//! Starts the real `clawjobs` binary on a free port with a temporary data directory and speaks
+//! HTTP to it. Set TEST_LOG=1 to see the server's log.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+pub const ADMIN_TOKEN: &str = "cja_test_admin_token";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub struct Buyer {
+    pub user_id: String,
+    pub token: String,
+}
+
+pub struct Worker {
+    pub worker_id: String,
+    pub token: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut app = start(tmp.path()).await;
+    app._tmp = Some(tmp);
+    app
+}
+
+/// Starts a server on `data_dir` (which outlives it: used by restart tests).
+pub async fn start(data_dir: &Path) -> TestApp {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clawjobs"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("CLAWJOBS_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("CLAWJOBS_WORKERS", "2")
+        .env(
+            "CLAWJOBS_LOG",
+            if std::env::var("TEST_LOG").is_ok() {
+                "info"
+            } else {
+                "warn"
+            },
+        )
+        .stdout(Stdio::piped())
+        .stderr(if std::env::var("TEST_LOG").is_ok() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .expect("start clawjobs");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        reader
+            .read_line(&mut line)
+            .expect("read the listening line");
+        // Keep draining so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        line
+    })
+    .await
+    .expect("reader");
+    let base = line
+        .trim()
+        .strip_prefix("clawjobs listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    let client = Client::builder()
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    TestApp {
+        base,
+        client,
+        child: Some(child),
+        _tmp: None,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Sends and returns status and JSON body (Null for an empty body).
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let res = self.call(method, path, token, body).await;
+        let status = res.status();
+        let text = res.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.json(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.json(Method::POST, path, token, Some(&body)).await
+    }
+
+    pub async fn register(&self, email: &str) -> Buyer {
+        let (s, v) = self
+            .post(
+                "/api/auth/register",
+                None,
+                json!({"email": email, "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        Buyer {
+            user_id: v["user_id"].as_str().unwrap().into(),
+            token: v["token"].as_str().unwrap().into(),
+        }
+    }
+
+    /// A buyer with `cents` added by an admin credit on top of the signup credit.
+    pub async fn funded_buyer(&self, email: &str, cents: i64) -> Buyer {
+        let b = self.register(email).await;
+        let (s, v) = self
+            .post(
+                "/api/admin/credit",
+                Some(ADMIN_TOKEN),
+                json!({"user_id": b.user_id, "amount_cents": cents, "reason": "test funds"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        b
+    }
+
+    pub async fn worker(&self) -> Worker {
+        self.worker_with(json!({})).await
+    }
+
+    pub async fn worker_with(&self, body: Value) -> Worker {
+        let (s, v) = self.post("/api/worker/connect", None, body).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        Worker {
+            worker_id: v["worker_id"].as_str().unwrap().into(),
+            token: v["token"].as_str().unwrap().into(),
+        }
+    }
+
+    pub async fn post_task(&self, buyer: &Buyer, body: Value) -> (StatusCode, Value) {
+        self.post("/api/task", Some(&buyer.token), body).await
+    }
+
+    pub async fn chat_task(&self, buyer: &Buyer) -> String {
+        let (s, v) = self.post_task(buyer, json!({"type": "chat", "input": {"messages": [{"role": "user", "content": "hello"}]}})).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["task_id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn next(&self, w: &Worker, wait: u32) -> (StatusCode, Value) {
+        self.get(&format!("/api/work/next?wait={wait}"), &w.token)
+            .await
+    }
+
+    pub async fn submit(&self, w: &Worker, task_id: &str, text: &str) -> (StatusCode, Value) {
+        self.post(
+            "/api/work/submit",
+            Some(&w.token),
+            json!({"task_id": task_id, "output": {"text": text}}),
+        )
+        .await
+    }
+
+    pub async fn balance(&self, token: &str) -> Value {
+        let (s, v) = self.get("/api/balance", token).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// Replaces fields of a config document through the admin API.
+    pub async fn patch_config(&self, key: &str, changes: Value) {
+        let (s, mut doc) = self
+            .get(&format!("/api/admin/config/{key}"), ADMIN_TOKEN)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{doc}");
+        merge(&mut doc, changes);
+        if let Some(o) = doc.as_object_mut() {
+            o.remove("version");
+        }
+        let (s, v) = self
+            .json(
+                Method::PUT,
+                &format!("/api/admin/config/{key}"),
+                Some(ADMIN_TOKEN),
+                Some(&doc),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+
+    /// The ledger audit must pass after every test that moves money.
+    pub async fn assert_audit(&self) -> Value {
+        let (s, v) = self.get("/api/admin/ledger/audit", ADMIN_TOKEN).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["ok"], json!(true), "ledger audit failed: {v}");
+        assert_eq!(v["sum_cents"], json!(0));
+        v
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let status = c.wait().expect("wait");
+            assert!(status.success(), "clean stop exited with {status}");
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything. Takes `&self` so that load tasks may still hold the app.
+    pub fn kill9(&self) {
+        if let Some(c) = &self.child {
+            let status = Command::new("kill")
+                .args(["-KILL", &c.id().to_string()])
+                .status()
+                .expect("kill -9");
+            assert!(status.success());
+        }
+    }
+}
+
+pub fn merge(doc: &mut Value, changes: Value) {
+    match (doc, changes) {
+        (Value::Object(d), Value::Object(c)) => {
+            for (k, v) in c {
+                merge(d.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (d, c) => *d = c,
+    }
+}
+
+pub fn cents(v: &Value, field: &str) -> i64 {
+    v[field]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{field} missing in {v}"))
+}

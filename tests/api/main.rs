@@ -1,0 +1,8 @@
+//! Black-box tests: each starts the real server (free port, temp data dir) and drives it over HTTP.
+
+mod bad_input;
+mod concurrency;
+mod helpers;
+mod lifecycle;
+mod restart;
+mod rules;

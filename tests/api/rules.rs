@@ -1,0 +1,195 @@
+//! Lifecycle rules: exclusive claims, deadlines, suspension, failure and refund, idempotency.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// Deadlines short enough for tests.
+async fn fast_deadlines(app: &TestApp, max_attempts: u32) {
+    app.patch_config(
+        "dispatch",
+        json!({"min_timeout_seconds": 1, "max_attempts": max_attempts}),
+    )
+    .await;
+}
+
+async fn quick_task(app: &TestApp, buyer: &Buyer) -> String {
+    let (s, v) = app
+        .post_task(buyer, json!({"type": "chat", "input": {"messages": [{"role": "user", "content": "hi"}]}, "constraints": {"timeout_seconds": 1}}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["task_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_claim_is_exclusive() {
+    let app = spawn_app().await;
+    let buyer = app.register("ivy@example.com").await;
+    let mut waiting = vec![];
+    for _ in 0..8 {
+        let w = app.worker().await;
+        let (client, url) = (app.client.clone(), app.url("/api/work/next?wait=3"));
+        waiting.push(tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(w.token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.chat_task(&buyer).await;
+    let mut got = 0;
+    for h in waiting {
+        match h.await.unwrap() {
+            StatusCode::OK => got += 1,
+            StatusCode::NO_CONTENT => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(got, 1, "exactly one of the waiting workers gets the task");
+}
+
+#[tokio::test]
+async fn a_missed_deadline_requeues_and_the_late_submit_is_refused() {
+    let app = spawn_app().await;
+    fast_deadlines(&app, 5).await;
+    let buyer = app.register("jack@example.com").await;
+    let slow = app.worker().await;
+    let fast = app.worker().await;
+    let task_id = quick_task(&app, &buyer).await;
+    let (s, _) = app.next(&slow, 2).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Within a second of the deadline the task is back and another worker gets it.
+    let (s, offer) = app.next(&fast, 5).await;
+    assert_eq!(s, StatusCode::OK, "the task came back to the queue");
+    assert_eq!(offer["task_id"], task_id.as_str());
+
+    let (s, v) = app.submit(&slow, &task_id, "too late").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "TASK_EXPIRED");
+    let (s, _) = app.submit(&fast, &task_id, "on time").await;
+    assert_eq!(s, StatusCode::OK);
+
+    let stranger = app.worker().await;
+    let (s, v) = app.submit(&stranger, &task_id, "mine?").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (_, me) = app.get("/api/worker/me", &slow.token).await;
+    assert_eq!(me["stats"]["tasks_expired"], 1);
+    assert_eq!(
+        cents(&app.balance(&slow.token).await, "frozen_cents"),
+        0,
+        "the late worker earns nothing"
+    );
+    app.assert_audit().await;
+}
+
+#[tokio::test]
+async fn three_expiries_in_a_row_suspend_the_worker() {
+    let app = spawn_app().await;
+    fast_deadlines(&app, 10).await;
+    let buyer = app.register("kate@example.com").await;
+    let peeker = app.worker().await;
+    for round in 0..3 {
+        quick_task(&app, &buyer).await;
+        let (s, v) = app.next(&peeker, 5).await;
+        assert_eq!(s, StatusCode::OK, "round {round}: {v}");
+        // Wait for the deadline to pass and the task to be taken back.
+        let other = app.worker().await;
+        let (s, offer) = app.next(&other, 5).await;
+        assert_eq!(s, StatusCode::OK);
+        app.submit(&other, offer["task_id"].as_str().unwrap(), "done")
+            .await;
+    }
+    let (s, v) = app.next(&peeker, 1).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "SUSPENDED");
+    assert!(v["error"]["details"]["suspended_until"].is_string());
+    let (_, me) = app.get("/api/worker/me", &peeker.token).await;
+    assert!(me["suspended_until"].is_string(), "{me}");
+    assert_eq!(me["stats"]["tasks_expired"], 3);
+    app.assert_audit().await;
+}
+
+#[tokio::test]
+async fn a_task_out_of_attempts_fails_and_refunds_the_buyer() {
+    let app = spawn_app().await;
+    fast_deadlines(&app, 1).await;
+    let buyer = app.register("liam@example.com").await;
+    let worker = app.worker().await;
+    let task_id = quick_task(&app, &buyer).await;
+    assert_eq!(
+        cents(&app.balance(&buyer.token).await, "available_cents"),
+        48
+    );
+    app.next(&worker, 2).await;
+    let (s, t) = app
+        .get(&format!("/api/task/{task_id}?wait=5"), &buyer.token)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(
+        cents(&app.balance(&buyer.token).await, "available_cents"),
+        50,
+        "escrow refunded"
+    );
+    app.assert_audit().await;
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_a_post_without_charging_twice() {
+    let app = spawn_app().await;
+    let buyer = app.register("mia@example.com").await;
+    let body = json!({"type": "code", "input": {"p": "x"}});
+    let send = |key: &'static str, body: serde_json::Value| {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url("/api/task"),
+            buyer.token.clone(),
+        );
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (s1, a) = send("k-1", body.clone()).await;
+    let (s2, b) = send("k-1", body.clone()).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(a, b, "the repeat gets the first answer");
+    assert_eq!(
+        cents(&app.balance(&buyer.token).await, "available_cents"),
+        45,
+        "charged once"
+    );
+    let (s, v) = send("k-1", json!({"type": "code", "input": {"p": "other"}})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (_, list) = app.get("/api/tasks", &buyer.token).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    app.assert_audit().await;
+}
+
+#[tokio::test]
+async fn a_worker_holds_no_more_than_its_concurrent_limit() {
+    let app = spawn_app().await;
+    let buyer = app.register("noah@example.com").await;
+    let worker = app.worker().await;
+    app.chat_task(&buyer).await;
+    app.chat_task(&buyer).await;
+    let (s, _) = app.next(&worker, 1).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = app.next(&worker, 1).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+}
