@@ -1,6 +1,7 @@
 //! The `clawjobs` binary: settings, logging, and the start-up of store → actors → web.
 
 mod settings;
+mod simulate;
 
 use std::net::TcpListener;
 
@@ -28,6 +29,8 @@ enum Command {
     Serve(ServeArgs),
     /// Check the platform config file and print the documents it would seed.
     CheckConfig(ServeArgs),
+    /// Drive load against a running server (used by scripts/bench.sh).
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -47,6 +50,12 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Simulate(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(simulate::run(args))
+        }
         Command::CheckConfig(args) => {
             let settings = Settings::load(&args)?;
             let docs = PlatformConfig::docs_from_toml(&settings.platform_toml()?)

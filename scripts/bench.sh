@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): full lifecycles per second over HTTP and post-to-claim latency, against
+# a release build on the embedded store with durable commits, on a fresh data directory.
+#
+#   scripts/bench.sh [workers] [posters] [seconds] [runs]
+#
+# Each mode runs `runs` times (default 3) on a fresh server; the median run is what to quote.
+# The load generator (`clawjobs simulate`) shares the machine with the server, as a client would.
+# For the baseline ratio run ../shared/bench/pg-skip-locked/run.sh back to back with this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORKERS=${1:-32}; POSTERS=${2:-16}; SECONDS_=${3:-10}; RUNS=${4:-3}
+cargo build --release --quiet
+BIN=target/release/clawjobs
+export CLAWJOBS_ADMIN_TOKEN=cja_bench_admin CLAWJOBS_LOG=warn
+
+serve() {
+  DATA=$(mktemp -d)
+  "$BIN" serve --bind 127.0.0.1:0 --data-dir "$DATA" > "$DATA/out" 2>"$DATA/err" &
+  PID=$!
+  for _ in $(seq 100); do grep -q listening "$DATA/out" 2>/dev/null && break; sleep 0.05; done
+  URL=$(sed -n 's/^clawjobs listening on //p' "$DATA/out")
+}
+stop() { kill -TERM "$PID"; wait "$PID" || true; rm -rf "$DATA"; }
+
+echo "== full lifecycles (post → claim → submit → settled), $WORKERS workers, $POSTERS posters, ${SECONDS_}s"
+for run in $(seq "$RUNS"); do
+  serve
+  "$BIN" simulate --mode lifecycles --url "$URL" --workers "$WORKERS" --posters "$POSTERS" --seconds "$SECONDS_"
+  echo "   server RSS: $(awk '/VmHWM/ {print $2/1024 " MiB peak"}' /proc/$PID/status)"
+  stop
+done
+
+echo "== post-to-claim latency, $WORKERS parked workers"
+for run in $(seq "$RUNS"); do
+  serve
+  "$BIN" simulate --mode latency --url "$URL" --workers "$WORKERS" --samples 2000
+  stop
+done

@@ -1,0 +1,313 @@
+//! `clawjobs simulate`: a load generator against a running server, used by `scripts/bench.sh`.
+//!
+//! * `lifecycles`: posters keep tasks coming, workers long-poll and submit; reports full
+//!   lifecycles (post → claim → submit → settled) per second over the measured window.
+//! * `latency`: workers wait parked; one task is posted at a time and the time from sending the
+//!   post to a worker holding the task is recorded; reports p50/p99.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// `lifecycles` or `latency`.
+    #[arg(long, default_value = "lifecycles")]
+    mode: String,
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, env = "CLAWJOBS_ADMIN_TOKEN")]
+    admin_token: String,
+    /// Concurrent workers (long-poll loops).
+    #[arg(long, default_value_t = 32)]
+    workers: usize,
+    /// Concurrent posting loops (lifecycles mode).
+    #[arg(long, default_value_t = 16)]
+    posters: usize,
+    /// Measured seconds (lifecycles mode), after a warm-up of 2 s.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Samples (latency mode).
+    #[arg(long, default_value_t = 2000)]
+    samples: usize,
+}
+
+struct Sim {
+    client: Client,
+    url: String,
+    admin: String,
+}
+
+impl Sim {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.url, path))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await?;
+        let status = res.status();
+        let bytes = res.bytes().await?;
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Ok((status, v))
+    }
+
+    async fn buyer(&self, i: usize) -> anyhow::Result<String> {
+        let email = format!("sim{}-{i}@example.com", std::process::id());
+        let (s, v) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/auth/register",
+                "",
+                Some(json!({"email": email, "password": "simulated password"})),
+            )
+            .await?;
+        if s != StatusCode::CREATED {
+            bail!("register: {s} {v}");
+        }
+        let user_id = v["user_id"].as_str().context("user_id")?;
+        let token = v["token"].as_str().context("token")?.to_string();
+        let (s, v) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/admin/credit",
+                &self.admin,
+                Some(
+                    json!({"user_id": user_id, "amount_cents": 10_000_000, "reason": "simulation"}),
+                ),
+            )
+            .await?;
+        if s != StatusCode::OK {
+            bail!("admin credit: {s} {v}");
+        }
+        Ok(token)
+    }
+
+    async fn worker(&self) -> anyhow::Result<String> {
+        let body = json!({"worker_type": "simulated", "profile": {"limits": {"daily_max_tasks": 100_000_000, "concurrent": 1}}});
+        let (s, v) = self
+            .call(reqwest::Method::POST, "/api/worker/connect", "", Some(body))
+            .await?;
+        if s != StatusCode::CREATED {
+            bail!("connect: {s} {v}");
+        }
+        Ok(v["token"].as_str().context("token")?.to_string())
+    }
+}
+
+fn task_body() -> Value {
+    json!({"type": "chat", "input": {"messages": [{"role": "user", "content": "Summarise the plot of Hamlet in one line."}]}})
+}
+
+pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    let client = Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let sim = Arc::new(Sim {
+        client,
+        url: args.url.trim_end_matches('/').to_string(),
+        admin: args.admin_token.clone(),
+    });
+    match args.mode.as_str() {
+        "lifecycles" => lifecycles(sim, &args).await,
+        "latency" => latency(sim, &args).await,
+        other => bail!("unknown mode {other}"),
+    }
+}
+
+async fn lifecycles(sim: Arc<Sim>, args: &SimulateArgs) -> anyhow::Result<()> {
+    let buyers = futures_util::future::try_join_all((0..args.posters).map(|i| {
+        let sim = sim.clone();
+        async move { sim.buyer(i).await }
+    }))
+    .await?;
+    let workers =
+        futures_util::future::try_join_all((0..args.workers).map(|_| sim.worker())).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let settled = Arc::new(AtomicU64::new(0));
+    let posted = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut handles = vec![];
+    for token in buyers {
+        let (sim, stop, posted, settled, errors) = (
+            sim.clone(),
+            stop.clone(),
+            posted.clone(),
+            settled.clone(),
+            errors.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                // Keep the backlog bounded: a queue growing without end measures nothing useful.
+                if posted.load(Ordering::Relaxed) > settled.load(Ordering::Relaxed) + 2_000 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    continue;
+                }
+                match sim
+                    .call(
+                        reqwest::Method::POST,
+                        "/api/task",
+                        &token,
+                        Some(task_body()),
+                    )
+                    .await
+                {
+                    Ok((StatusCode::CREATED, _)) => posted.fetch_add(1, Ordering::Relaxed),
+                    _ => errors.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for token in workers {
+        let (sim, stop, settled, errors) =
+            (sim.clone(), stop.clone(), settled.clone(), errors.clone());
+        handles.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((s, offer)) = sim.call(reqwest::Method::GET, "/api/work/next?wait=2", &token, None).await else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                if s != StatusCode::OK {
+                    continue;
+                }
+                let body = json!({"task_id": offer["task_id"], "output": {"text": "Prince avenges father, everyone dies."}});
+                match sim.call(reqwest::Method::POST, "/api/work/submit", &token, Some(body)).await {
+                    Ok((StatusCode::OK, _)) => settled.fetch_add(1, Ordering::Relaxed),
+                    _ => errors.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (start_count, started) = (settled.load(Ordering::Relaxed), Instant::now());
+    let mut per_second = vec![];
+    let mut last = start_count;
+    for _ in 0..args.seconds {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = settled.load(Ordering::Relaxed);
+        per_second.push(now - last);
+        last = now;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let total = settled.load(Ordering::Relaxed) - start_count;
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    per_second.sort_unstable();
+    let median = per_second.get(per_second.len() / 2).copied().unwrap_or(0);
+    let (s, audit) = sim
+        .call(
+            reqwest::Method::GET,
+            "/api/admin/ledger/audit",
+            &sim.admin,
+            None,
+        )
+        .await?;
+    println!(
+        "lifecycles: {:.0}/s mean, {median}/s median second, over {elapsed:.1}s (workers={}, posters={}, errors={}); audit {} {}",
+        total as f64 / elapsed,
+        args.workers,
+        args.posters,
+        errors.load(Ordering::Relaxed),
+        s.as_u16(),
+        audit["ok"]
+    );
+    Ok(())
+}
+
+async fn latency(sim: Arc<Sim>, args: &SimulateArgs) -> anyhow::Result<()> {
+    let buyer = sim.buyer(0).await?;
+    let workers =
+        futures_util::future::try_join_all((0..args.workers).map(|_| sim.worker())).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = vec![];
+    for token in workers {
+        let (sim, tx, stop) = (sim.clone(), tx.clone(), stop.clone());
+        handles.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((s, offer)) = sim
+                    .call(reqwest::Method::GET, "/api/work/next?wait=1", &token, None)
+                    .await
+                else {
+                    continue;
+                };
+                if s != StatusCode::OK {
+                    continue;
+                }
+                let received = Instant::now();
+                let id = offer["task_id"].as_str().unwrap_or_default().to_string();
+                let _ = tx.send((id.clone(), received));
+                let body = json!({"task_id": id, "output": {"text": "ok"}});
+                let _ = sim
+                    .call(
+                        reqwest::Method::POST,
+                        "/api/work/submit",
+                        &token,
+                        Some(body),
+                    )
+                    .await;
+            }
+        }));
+    }
+    // Let every worker park first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut samples = Vec::with_capacity(args.samples);
+    for _ in 0..args.samples {
+        let sent = Instant::now();
+        let (s, v) = sim
+            .call(
+                reqwest::Method::POST,
+                "/api/task",
+                &buyer,
+                Some(task_body()),
+            )
+            .await?;
+        if s != StatusCode::CREATED {
+            bail!("post: {s} {v}");
+        }
+        let id = v["task_id"].as_str().unwrap_or_default();
+        let (got, at) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await?
+            .context("workers stopped")?;
+        if got != id {
+            bail!("a worker received {got}, expected {id}");
+        }
+        samples.push(at.duration_since(sent));
+        // Give the worker time to submit and park again.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    samples.sort_unstable();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!(
+        "post-to-claim: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} posts with {} parked workers",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        pct(1.0).as_secs_f64() * 1e3,
+        samples.len(),
+        args.workers
+    );
+    Ok(())
+}
