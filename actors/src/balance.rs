@@ -27,11 +27,24 @@ pub struct Bank {
 }
 
 /// Builds the registry first so that the store can be given its observer before the bank exists.
-pub fn registry() -> (BalanceObserver, BankSeed) {
+pub fn registry() -> (Box<dyn BalanceObserver>, BankSeed) {
     let registry: Registry = Arc::default();
-    let weak = Arc::downgrade(&registry);
-    let observer: BalanceObserver = Box::new(move |snapshots: &[BalanceSnapshot]| {
-        let Some(registry) = weak.upgrade() else {
+    let observer = BankObserver(Arc::downgrade(&registry));
+    (Box::new(observer), BankSeed(registry))
+}
+
+/// Forwards committed balances to the live balance actors.
+struct BankObserver(std::sync::Weak<Mutex<HashMap<String, Addr<BalanceActor>>>>);
+
+impl BalanceObserver for BankObserver {
+    fn watches(&self, user_id: &str) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|r| r.lock().is_ok_and(|m| m.contains_key(user_id)))
+    }
+
+    fn observe(&self, snapshots: &[BalanceSnapshot]) {
+        let Some(registry) = self.0.upgrade() else {
             return;
         };
         let Ok(map) = registry.lock() else { return };
@@ -40,8 +53,7 @@ pub fn registry() -> (BalanceObserver, BankSeed) {
                 addr.do_send(Observed(s.clone()));
             }
         }
-    });
-    (observer, BankSeed(registry))
+    }
 }
 
 pub struct BankSeed(Registry);

@@ -297,20 +297,24 @@ impl Dispatcher {
         }
     }
 
+    /// The deadline timer of a held task fired.
     fn expire(&mut self, task_id: &str, ctx: &mut Context<Self>) {
         let Some(held) = self.held.remove(task_id) else {
             return;
         };
         ctx.cancel_future(held.timer);
-        let a = held.assignment.clone();
+        self.expire_assignment(held.pending, held.assignment, ctx);
+    }
+
+    /// Takes a task back from the worker of `a` (guarded in the store by worker and attempt).
+    fn expire_assignment(&mut self, task: Pending, a: Assignment, ctx: &mut Context<Self>) {
         let fut = self.store.expire(
-            task_id.to_string(),
+            task.task_id.clone(),
             a.worker_id.clone(),
             a.attempt,
             now_ms(),
             self.config.get(),
         );
-        let task = held.pending;
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             let suspended = match res {
                 Ok(ExpireOutcome::Requeued {

@@ -436,6 +436,8 @@ impl Engine {
             )));
         }
         if today >= limits.daily_max_tasks {
+            // The worker's own daily cap: answer "nothing" after the wait, so it does not spin.
+            tokio::time::sleep(wait.min(MAX_WORK_WAIT)).await;
             return Ok(None);
         }
         let prefs = &worker.profile.preferences;

@@ -18,8 +18,13 @@ pub mod sqlite;
 
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send + 'static>>;
 
-/// Called after every commit with the user balances that commit changed, in commit order.
-pub type BalanceObserver = Box<dyn Fn(&[BalanceSnapshot]) + Send + Sync>;
+/// Told after every commit about the user balances that commit changed.
+pub trait BalanceObserver: Send + Sync + 'static {
+    /// Whether anyone caches this user's balance; only those are read back after a commit.
+    /// Asked after the commit, so a cache created later loads the committed state itself.
+    fn watches(&self, user_id: &str) -> bool;
+    fn observe(&self, snapshots: &[BalanceSnapshot]);
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceSnapshot {

@@ -258,7 +258,10 @@ fn migrate(conn: &Connection) -> Result<(), EngineError> {
 
 impl SqliteStore {
     /// Opens (creating and migrating) `clawjobs.db` in `data_dir` and starts the writer thread.
-    pub fn open(data_dir: &Path, observer: BalanceObserver) -> Result<SqliteStore, EngineError> {
+    pub fn open(
+        data_dir: &Path,
+        observer: Box<dyn BalanceObserver>,
+    ) -> Result<SqliteStore, EngineError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             EngineError::internal(format!(
                 "cannot create data dir {}: {e}",
@@ -343,7 +346,7 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, observer: BalanceObserver) {
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, observer: Box<dyn BalanceObserver>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut dones: Vec<Done> = Vec::with_capacity(MAX_BATCH);
     let mut touched: Vec<String> = Vec::new();
@@ -362,7 +365,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, observer: BalanceO
             continue;
         }
         for job in batch.drain(..) {
-            let _ = conn.execute_batch("SAVEPOINT cmd");
+            savepoint(&conn, "SAVEPOINT cmd");
             let mut tx = Tx {
                 conn: &conn,
                 touched: Vec::new(),
@@ -370,12 +373,13 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, observer: BalanceO
             let outcome = catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
             match outcome {
                 Ok((true, done)) => {
-                    let _ = conn.execute_batch("RELEASE cmd");
+                    savepoint(&conn, "RELEASE cmd");
                     touched.append(&mut tx.touched);
                     dones.push(done);
                 }
                 Ok((false, done)) => {
-                    let _ = conn.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
+                    savepoint(&conn, "ROLLBACK TO cmd");
+                    savepoint(&conn, "RELEASE cmd");
                     dones.push(done);
                 }
                 Err(_) => {
@@ -395,15 +399,25 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, observer: BalanceO
             touched.dedup();
             let snapshots: Vec<BalanceSnapshot> = touched
                 .drain(..)
+                .filter(|u| observer.watches(u))
                 .filter_map(|u| read_balance(&conn, &u).ok().flatten())
                 .collect();
-            observer(&snapshots);
+            if !snapshots.is_empty() {
+                observer.observe(&snapshots);
+            }
         }
         for done in dones.drain(..) {
             done(committed.clone());
         }
     }
     tracing::info!("store writer stopped");
+}
+
+/// Savepoint statements run for every command, so they are prepared once.
+fn savepoint(conn: &Connection, sql: &str) {
+    if let Err(e) = conn.prepare_cached(sql).and_then(|mut s| s.execute([])) {
+        tracing::error!(error = %e, sql, "store: savepoint statement failed");
+    }
 }
 
 // ---------- helpers used inside commands ----------
