@@ -4,5 +4,6 @@ mod bad_input;
 mod concurrency;
 mod helpers;
 mod lifecycle;
+mod ops;
 mod restart;
 mod rules;
