@@ -111,6 +111,29 @@ impl Sim {
     }
 }
 
+/// The shipped limits (3 registrations a minute, 2 claims a minute for new workers) would measure
+/// the limiter, not the marketplace.
+async fn raise_rate_limits(sim: &Sim) -> anyhow::Result<()> {
+    let doc = json!({
+        "registration": {"per_ip_per_min": 1_000_000, "fingerprint_per_hour": 1_000_000},
+        "work_next": {"new_per_min": 1_000_000, "established_per_min": 1_000_000},
+        "task_submit": {"per_min": 1_000_000},
+        "withdrawal": {"daily_max_cents": 10_000, "min_cents": 1_000},
+    });
+    let (s, v) = sim
+        .call(
+            reqwest::Method::PUT,
+            "/api/admin/config/rate_limits",
+            &sim.admin,
+            Some(doc),
+        )
+        .await?;
+    if s != StatusCode::OK {
+        bail!("raising rate limits: {s} {v}");
+    }
+    Ok(())
+}
+
 fn task_body() -> Value {
     json!({"type": "chat", "input": {"messages": [{"role": "user", "content": "Summarise the plot of Hamlet in one line."}]}})
 }
@@ -125,6 +148,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         url: args.url.trim_end_matches('/').to_string(),
         admin: args.admin_token.clone(),
     });
+    raise_rate_limits(&sim).await?;
     match args.mode.as_str() {
         "lifecycles" => lifecycles(sim, &args).await,
         "latency" => latency(sim, &args).await,

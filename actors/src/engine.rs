@@ -415,10 +415,10 @@ impl Engine {
     /// Claims the next task for a worker, waiting up to `wait` for one to arrive.
     pub async fn next_task(
         &self,
-        worker_id: &str,
+        worker: WorkerRecord,
         wait: Duration,
     ) -> Result<Option<ClaimedTask>, EngineError> {
-        let worker = self.worker(worker_id).await?;
+        let worker_id = worker.worker_id.as_str();
         let now = now_ms();
         if let Some(until) = worker.suspended_until_ms.filter(|u| *u > now) {
             return Err(EngineError::Suspended {

@@ -28,11 +28,27 @@ pub struct Worker {
     pub token: String,
 }
 
+/// A server whose rate limits are out of the way (the shipped ones allow 3 registrations a
+/// minute per address); `rules::rate_limits_*` tests the limits themselves.
 pub async fn spawn_app() -> TestApp {
+    let app = spawn_app_with_default_limits().await;
+    app.patch_config("rate_limits", generous_limits()).await;
+    app
+}
+
+pub async fn spawn_app_with_default_limits() -> TestApp {
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut app = start(tmp.path()).await;
     app._tmp = Some(tmp);
     app
+}
+
+pub fn generous_limits() -> Value {
+    json!({
+        "registration": {"per_ip_per_min": 100_000},
+        "work_next": {"new_per_min": 100_000, "established_per_min": 100_000},
+        "task_submit": {"per_min": 100_000},
+    })
 }
 
 /// Starts a server on `data_dir` (which outlives it: used by restart tests).

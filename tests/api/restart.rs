@@ -13,6 +13,7 @@ use crate::helpers::*;
 async fn a_clean_stop_keeps_everything() {
     let tmp = tempfile::tempdir().unwrap();
     let mut app = start(tmp.path()).await;
+    app.patch_config("rate_limits", generous_limits()).await;
     let buyer = app.register("quinn@example.com").await;
     let worker = app.worker().await;
     let done = app.chat_task(&buyer).await;
@@ -48,6 +49,7 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
     app.patch_config("dispatch", json!({"min_timeout_seconds": 1}))
         .await;
     let app = Arc::new(app);
+    app.patch_config("rate_limits", generous_limits()).await;
     let buyers: Vec<_> = futures_util::future::join_all((0..3).map(|i| {
         let app = app.clone();
         async move {

@@ -193,3 +193,53 @@ async fn a_worker_holds_no_more_than_its_concurrent_limit() {
     let (s, v) = app.next(&worker, 1).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
 }
+
+#[tokio::test]
+async fn rate_limits_come_from_the_config_and_answer_429() {
+    let app = spawn_app_with_default_limits().await;
+    // Shipped default: 3 registrations a minute from one address.
+    let buyer = app.register("rl1@example.com").await;
+    app.register("rl2@example.com").await;
+    let worker = app.worker().await;
+    let r = app
+        .client
+        .post(app.url("/api/auth/register"))
+        .json(&json!({"email": "rl4@example.com", "password": "long enough pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "RATE_LIMITED");
+
+    // New workers may call work/next twice a minute.
+    for _ in 0..2 {
+        let (s, _) = app.next(&worker, 0).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+    }
+    let (s, v) = app.next(&worker, 0).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+
+    // Posting: lower the limit at run time; it is in force for the next request.
+    app.patch_config("rate_limits", json!({"task_submit": {"per_min": 2}}))
+        .await;
+    app.chat_task(&buyer).await;
+    app.chat_task(&buyer).await;
+    let before = app.balance(&buyer.token).await;
+    let (s, v) = app
+        .post_task(&buyer, json!({"type": "chat", "input": {}}))
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(
+        app.balance(&buyer.token).await,
+        before,
+        "a refused post charges nothing"
+    );
+    app.assert_audit().await;
+}

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 pub mod limits;
 pub mod password;
+pub mod ratelimit;
 pub mod routes;
 pub mod views;
 
@@ -15,6 +16,7 @@ use clawjobs_actors::metrics::Metrics;
 
 pub struct AppState {
     pub engine: Engine,
+    pub limits: ratelimit::RateLimits,
     pub started: Instant,
 }
 
@@ -36,9 +38,18 @@ pub fn server(
     listener: std::net::TcpListener,
     workers: usize,
 ) -> std::io::Result<Server> {
+    let limits = ratelimit::RateLimits::new(&engine.cfg());
     let state = web::Data::new(AppState {
         engine,
+        limits,
         started: Instant::now(),
+    });
+    let sweeper = state.clone();
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(ratelimit::RateLimits::SWEEP_EVERY).await;
+            sweeper.limits.sweep();
+        }
     });
     let server = HttpServer::new(move || {
         let metrics = state.engine.metrics.clone();

@@ -50,8 +50,11 @@ struct Credentials {
 
 async fn register(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
+    let ip = req.peer_addr().map(|a| a.ip());
+    state.limits.registration(&state.engine.cfg(), ip)?;
     clawjobs_actors::domain::Email::parse(&body.email)?;
     clawjobs_actors::domain::check_password(&body.password)?;
     let hash = password::hash(body.password.clone()).await?;
@@ -134,6 +137,7 @@ async fn post_task(
     body: web::Json<PostTaskBody>,
 ) -> Result<HttpResponse, ApiError> {
     let idem = idempotency(&req, who.id(), "post_task", &*body)?;
+    state.limits.task_submit(&state.engine.cfg(), who.id())?;
     let body = body.into_inner();
     let c = body.constraints.unwrap_or_default();
     let request = TaskRequest {

@@ -42,8 +42,11 @@ struct ConnectBody {
 
 async fn connect(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     body: Option<web::Json<ConnectBody>>,
 ) -> Result<HttpResponse, ApiError> {
+    let ip = req.peer_addr().map(|a| a.ip());
+    state.limits.registration(&state.engine.cfg(), ip)?;
     let body = body.map(|b| b.into_inner()).unwrap_or_default();
     let model_info = body.model_info.unwrap_or_else(|| json!({}));
     let (w, token) = state
@@ -70,7 +73,11 @@ async fn next(
     q: web::Query<WaitQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let wait = wait_seconds(q.wait, MAX_WORK_WAIT)?;
-    Ok(match state.engine.next_task(who.id(), wait).await? {
+    let worker = state.engine.worker(who.id()).await?;
+    state
+        .limits
+        .work_next(&state.engine.cfg(), who.id(), &worker.tier)?;
+    Ok(match state.engine.next_task(worker, wait).await? {
         Some(task) => HttpResponse::Ok().json(WorkView::from(&task)),
         None => HttpResponse::NoContent().finish(),
     })
