@@ -16,6 +16,9 @@ use crate::ledger::AuditReport;
 
 pub mod sqlite;
 
+#[cfg(test)]
+mod conformance;
+
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send + 'static>>;
 
 /// Told after every commit about the user balances that commit changed.
