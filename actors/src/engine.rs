@@ -426,10 +426,7 @@ impl Engine {
             });
         }
         let limits = &worker.profile.limits;
-        let (held, today) = self
-            .store
-            .worker_load(worker_id.to_string(), day_start_ms(now))
-            .await?;
+        let (held, today) = (worker.held, worker.claims_on(now));
         if held >= limits.concurrent.max(1) {
             return Err(EngineError::Conflict(format!(
                 "you hold {held} task(s), the most your limits.concurrent allows: submit first"

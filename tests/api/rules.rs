@@ -243,3 +243,26 @@ async fn rate_limits_come_from_the_config_and_answer_429() {
     );
     app.assert_audit().await;
 }
+
+#[tokio::test]
+async fn the_daily_cap_stops_claims_for_the_day() {
+    let app = spawn_app().await;
+    let buyer = app.register("olive@example.com").await;
+    let worker = app
+        .worker_with(json!({"profile": {"limits": {"daily_max_tasks": 1, "concurrent": 1}}}))
+        .await;
+    let first = app.chat_task(&buyer).await;
+    app.chat_task(&buyer).await;
+    let (s, _) = app.next(&worker, 1).await;
+    assert_eq!(s, StatusCode::OK);
+    app.submit(&worker, &first, "done").await;
+    let (s, _) = app.next(&worker, 1).await;
+    assert_eq!(
+        s,
+        StatusCode::NO_CONTENT,
+        "one task a day, as the worker asked"
+    );
+    let other = app.worker().await;
+    let (s, _) = app.next(&other, 1).await;
+    assert_eq!(s, StatusCode::OK, "the task is still there for others");
+}

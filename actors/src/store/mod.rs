@@ -139,6 +139,22 @@ pub struct WorkerRecord {
     pub stats: WorkerStats,
     pub suspended_until_ms: Option<i64>,
     pub created_at_ms: i64,
+    /// Claims made on the UTC day that starts at `claims_day_ms`.
+    pub claims_day_ms: i64,
+    pub claims_today: u32,
+    /// Tasks the worker holds now.
+    pub held: u32,
+}
+
+impl WorkerRecord {
+    /// Claims made on the UTC day that contains `now_ms`.
+    pub fn claims_on(&self, now_ms: i64) -> u32 {
+        if self.claims_day_ms == crate::clock::day_start_ms(now_ms) {
+            self.claims_today
+        } else {
+            0
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -312,8 +328,6 @@ pub trait Store: Send + Sync + 'static {
         worker_id: String,
         profile: WorkerProfile,
     ) -> StoreFuture<WorkerRecord>;
-    /// Tasks a worker holds now and tasks it claimed since `since_ms`.
-    fn worker_load(&self, worker_id: String, since_ms: i64) -> StoreFuture<(u32, u32)>;
     fn worker_earned_since(&self, worker_id: String, since_ms: i64) -> StoreFuture<i64>;
     fn balance(&self, user_id: String) -> StoreFuture<Option<BalanceSnapshot>>;
 

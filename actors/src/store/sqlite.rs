@@ -58,6 +58,9 @@ CREATE TABLE IF NOT EXISTS workers (
   credit_requests INTEGER NOT NULL DEFAULT 0,
   total_earned_cents INTEGER NOT NULL DEFAULT 0,
   suspended_until INTEGER,
+  -- Claims made on the UTC day starting at claims_day (ms), for limits.daily_max_tasks.
+  claims_day INTEGER NOT NULL DEFAULT 0,
+  claims_today INTEGER NOT NULL DEFAULT 0,
   created_at INTEGER NOT NULL,
   last_seen INTEGER
 );
@@ -114,7 +117,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_by_buyer ON tasks (buyer_id, seq);
 CREATE INDEX IF NOT EXISTS tasks_live ON tasks (status, seq) WHERE status IN ('pending', 'assigned');
 CREATE INDEX IF NOT EXISTS tasks_held ON tasks (worker_id) WHERE status = 'assigned';
--- One row per claim: who held which task, for TASK_EXPIRED answers and daily limits.
+-- One row per claim: who held which task, so a late submit is told TASK_EXPIRED.
 CREATE TABLE IF NOT EXISTS claims (
   task_id TEXT NOT NULL,
   worker_id TEXT NOT NULL,
@@ -122,7 +125,6 @@ CREATE TABLE IF NOT EXISTS claims (
   claimed_at INTEGER NOT NULL,
   PRIMARY KEY (task_id, attempt)
 );
-CREATE INDEX IF NOT EXISTS claims_by_worker ON claims (worker_id, claimed_at);
 -- Each earning is its own lot, released when its window ends or reversed by a buyer's credit.
 CREATE TABLE IF NOT EXISTS lots (
   id INTEGER PRIMARY KEY,
@@ -637,7 +639,8 @@ fn read_balance(c: &Connection, user_id: &str) -> Result<Option<BalanceSnapshot>
 
 const WORKER_COLS: &str =
     "id, worker_type, model_info, profile, tier, tasks_claimed, tasks_completed, tasks_expired,
-    consecutive_expires, credit_requests, total_earned_cents, suspended_until, created_at";
+    consecutive_expires, credit_requests, total_earned_cents, suspended_until, created_at, claims_day, claims_today,
+    (SELECT count(*) FROM tasks t WHERE t.worker_id = workers.id AND t.status = 'assigned')";
 
 fn worker_from_row(r: &Row<'_>) -> rusqlite::Result<(WorkerRecord, String, String)> {
     Ok((
@@ -650,6 +653,9 @@ fn worker_from_row(r: &Row<'_>) -> rusqlite::Result<(WorkerRecord, String, Strin
             stats: stats_from_row(r, 5)?,
             suspended_until_ms: r.get(11)?,
             created_at_ms: r.get(12)?,
+            claims_day_ms: r.get(13)?,
+            claims_today: r.get(14)?,
+            held: r.get(15)?,
         },
         r.get(2)?,
         r.get(3)?,
@@ -866,24 +872,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn worker_load(&self, worker_id: String, since_ms: i64) -> StoreFuture<(u32, u32)> {
-        self.read(move |c| {
-            let held: u32 = c
-                .prepare_cached(
-                    "SELECT count(*) FROM tasks WHERE worker_id = ?1 AND status = 'assigned'",
-                )
-                .and_then(|mut s| s.query_row(params![worker_id], |r| r.get(0)))
-                .map_err(db_err)?;
-            let today: u32 = c
-                .prepare_cached(
-                    "SELECT count(*) FROM claims WHERE worker_id = ?1 AND claimed_at >= ?2",
-                )
-                .and_then(|mut s| s.query_row(params![worker_id, since_ms], |r| r.get(0)))
-                .map_err(db_err)?;
-            Ok((held, today))
-        })
-    }
-
     fn worker_earned_since(&self, worker_id: String, since_ms: i64) -> StoreFuture<i64> {
         self.read(move |c| {
             c.prepare_cached(
@@ -1003,8 +991,12 @@ impl Store for SqliteStore {
             c.prepare_cached("INSERT INTO claims (task_id, worker_id, attempt, claimed_at) VALUES (?1, ?2, ?3, ?4)")
                 .and_then(|mut s| s.execute(params![task_id, worker_id, task.attempt, now_ms]))
                 .map_err(db_err)?;
-            c.prepare_cached("UPDATE workers SET tasks_claimed = tasks_claimed + 1, last_seen = ?2 WHERE id = ?1")
-                .and_then(|mut s| s.execute(params![worker_id, now_ms]))
+            c.prepare_cached(
+                "UPDATE workers SET tasks_claimed = tasks_claimed + 1, last_seen = ?2,
+                        claims_today = CASE WHEN claims_day = ?3 THEN claims_today + 1 ELSE 1 END, claims_day = ?3
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![worker_id, now_ms, crate::clock::day_start_ms(now_ms)]))
                 .map_err(db_err)?;
             Ok(ClaimOutcome::Claimed(task))
         })
