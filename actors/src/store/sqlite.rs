@@ -202,7 +202,8 @@ fn open_writer(path: &Path) -> Result<Connection, EngineError> {
          PRAGMA foreign_keys = OFF;
          PRAGMA busy_timeout = 5000;
          PRAGMA cache_size = -65536;
-         PRAGMA wal_autocheckpoint = 4000;",
+         PRAGMA wal_autocheckpoint = 4000;
+         PRAGMA temp_store = MEMORY;",
     )
     .map_err(db_err)?;
     conn.set_prepared_statement_cache_capacity(128);
