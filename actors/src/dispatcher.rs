@@ -18,16 +18,47 @@ use tokio::sync::oneshot;
 use crate::clock::now_ms;
 use crate::config::ConfigHandle;
 use crate::error::EngineError;
+use crate::feed::{Audience, FeedHub, Publish};
 use crate::metrics::{Gauges, Metrics};
-use crate::store::{Assignment, ClaimOutcome, ClaimedTask, ExpireOutcome, LiveTask, Store};
+use crate::store::{
+    Assignment, ClaimOutcome, ClaimedTask, ExpireOutcome, FailedTask, LiveTask, Store,
+};
 
 /// What a worker will take.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClaimSpec {
     pub worker_id: String,
     pub accept: Vec<String>,
     pub reject: Vec<String>,
     pub min_price_cents: i64,
+    /// Told when a task claimed through this spec expires (a WebSocket session); long-polls have
+    /// no one to tell.
+    pub notify: Option<Recipient<TaskExpired>>,
+}
+
+/// A task the worker held went back to the queue (or failed) because its deadline passed.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct TaskExpired {
+    pub task_id: String,
+}
+
+/// A buyer-stream event about a task's status.
+pub fn status_event(
+    buyer_id: &str,
+    task_id: &str,
+    status: &str,
+    extra: serde_json::Value,
+) -> Publish {
+    let mut data = serde_json::json!({ "task_id": task_id, "status": status, "at": crate::clock::rfc3339(now_ms()) });
+    if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
+        d.extend(e);
+    }
+    Publish {
+        audience: Audience::Buyer(buyer_id.to_string()),
+        event: "task_status",
+        data,
+    }
 }
 
 impl ClaimSpec {
@@ -53,6 +84,7 @@ struct Pending {
     task_id: String,
     task_type: String,
     price_cents: i64,
+    buyer_id: String,
 }
 
 impl From<&LiveTask> for Pending {
@@ -62,6 +94,7 @@ impl From<&LiveTask> for Pending {
             task_id: t.task_id.clone(),
             task_type: t.task_type.clone(),
             price_cents: t.price_cents,
+            buyer_id: t.buyer_id.clone(),
         }
     }
 }
@@ -70,6 +103,7 @@ struct Held {
     pending: Pending,
     assignment: Assignment,
     timer: SpawnHandle,
+    notify: Option<Recipient<TaskExpired>>,
 }
 
 pub struct Dispatcher {
@@ -84,14 +118,24 @@ pub struct Dispatcher {
     held: HashMap<String, Held>,
     parked: VecDeque<Claimer>,
     watchers: HashMap<String, Vec<oneshot::Sender<()>>>,
+    feed: Addr<FeedHub>,
+    /// Shutting down: nobody is parked any more.
+    closing: bool,
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store>, config: ConfigHandle, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: ConfigHandle,
+        metrics: Arc<Metrics>,
+        feed: Addr<FeedHub>,
+    ) -> Self {
         Dispatcher {
             store,
             config,
             metrics,
+            feed,
+            closing: false,
             pending: HashMap::new(),
             pending_count: 0,
             offered: 0,
@@ -185,7 +229,7 @@ impl Dispatcher {
         }
         match self.take_match(&claimer.spec) {
             Some(task) => self.claim(task, claimer, ctx),
-            None if claimer.park => self.parked.push_back(claimer),
+            None if claimer.park && !self.closing => self.parked.push_back(claimer),
             None => {
                 let _ = claimer.reply.send(Ok(None));
             }
@@ -227,10 +271,18 @@ impl Dispatcher {
                     attempt: ct.attempt,
                     deadline_ms: ct.deadline_ms,
                 };
+                // Published before the worker hears of it, so the buyer's stream stays in order.
+                self.feed.do_send(status_event(
+                    &task.buyer_id,
+                    &task.task_id,
+                    "assigned",
+                    serde_json::json!({}),
+                ));
+                let notify = claimer.spec.notify.clone();
                 match claimer.reply.send(Ok(Some(ct))) {
                     Ok(()) => {
                         Metrics::inc(&self.metrics.tasks_claimed_total);
-                        self.hold(task, assignment, ctx);
+                        self.hold(task, assignment, notify, ctx);
                     }
                     // The worker went away while the claim was committed: undo it, no expiry counted.
                     Err(_) => self.unclaim(task, assignment, ctx),
@@ -271,28 +323,44 @@ impl Dispatcher {
             .store
             .unclaim(task.task_id.clone(), a.worker_id.clone(), a.attempt);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(Some(_)) => act.offer(task, ctx),
+            Ok(Some(_)) => act.requeue(task, ctx),
             Ok(None) => {}
             // The claim stands; its deadline will return the task.
             Err(e) => {
                 tracing::warn!(task = %task.task_id, error = %e, "unclaim failed");
-                act.hold(task, a, ctx);
+                act.hold(task, a, None, ctx);
             }
         }));
     }
 
-    fn hold(&mut self, task: Pending, assignment: Assignment, ctx: &mut Context<Self>) {
+    /// A task that was assigned is pending again: tell its buyer, then offer it.
+    fn requeue(&mut self, task: Pending, ctx: &mut Context<Self>) {
+        self.feed.do_send(status_event(
+            &task.buyer_id,
+            &task.task_id,
+            "pending",
+            serde_json::json!({}),
+        ));
+        self.offer(task, ctx);
+    }
+
+    fn hold(
+        &mut self,
+        task: Pending,
+        assignment: Assignment,
+        notify: Option<Recipient<TaskExpired>>,
+        ctx: &mut Context<Self>,
+    ) {
         let wait = Duration::from_millis((assignment.deadline_ms - now_ms()).max(0) as u64);
         let task_id = task.task_id.clone();
         let timer = ctx.run_later(wait, move |act, ctx| act.expire(&task_id, ctx));
-        if let Some(old) = self.held.insert(
-            task.task_id.clone(),
-            Held {
-                pending: task,
-                assignment,
-                timer,
-            },
-        ) {
+        let held = Held {
+            pending: task,
+            assignment,
+            timer,
+            notify,
+        };
+        if let Some(old) = self.held.insert(held.pending.task_id.clone(), held) {
             ctx.cancel_future(old.timer);
         }
     }
@@ -303,11 +371,17 @@ impl Dispatcher {
             return;
         };
         ctx.cancel_future(held.timer);
-        self.expire_assignment(held.pending, held.assignment, ctx);
+        self.expire_assignment(held.pending, held.assignment, held.notify, ctx);
     }
 
     /// Takes a task back from the worker of `a` (guarded in the store by worker and attempt).
-    fn expire_assignment(&mut self, task: Pending, a: Assignment, ctx: &mut Context<Self>) {
+    fn expire_assignment(
+        &mut self,
+        task: Pending,
+        a: Assignment,
+        notify: Option<Recipient<TaskExpired>>,
+        ctx: &mut Context<Self>,
+    ) {
         let fut = self.store.expire(
             task.task_id.clone(),
             a.worker_id.clone(),
@@ -316,12 +390,20 @@ impl Dispatcher {
             self.config.get(),
         );
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            let tell = |notify: &Option<Recipient<TaskExpired>>, task_id: &str| {
+                if let Some(n) = notify {
+                    n.do_send(TaskExpired {
+                        task_id: task_id.to_string(),
+                    });
+                }
+            };
             let suspended = match res {
                 Ok(ExpireOutcome::Requeued {
                     suspended_until_ms, ..
                 }) => {
                     Metrics::inc(&act.metrics.tasks_expired_total);
-                    act.offer(task, ctx);
+                    tell(&notify, &task.task_id);
+                    act.requeue(task, ctx);
                     suspended_until_ms
                 }
                 Ok(ExpireOutcome::Failed {
@@ -329,7 +411,8 @@ impl Dispatcher {
                 }) => {
                     Metrics::inc(&act.metrics.tasks_expired_total);
                     Metrics::inc(&act.metrics.tasks_failed_total);
-                    act.wake(&task.task_id);
+                    tell(&notify, &task.task_id);
+                    act.failed(&task.buyer_id, &task.task_id);
                     suspended_until_ms
                 }
                 Ok(ExpireOutcome::Stale) => None,
@@ -346,6 +429,7 @@ impl Dispatcher {
                             pending: task,
                             assignment: a,
                             timer,
+                            notify,
                         },
                     );
                     None
@@ -355,6 +439,17 @@ impl Dispatcher {
                 Metrics::inc(&act.metrics.workers_suspended_total);
             }
         }));
+    }
+
+    /// A task failed and was refunded: tell its buyer and wake whoever waits on it.
+    fn failed(&mut self, buyer_id: &str, task_id: &str) {
+        self.feed.do_send(status_event(
+            buyer_id,
+            task_id,
+            "failed",
+            serde_json::json!({}),
+        ));
+        self.wake(task_id);
     }
 
     fn wake(&mut self, task_id: &str) {
@@ -428,7 +523,7 @@ impl Handler<Recover> for Dispatcher {
     fn handle(&mut self, msg: Recover, ctx: &mut Context<Self>) {
         for t in msg.0 {
             match t.assigned.clone() {
-                Some(a) => self.hold(Pending::from(&t), a, ctx),
+                Some(a) => self.hold(Pending::from(&t), a, None, ctx),
                 None => self.offer(Pending::from(&t), ctx),
             }
         }
@@ -456,14 +551,90 @@ impl Handler<TaskFinal> for Dispatcher {
 /// Tasks failed by a sweep: they leave the index and their watchers are woken.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct TasksFailed(pub Vec<String>);
+pub struct TasksFailed(pub Vec<FailedTask>);
 
 impl Handler<TasksFailed> for Dispatcher {
     type Result = ();
     fn handle(&mut self, msg: TasksFailed, ctx: &mut Context<Self>) {
-        for task_id in msg.0 {
+        for t in msg.0 {
             Metrics::inc(&self.metrics.tasks_failed_total);
-            <Self as Handler<TaskFinal>>::handle(self, TaskFinal { task_id }, ctx);
+            if let Some(h) = self.held.remove(&t.task_id) {
+                ctx.cancel_future(h.timer);
+            }
+            self.remove_pending(&t.task_id);
+            self.failed(&t.buyer_id, &t.task_id);
+        }
+    }
+}
+
+/// A worker gives a task back before its deadline.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct Release {
+    pub task_id: String,
+    pub worker_id: String,
+}
+
+impl Handler<Release> for Dispatcher {
+    type Result = ResponseActFuture<Self, Result<(), EngineError>>;
+
+    fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) -> Self::Result {
+        let mine = self
+            .held
+            .get(&msg.task_id)
+            .is_some_and(|h| h.assignment.worker_id == msg.worker_id);
+        if !mine {
+            return Box::pin(fut::ready(Err(EngineError::Forbidden(
+                "you do not hold this task".into(),
+            ))));
+        }
+        let Some(held) = self.held.remove(&msg.task_id) else {
+            return Box::pin(fut::ready(Err(EngineError::Forbidden(
+                "you do not hold this task".into(),
+            ))));
+        };
+        ctx.cancel_future(held.timer);
+        let fut = self.store.release(msg.task_id, msg.worker_id);
+        Box::pin(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(Some(_)) => {
+                act.requeue(held.pending, ctx);
+                Ok(())
+            }
+            // Submitted or expired in the meantime.
+            Ok(None) => Err(EngineError::Conflict(
+                "the task is no longer held by you".into(),
+            )),
+            Err(e) => {
+                // Keep the claim and its deadline: the task still comes back.
+                let task_id = held.pending.task_id.clone();
+                let wait =
+                    Duration::from_millis((held.assignment.deadline_ms - now_ms()).max(0) as u64);
+                let timer = ctx.run_later(wait, move |act, ctx| act.expire(&task_id, ctx));
+                act.held
+                    .insert(held.pending.task_id.clone(), Held { timer, ..held });
+                Err(e)
+            }
+        }))
+    }
+}
+
+/// The node is stopping: parked claimers are answered with "nothing" and buyers waiting on a task
+/// get its current state, so no request is left hanging.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) {
+        self.closing = true;
+        for c in self.parked.drain(..) {
+            let _ = c.reply.send(Ok(None));
+        }
+        for (_, ws) in self.watchers.drain() {
+            for w in ws {
+                let _ = w.send(());
+            }
         }
     }
 }
@@ -480,14 +651,14 @@ impl Handler<Overdue> for Dispatcher {
         let Some(a) = task.assigned.clone() else {
             return;
         };
-        if self
-            .held
-            .get(&task.task_id)
-            .is_none_or(|h| h.assignment != a)
-        {
-            self.hold(Pending::from(&task), a, ctx);
+        match self.held.get(&task.task_id) {
+            // Our own timer is late: expire now.
+            Some(h) if h.assignment == a => self.expire(&task.task_id, ctx),
+            // We know a newer assignment than the sweep saw: the sweep is stale.
+            Some(_) => {}
+            // A task we do not track (a lost timer, another node): take it back.
+            None => self.expire_assignment(Pending::from(&task), a, None, ctx),
         }
-        self.expire(&task.task_id, ctx);
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::prelude::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::balance::{self, Bank};
@@ -16,11 +16,13 @@ use crate::clock::{day_start_ms, now_ms};
 use crate::config::{ConfigHandle, PlatformConfig};
 use crate::config_actor::{ConfigActor, GetConfig, PutConfig};
 use crate::dispatcher::{
-    Claim, ClaimSpec, Dispatcher, GetGauges, Recover, TaskFinal, TaskPending, Watch,
+    Claim, ClaimReply, ClaimSpec, Dispatcher, GetGauges, Recover, Release, Shutdown, TaskExpired,
+    TaskFinal, TaskPending, Watch, status_event,
 };
 use crate::domain::{self, Principal, Role, TaskType};
 use crate::economics;
 use crate::error::EngineError;
+use crate::feed::{Audience, CloseAll, FeedHub, Publish};
 use crate::ledger::AuditReport;
 use crate::metrics::Metrics;
 use crate::store::sqlite::SqliteStore;
@@ -45,6 +47,7 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     bank: Bank,
     dispatcher: Addr<Dispatcher>,
+    pub feed: Addr<FeedHub>,
     config_actor: Addr<ConfigActor>,
     tokens: Arc<RwLock<HashMap<String, Principal>>>,
     ready: Arc<AtomicBool>,
@@ -96,11 +99,14 @@ impl Engine {
         let metrics = Arc::new(Metrics::default());
         let bank = seed.into_bank(store.clone());
         let config_actor = ConfigActor::new(store.clone(), config.clone(), docs).start();
-        // The Dispatcher gets its own thread: it is the hot path every claim goes through.
+        // The Dispatcher and the FeedHub get their own threads: every claim goes through the one,
+        // every event through the other.
+        let feed = FeedHub::start_in_arbiter(&Arbiter::new().handle(), |_| FeedHub::default());
         let dispatcher = {
-            let (store, config, metrics) = (store.clone(), config.clone(), metrics.clone());
+            let (store, config, metrics, feed) =
+                (store.clone(), config.clone(), metrics.clone(), feed.clone());
             Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-                Dispatcher::new(store, config, metrics)
+                Dispatcher::new(store, config, metrics, feed)
             })
         };
         let live = store.live_tasks().await?;
@@ -124,6 +130,7 @@ impl Engine {
             metrics,
             bank,
             dispatcher,
+            feed,
             config_actor,
             tokens: Arc::default(),
             ready: Arc::new(AtomicBool::new(false)),
@@ -280,12 +287,20 @@ impl Engine {
         let posted = self.bank.post_task(task).await?;
         if !posted.replayed {
             Metrics::inc(&self.metrics.tasks_posted_total);
+            // The buyer hears "pending" before the Dispatcher can hand the task out.
+            self.feed.do_send(status_event(
+                buyer_id,
+                &posted.task_id,
+                "pending",
+                json!({ "type": task_type, "price_cents": posted.price_cents }),
+            ));
             self.dispatcher.do_send(TaskPending(LiveTask {
                 seq: posted.seq,
                 task_id: posted.task_id.clone(),
                 task_type,
                 price_cents: posted.price_cents,
                 created_at_ms: posted.created_at_ms,
+                buyer_id: buyer_id.to_string(),
                 assigned: None,
             }));
         }
@@ -368,6 +383,12 @@ impl Engine {
             )
             .await?;
         Metrics::inc(&self.metrics.tasks_credited_total);
+        self.feed.do_send(status_event(
+            buyer_id,
+            task_id,
+            "credited",
+            json!({ "credited_cents": credited.credited_cents }),
+        ));
         self.dispatcher.do_send(TaskFinal {
             task_id: task_id.to_string(),
         });
@@ -412,13 +433,13 @@ impl Engine {
             .ok_or_else(|| EngineError::Unauthorized("unknown worker".into()))
     }
 
-    /// Claims the next task for a worker, waiting up to `wait` for one to arrive.
-    pub async fn next_task(
+    /// Checks that `worker` may claim now and says what it will take; `None` once it has reached
+    /// its own daily cap. The same rules serve long-polls and WebSocket sessions.
+    pub fn claim_spec(
         &self,
-        worker: WorkerRecord,
-        wait: Duration,
-    ) -> Result<Option<ClaimedTask>, EngineError> {
-        let worker_id = worker.worker_id.as_str();
+        worker: &WorkerRecord,
+        notify: Option<Recipient<TaskExpired>>,
+    ) -> Result<Option<ClaimSpec>, EngineError> {
         let now = now_ms();
         if let Some(until) = worker.suspended_until_ms.filter(|u| *u > now) {
             return Err(EngineError::Suspended {
@@ -426,37 +447,68 @@ impl Engine {
             });
         }
         let limits = &worker.profile.limits;
-        let (held, today) = (worker.held, worker.claims_on(now));
-        if held >= limits.concurrent.max(1) {
+        if worker.held >= limits.concurrent.max(1) {
             return Err(EngineError::Conflict(format!(
-                "you hold {held} task(s), the most your limits.concurrent allows: submit first"
+                "you hold {} task(s), the most your limits.concurrent allows: submit first",
+                worker.held
             )));
         }
-        if today >= limits.daily_max_tasks {
-            // The worker's own daily cap: answer "nothing" after the wait, so it does not spin.
-            tokio::time::sleep(wait.min(MAX_WORK_WAIT)).await;
+        if worker.claims_on(now) >= limits.daily_max_tasks {
             return Ok(None);
         }
         let prefs = &worker.profile.preferences;
-        let spec = ClaimSpec {
-            worker_id: worker_id.to_string(),
+        Ok(Some(ClaimSpec {
+            worker_id: worker.worker_id.clone(),
             accept: prefs.accept.clone(),
             reject: prefs.reject.clone(),
             min_price_cents: prefs.min_price,
-        };
-        let wait = wait.min(MAX_WORK_WAIT);
+            notify,
+        }))
+    }
+
+    /// Asks the Dispatcher for a task. With `park`, the answer comes once one is claimed (or the
+    /// node stops); dropping the receiver withdraws the request.
+    pub fn request_claim(&self, spec: ClaimSpec, park: bool) -> oneshot::Receiver<ClaimReply> {
         let (reply, answer) = oneshot::channel();
-        self.dispatcher.do_send(Claim {
-            spec,
-            park: !wait.is_zero(),
-            reply,
-        });
-        match tokio::time::timeout(wait, answer).await {
+        self.dispatcher.do_send(Claim { spec, park, reply });
+        answer
+    }
+
+    /// Claims the next task for a worker, waiting up to `wait` for one to arrive.
+    pub async fn next_task(
+        &self,
+        worker: WorkerRecord,
+        wait: Duration,
+    ) -> Result<Option<ClaimedTask>, EngineError> {
+        let wait = wait.min(MAX_WORK_WAIT);
+        let Some(spec) = self.claim_spec(&worker, None)? else {
+            // The worker's own daily cap: answer "nothing" after the wait, so it does not spin.
+            tokio::time::sleep(wait).await;
+            return Ok(None);
+        };
+        match tokio::time::timeout(wait, self.request_claim(spec, !wait.is_zero())).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(EngineError::internal("dispatcher dropped a claim")),
             // Dropping the receiver withdraws the claim; a task claimed in that instant is undone.
             Err(_) => Ok(None),
         }
+    }
+
+    /// A worker gives a task back before its deadline; it is offered again at once.
+    pub async fn release(&self, worker_id: &str, task_id: &str) -> Result<(), EngineError> {
+        self.dispatcher
+            .send(Release {
+                task_id: task_id.to_string(),
+                worker_id: worker_id.to_string(),
+            })
+            .await
+            .map_err(EngineError::internal)?
+    }
+
+    /// Starts a graceful stop: streams get a final event, parked claims and waits are answered.
+    pub fn begin_shutdown(&self) {
+        self.feed.do_send(CloseAll);
+        self.dispatcher.do_send(Shutdown);
     }
 
     pub async fn submit(
@@ -483,6 +535,23 @@ impl Engine {
             .await?;
         if !settled.repeated {
             Metrics::inc(&self.metrics.tasks_completed_total);
+            self.feed.do_send(status_event(
+                &settled.buyer_id,
+                task_id,
+                "completed",
+                json!({ "output": output }),
+            ));
+            self.feed.do_send(Publish {
+                audience: Audience::Public,
+                event: "task_completed",
+                data: json!({
+                    "task_type": settled.task_type,
+                    "price_cents": settled.earned_cents + settled.commission_cents,
+                    "earned_cents": settled.earned_cents,
+                    "worker": feed_label(worker_id),
+                    "at": crate::clock::rfc3339(now_ms()),
+                }),
+            });
             self.dispatcher.do_send(TaskFinal {
                 task_id: task_id.to_string(),
             });
@@ -600,6 +669,12 @@ impl Engine {
     pub fn live_balance_actors(&self) -> usize {
         self.bank.live_actors()
     }
+}
+
+/// A short, stable, anonymous label for a worker in the public feed.
+fn feed_label(worker_id: &str) -> String {
+    let digest = domain::token_hash(&format!("feed-label:{worker_id}"));
+    format!("lobster-{}", &digest[..6])
 }
 
 /// A task input must be a JSON object of at most 128 KB; returns its JSON text.

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod economics;
 pub mod engine;
 pub mod error;
+pub mod feed;
 pub mod ledger;
 pub mod metrics;
 pub mod store;

@@ -104,8 +104,7 @@ impl Supervisor {
                     count = failed.len(),
                     "failed and refunded stale pending tasks"
                 );
-                act.dispatcher
-                    .do_send(TasksFailed(failed.into_iter().map(|f| f.task_id).collect()));
+                act.dispatcher.do_send(TasksFailed(failed));
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "stale sweep failed"),

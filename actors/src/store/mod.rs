@@ -216,6 +216,7 @@ pub struct LiveTask {
     pub task_type: String,
     pub price_cents: i64,
     pub created_at_ms: i64,
+    pub buyer_id: String,
     pub assigned: Option<Assignment>,
 }
 
@@ -254,6 +255,7 @@ pub enum ClaimOutcome {
 #[derive(Debug, Clone)]
 pub struct Settlement {
     pub task_id: String,
+    pub task_type: String,
     pub buyer_id: String,
     pub earned_cents: i64,
     pub commission_cents: i64,
@@ -348,6 +350,8 @@ pub trait Store: Send + Sync + 'static {
         worker_id: String,
         attempt: u32,
     ) -> StoreFuture<Option<LiveTask>>;
+    /// A worker gives a task back before its deadline: it is pending again, no expiry counted.
+    fn release(&self, task_id: String, worker_id: String) -> StoreFuture<Option<LiveTask>>;
     fn submit(
         &self,
         task_id: String,

@@ -705,7 +705,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
 }
 
 const LIVE_COLS: &str =
-    "seq, id, type, price_cents, created_at, status, worker_id, attempts, deadline";
+    "seq, id, type, price_cents, created_at, status, worker_id, attempts, deadline, buyer_id";
 
 fn live_from_row(r: &Row<'_>) -> rusqlite::Result<LiveTask> {
     let status: String = r.get(5)?;
@@ -724,6 +724,7 @@ fn live_from_row(r: &Row<'_>) -> rusqlite::Result<LiveTask> {
         task_type: r.get(2)?,
         price_cents: r.get(3)?,
         created_at_ms: r.get(4)?,
+        buyer_id: r.get(9)?,
         assigned,
     })
 }
@@ -1027,9 +1028,29 @@ impl Store for SqliteStore {
                 .and_then(|mut s| s.execute(params![task_id, attempt]))
                 .map_err(db_err)?;
             tx.conn
-                .prepare_cached("UPDATE workers SET tasks_claimed = tasks_claimed - 1 WHERE id = ?1 AND tasks_claimed > 0")
+                .prepare_cached(
+                    "UPDATE workers SET tasks_claimed = max(tasks_claimed - 1, 0), claims_today = max(claims_today - 1, 0)
+                     WHERE id = ?1",
+                )
                 .and_then(|mut s| s.execute(params![worker_id]))
                 .map_err(db_err)?;
+            tx.task_live(&task_id)
+        })
+    }
+
+    fn release(&self, task_id: String, worker_id: String) -> StoreFuture<Option<LiveTask>> {
+        self.write(move |tx| {
+            let n = tx
+                .conn
+                .prepare_cached(
+                    "UPDATE tasks SET status = 'pending', worker_id = NULL, deadline = NULL, assigned_at = NULL
+                     WHERE id = ?1 AND status = 'assigned' AND worker_id = ?2",
+                )
+                .and_then(|mut s| s.execute(params![task_id, worker_id]))
+                .map_err(db_err)?;
+            if n == 0 {
+                return Ok(None);
+            }
             tx.task_live(&task_id)
         })
     }
@@ -1052,6 +1073,7 @@ impl Store for SqliteStore {
                 TaskStatus::Completed | TaskStatus::Credited if mine => {
                     return Ok(Settlement {
                         task_id,
+                        task_type: task.task_type.clone(),
                         buyer_id: task.buyer_id,
                         earned_cents: task.earned_cents.unwrap_or(0),
                         commission_cents: task.price_cents - task.earned_cents.unwrap_or(0),
@@ -1129,6 +1151,7 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             Ok(Settlement {
                 task_id,
+                task_type: task.task_type.clone(),
                 buyer_id: task.buyer_id,
                 earned_cents: earned,
                 commission_cents: commission,

@@ -1,0 +1,333 @@
+//! FeedHub: fans events out to live subscribers (SSE streams) without letting a slow one hold the
+//! engine back. Each event gets a global, increasing id and is rendered to SSE wire text once.
+//! The last [`RING`] public events and the last [`RING`] buyer events are kept, so a client that
+//! reconnects with `Last-Event-ID` gets what it missed, or a `reset` event when the gap is older
+//! than the ring. A subscriber whose queue is full is dropped (it can resume by id); publishing
+//! never waits. Talks to: the engine and the Dispatcher (publish), the SSE routes (subscribe).
+
+use std::collections::{HashMap, VecDeque};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// Events kept for resumption, per audience kind.
+pub const RING: usize = 10_000;
+/// Queue length of a live subscriber; a subscriber this far behind is dropped.
+pub const SUBSCRIBER_QUEUE: usize = 512;
+
+/// Who may see an event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Audience {
+    /// The public activity feed.
+    Public,
+    /// One buyer's task stream.
+    Buyer(String),
+}
+
+struct Stored {
+    id: u64,
+    audience: Audience,
+    wire: Bytes,
+}
+
+struct Subscriber {
+    tx: mpsc::Sender<Bytes>,
+}
+
+#[derive(Default)]
+pub struct FeedHub {
+    next_id: u64,
+    public_ring: VecDeque<Stored>,
+    buyer_ring: VecDeque<Stored>,
+    public: Vec<Subscriber>,
+    buyers: HashMap<String, Vec<Subscriber>>,
+    dropped: u64,
+    closed: bool,
+}
+
+fn wire(id: u64, event: &str, data: &Value) -> Bytes {
+    Bytes::from(format!("id: {id}\nevent: {event}\ndata: {data}\n\n"))
+}
+
+/// Delivers to every subscriber in `subs`, dropping those that are full or gone.
+fn fan_out(subs: &mut Vec<Subscriber>, wire: &Bytes, dropped: &mut u64) {
+    subs.retain(|s| match s.tx.try_send(wire.clone()) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            *dropped += 1;
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    });
+}
+
+impl FeedHub {
+    fn ring(&mut self, audience: &Audience) -> &mut VecDeque<Stored> {
+        match audience {
+            Audience::Public => &mut self.public_ring,
+            Audience::Buyer(_) => &mut self.buyer_ring,
+        }
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.public.len() + self.buyers.values().map(Vec::len).sum::<usize>()
+    }
+}
+
+impl Actor for FeedHub {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1 << 20);
+        self.next_id = 1;
+        // Forget buyers whose streams all ended.
+        ctx.run_interval(std::time::Duration::from_secs(30), |act, _| {
+            act.buyers.retain(|_, subs| {
+                subs.retain(|s| !s.tx.is_closed());
+                !subs.is_empty()
+            });
+            act.public.retain(|s| !s.tx.is_closed());
+        });
+    }
+}
+
+/// Something happened. `event` is the SSE event name, `data` its JSON.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Publish {
+    pub audience: Audience,
+    pub event: &'static str,
+    pub data: Value,
+}
+
+impl Handler<Publish> for FeedHub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) {
+        if self.closed {
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let bytes = wire(id, msg.event, &msg.data);
+        let mut dropped = 0;
+        match &msg.audience {
+            Audience::Public => fan_out(&mut self.public, &bytes, &mut dropped),
+            Audience::Buyer(b) => {
+                if let Some(subs) = self.buyers.get_mut(b) {
+                    fan_out(subs, &bytes, &mut dropped);
+                }
+            }
+        }
+        self.dropped += dropped;
+        let ring = self.ring(&msg.audience);
+        if ring.len() == RING {
+            ring.pop_front();
+        }
+        ring.push_back(Stored {
+            id,
+            audience: msg.audience,
+            wire: bytes,
+        });
+    }
+}
+
+/// A new stream. With `last_event_id`, what was missed is replayed first (or a `reset` event
+/// says the gap is too old). The stream ends when the hub drops the sender.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    pub audience: Audience,
+    pub last_event_id: Option<u64>,
+    pub tx: mpsc::Sender<Bytes>,
+}
+
+impl Handler<Subscribe> for FeedHub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+        if self.closed {
+            return;
+        }
+        if let Some(last) = msg.last_event_id {
+            let audience = msg.audience.clone();
+            let ring = self.ring(&audience);
+            let oldest = ring.front().map(|s| s.id);
+            // Events after `last` that this ring no longer holds: the client cannot catch up.
+            let gap = oldest.is_some_and(|o| last + 1 < o)
+                || (oldest.is_none() && last + 1 < self.next_id && false);
+            if gap {
+                let reset = wire(
+                    0,
+                    "reset",
+                    &json!({ "reason": "events after Last-Event-ID are no longer kept", "last_event_id": last, "oldest_kept": oldest }),
+                );
+                // The reset line carries no id, so the client's Last-Event-ID stays meaningful.
+                let reset = Bytes::from(String::from_utf8_lossy(&reset).replacen("id: 0\n", "", 1));
+                if msg.tx.try_send(reset).is_err() {
+                    return;
+                }
+            }
+            let ring = self.ring(&audience);
+            for s in ring
+                .iter()
+                .filter(|s| s.id > last && s.audience == audience)
+            {
+                if msg.tx.try_send(s.wire.clone()).is_err() {
+                    // Too much to replay into this queue: the client resumes again from what it got.
+                    return;
+                }
+            }
+        }
+        let sub = Subscriber { tx: msg.tx };
+        match msg.audience {
+            Audience::Public => self.public.push(sub),
+            Audience::Buyer(b) => self.buyers.entry(b).or_default().push(sub),
+        }
+    }
+}
+
+/// The node is stopping: every stream gets a final `shutdown` event and ends.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseAll;
+
+impl Handler<CloseAll> for FeedHub {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseAll, _: &mut Context<Self>) {
+        self.closed = true;
+        let last = Bytes::from_static(b"event: shutdown\ndata: {\"reason\":\"server stopping; reconnect with Last-Event-ID\"}\n\n");
+        for s in self
+            .public
+            .drain(..)
+            .chain(self.buyers.drain().flat_map(|(_, v)| v))
+        {
+            let _ = s.tx.try_send(last.clone());
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "(usize, u64)")]
+pub struct FeedStats;
+
+impl Handler<FeedStats> for FeedHub {
+    type Result = MessageResult<FeedStats>;
+    fn handle(&mut self, _: FeedStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult((self.subscriber_count(), self.dropped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(hub: &Addr<FeedHub>, n: u64) {
+        for i in 0..n {
+            hub.do_send(Publish {
+                audience: Audience::Public,
+                event: "t",
+                data: json!({ "i": i }),
+            });
+        }
+    }
+
+    async fn drain(rx: &mut mpsc::Receiver<Bytes>) -> Vec<String> {
+        let mut out = vec![];
+        while let Ok(Some(b)) =
+            tokio::time::timeout(std::time::Duration::from_millis(100), rx.recv()).await
+        {
+            out.push(String::from_utf8(b.to_vec()).unwrap());
+        }
+        out
+    }
+
+    #[actix_rt::test]
+    async fn a_full_subscriber_is_dropped_and_the_others_get_everything() {
+        let hub = FeedHub::default().start();
+        let (slow_tx, mut slow_rx) = mpsc::channel(2);
+        let (fast_tx, mut fast_rx) = mpsc::channel(1000);
+        hub.send(Subscribe {
+            audience: Audience::Public,
+            last_event_id: None,
+            tx: slow_tx,
+        })
+        .await
+        .unwrap();
+        hub.send(Subscribe {
+            audience: Audience::Public,
+            last_event_id: None,
+            tx: fast_tx,
+        })
+        .await
+        .unwrap();
+        publish(&hub, 10);
+        let fast = drain(&mut fast_rx).await;
+        assert_eq!(fast.len(), 10);
+        assert!(fast[9].starts_with("id: 10\n"));
+        // The slow one got what fitted, then its stream ended.
+        let slow = drain(&mut slow_rx).await;
+        assert_eq!(slow.len(), 2);
+        assert!(
+            slow_rx.recv().await.is_none(),
+            "dropped subscriber's stream ends"
+        );
+        assert_eq!(hub.send(FeedStats).await.unwrap(), (1, 1));
+    }
+
+    #[actix_rt::test]
+    async fn resume_replays_the_missed_events_or_says_reset() {
+        let hub = FeedHub::default().start();
+        publish(&hub, 5);
+        let (tx, mut rx) = mpsc::channel(100);
+        hub.send(Subscribe {
+            audience: Audience::Public,
+            last_event_id: Some(3),
+            tx,
+        })
+        .await
+        .unwrap();
+        let got = drain(&mut rx).await;
+        assert_eq!(got.len(), 2);
+        assert!(got[0].starts_with("id: 4\n") && got[1].starts_with("id: 5\n"));
+
+        publish(&hub, RING as u64 + 10);
+        let (tx, mut rx) = mpsc::channel(RING + 100);
+        hub.send(Subscribe {
+            audience: Audience::Public,
+            last_event_id: Some(2),
+            tx,
+        })
+        .await
+        .unwrap();
+        let got = drain(&mut rx).await;
+        assert!(got[0].starts_with("event: reset\n"), "{}", got[0]);
+        assert_eq!(got.len(), RING + 1);
+    }
+
+    #[actix_rt::test]
+    async fn buyers_see_only_their_own_events() {
+        let hub = FeedHub::default().start();
+        let (tx, mut rx) = mpsc::channel(100);
+        hub.send(Subscribe {
+            audience: Audience::Buyer("a".into()),
+            last_event_id: None,
+            tx,
+        })
+        .await
+        .unwrap();
+        for b in ["a", "b", "a"] {
+            hub.do_send(Publish {
+                audience: Audience::Buyer(b.into()),
+                event: "task_status",
+                data: json!({ "b": b }),
+            });
+        }
+        let got = drain(&mut rx).await;
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|e| e.contains("\"b\":\"a\"")));
+    }
+}
