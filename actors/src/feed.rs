@@ -156,16 +156,14 @@ impl Handler<Subscribe> for FeedHub {
             let ring = self.ring(&audience);
             let oldest = ring.front().map(|s| s.id);
             // Events after `last` that this ring no longer holds: the client cannot catch up.
-            let gap = oldest.is_some_and(|o| last + 1 < o)
-                || (oldest.is_none() && last + 1 < self.next_id && false);
-            if gap {
-                let reset = wire(
-                    0,
-                    "reset",
-                    &json!({ "reason": "events after Last-Event-ID are no longer kept", "last_event_id": last, "oldest_kept": oldest }),
-                );
-                // The reset line carries no id, so the client's Last-Event-ID stays meaningful.
-                let reset = Bytes::from(String::from_utf8_lossy(&reset).replacen("id: 0\n", "", 1));
+            if oldest.is_some_and(|o| last + 1 < o) {
+                let data = json!({
+                    "reason": "events after Last-Event-ID are no longer kept",
+                    "last_event_id": last,
+                    "oldest_kept": oldest,
+                });
+                // No id line: the client's Last-Event-ID keeps pointing at what it really has.
+                let reset = Bytes::from(format!("event: reset\ndata: {data}\n\n"));
                 if msg.tx.try_send(reset).is_err() {
                     return;
                 }
