@@ -84,7 +84,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot bind {}", settings.bind))?;
         let addr = listener.local_addr()?;
-        let server = clawjobs_web::server(engine.clone(), listener, settings.workers)?;
+        let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let web = clawjobs_web::WebSettings {
+            workers: settings.workers,
+            ws_idle: std::time::Duration::from_secs(settings.ws_idle_seconds),
+            shutdown: stopping_rx,
+        };
+        let server = clawjobs_web::server(engine.clone(), listener, web)?;
+        let handle = server.handle();
+        let stopper = engine.clone();
+        actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: closing streams and sockets, answering parked requests");
+            // Streams and sockets get their final message, parked long-polls their answer…
+            stopper.begin_shutdown();
+            let _ = stopping_tx.send(true);
+            // …then in-flight requests drain and the server stops.
+            handle.stop(true).await;
+        });
         tracing::info!(%addr, data_dir = %settings.data_dir.display(), "clawjobs listening");
         // Tests and scripts read this line to learn the port.
         println!("clawjobs listening on http://{addr}");
@@ -96,4 +113,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("clawjobs stopped");
         Ok(())
     })
+}
+
+/// SIGTERM or SIGINT.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -13,6 +13,8 @@ struct File {
     #[serde(default)]
     server: ServerFile,
     #[serde(default)]
+    realtime: RealtimeFile,
+    #[serde(default)]
     log: LogFile,
 }
 
@@ -22,6 +24,11 @@ struct ServerFile {
     data_dir: Option<PathBuf>,
     workers: Option<usize>,
     platform_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RealtimeFile {
+    ws_idle_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -39,6 +46,7 @@ pub struct Settings {
     pub log_level: String,
     pub log_json: bool,
     pub admin_token: Option<String>,
+    pub ws_idle_seconds: u64,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -89,6 +97,13 @@ impl Settings {
                 .or(file.log.format)
                 .is_some_and(|f| f == "json"),
             admin_token: env("CLAWJOBS_ADMIN_TOKEN"),
+            ws_idle_seconds: match env("CLAWJOBS_WS_IDLE_SECONDS") {
+                Some(v) => v
+                    .parse()
+                    .context("CLAWJOBS_WS_IDLE_SECONDS must be a number")?,
+                None => file.realtime.ws_idle_seconds.unwrap_or(45),
+            }
+            .max(1),
         })
     }
 

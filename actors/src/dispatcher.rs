@@ -34,6 +34,8 @@ pub struct ClaimSpec {
     /// Told when a task claimed through this spec expires (a WebSocket session); long-polls have
     /// no one to tell.
     pub notify: Option<Recipient<TaskExpired>>,
+    /// Tasks this worker just gave back, not to be offered to it again at once.
+    pub exclude: Vec<String>,
 }
 
 /// A task the worker held went back to the queue (or failed) because its deadline passed.
@@ -62,7 +64,11 @@ pub fn status_event(
 }
 
 impl ClaimSpec {
-    fn accepts(&self, task_type: &str, price_cents: i64) -> bool {
+    fn accepts(&self, task: &Pending) -> bool {
+        self.takes(&task.task_type, task.price_cents) && !self.exclude.contains(&task.task_id)
+    }
+
+    fn takes(&self, task_type: &str, price_cents: i64) -> bool {
         price_cents >= self.min_price_cents
             && (self.accept.is_empty() || self.accept.iter().any(|t| t == task_type))
             && !self.reject.iter().any(|t| t == task_type)
@@ -154,10 +160,9 @@ impl Dispatcher {
             {
                 continue;
             }
-            if let Some((seq, _)) = queue
-                .iter()
-                .find(|(_, p)| p.price_cents >= spec.min_price_cents)
-                && best.is_none_or(|(_, b)| *seq < b)
+            if let Some((seq, _)) = queue.iter().find(|(_, p)| {
+                p.price_cents >= spec.min_price_cents && !spec.exclude.contains(&p.task_id)
+            }) && best.is_none_or(|(_, b)| *seq < b)
             {
                 best = Some((task_type, *seq));
             }
@@ -210,9 +215,10 @@ impl Dispatcher {
     /// A task is free: hand it to the first waiting worker that takes it, or index it.
     fn offer(&mut self, task: Pending, ctx: &mut Context<Self>) {
         // Claimers that gave up are skipped here and swept out by the periodic clean-up.
-        let taker = self.parked.iter().position(|c| {
-            !c.reply.is_closed() && c.spec.accepts(&task.task_type, task.price_cents)
-        });
+        let taker = self
+            .parked
+            .iter()
+            .position(|c| !c.reply.is_closed() && c.spec.accepts(&task));
         if let Some(i) = taker
             && let Some(claimer) = self.parked.remove(i)
         {

@@ -463,6 +463,7 @@ impl Engine {
             reject: prefs.reject.clone(),
             min_price_cents: prefs.min_price,
             notify,
+            exclude: Vec::new(),
         }))
     }
 

@@ -6,6 +6,7 @@ pub mod limits;
 pub mod password;
 pub mod ratelimit;
 pub mod routes;
+pub mod session;
 pub mod views;
 
 use std::time::Instant;
@@ -18,6 +19,17 @@ pub struct AppState {
     pub engine: Engine,
     pub limits: ratelimit::RateLimits,
     pub started: Instant,
+    /// Becomes true when a graceful stop begins; sessions close with a reason.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// A WebSocket silent for this long is closed.
+    pub ws_idle: std::time::Duration,
+}
+
+/// What the binary tells the web layer.
+pub struct WebSettings {
+    pub workers: usize,
+    pub ws_idle: std::time::Duration,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Everything under `/api` and `/metrics`.
@@ -26,6 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::worker::configure(cfg);
     routes::admin::configure(cfg);
     routes::ops::configure(cfg);
+    routes::feed::configure(cfg);
+    routes::ws::configure(cfg);
 }
 
 async fn not_found() -> Result<HttpResponse, error::ApiError> {
@@ -36,13 +50,16 @@ async fn not_found() -> Result<HttpResponse, error::ApiError> {
 pub fn server(
     engine: Engine,
     listener: std::net::TcpListener,
-    workers: usize,
+    settings: WebSettings,
 ) -> std::io::Result<Server> {
     let limits = ratelimit::RateLimits::new(&engine.cfg());
+    let workers = settings.workers;
     let state = web::Data::new(AppState {
         engine,
         limits,
         started: Instant::now(),
+        shutdown: settings.shutdown,
+        ws_idle: settings.ws_idle,
     });
     let sweeper = state.clone();
     actix_web::rt::spawn(async move {
@@ -78,6 +95,7 @@ pub fn server(
     .backlog(4096)
     .max_connection_rate(4096)
     .shutdown_timeout(20)
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)

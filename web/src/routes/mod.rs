@@ -2,8 +2,10 @@
 
 pub mod admin;
 pub mod buyer;
+pub mod feed;
 pub mod ops;
 pub mod worker;
+pub mod ws;
 
 use actix_web::HttpRequest;
 use clawjobs_actors::store::IdemKey;

@@ -1,0 +1,105 @@
+//! Server-sent event streams: the public activity feed and a buyer's own task events. Both resume
+//! from `Last-Event-ID` and send a keep-alive comment when idle, so proxies keep them open.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use clawjobs_actors::feed::{Audience, SUBSCRIBER_QUEUE, Subscribe};
+use futures_util::stream;
+use tokio::sync::mpsc;
+
+use crate::AppState;
+use crate::auth::Buyer;
+use crate::error::ApiError;
+
+/// An idle stream gets a comment line this often.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api/feed").route(web::get().to(public_feed)))
+        .service(web::resource("/api/tasks/events").route(web::get().to(buyer_events)));
+}
+
+fn last_event_id(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
+    let header = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok());
+    let query =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("last_event_id").cloned());
+    match header
+        .map(str::to_string)
+        .or(query)
+        .filter(|s| !s.trim().is_empty())
+    {
+        None => Ok(None),
+        Some(s) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::validation("Last-Event-ID must be an event id")),
+    }
+}
+
+async fn open_stream(
+    state: &AppState,
+    audience: Audience,
+    last: Option<u64>,
+) -> Result<HttpResponse, ApiError> {
+    // Room for a full replay on top of the live queue.
+    let capacity = SUBSCRIBER_QUEUE
+        + if last.is_some() {
+            clawjobs_actors::feed::RING
+        } else {
+            0
+        };
+    let (tx, rx) = mpsc::channel::<Bytes>(capacity);
+    state
+        .engine
+        .feed
+        .send(Subscribe {
+            audience,
+            last_event_id: last,
+            tx,
+        })
+        .await
+        .map_err(|e| ApiError::from(clawjobs_actors::EngineError::internal(e)))?;
+    let mut tick = tokio::time::interval(KEEP_ALIVE);
+    tick.reset();
+    let hello = Bytes::from_static(b"retry: 2000\n: connected\n\n");
+    let events = stream::unfold((rx, tick), |(mut rx, mut tick)| async move {
+        tokio::select! {
+            msg = rx.recv() => msg.map(|b| (Ok::<_, actix_web::Error>(b), (rx, tick))),
+            _ = tick.tick() => Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (rx, tick))),
+        }
+    });
+    let body = futures_util::StreamExt::chain(
+        stream::once(async move { Ok::<_, actix_web::Error>(hello) }),
+        events,
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
+
+async fn public_feed(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let last = last_event_id(&req)?;
+    open_stream(&state, Audience::Public, last).await
+}
+
+async fn buyer_events(
+    state: web::Data<AppState>,
+    who: Buyer,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let last = last_event_id(&req)?;
+    open_stream(&state, Audience::Buyer(who.0.id), last).await
+}

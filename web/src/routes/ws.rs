@@ -1,0 +1,96 @@
+//! `GET /api/work/ws`: the worker WebSocket. The bearer token comes in the `Authorization` header
+//! or, for clients that cannot set headers, a `token` query parameter.
+
+use actix::Actor;
+use actix_web::{HttpRequest, HttpResponse, web};
+use clawjobs_actors::domain::Role;
+use tokio::sync::mpsc;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::session::{Inbound, OUT_QUEUE, Out, WorkerSession};
+
+/// Largest frame a worker may send: a 256 KB output plus its envelope.
+const MAX_FRAME: usize = 256 * 1024 + 4096;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api/work/ws").route(web::get().to(connect)));
+}
+
+fn token(req: &HttpRequest) -> Option<String> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_string());
+    header.or_else(|| {
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("token").cloned())
+    })
+}
+
+async fn connect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let token = token(&req)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| ApiError::unauthorized("a worker token is required"))?;
+    let who = state
+        .engine
+        .authenticate(&token)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+    if who.role != Role::Worker {
+        return Err(ApiError::forbidden("this needs a worker token").into());
+    }
+    // Refused before the upgrade, with the same answer as HTTP.
+    let worker = state.engine.worker(&who.id).await.map_err(ApiError::from)?;
+    state
+        .engine
+        .claim_spec(&worker, None)
+        .map_err(ApiError::from)?;
+
+    let (response, mut socket, frames) = actix_ws::handle(&req, body)?;
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUT_QUEUE);
+    let session = WorkerSession::new(who.id, state.clone(), out_tx, state.ws_idle).start();
+
+    let mut frames = frames
+        .max_frame_size(MAX_FRAME)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_FRAME);
+    let reader = session.clone();
+    actix_web::rt::spawn(async move {
+        while let Some(frame) = frames.recv().await {
+            match frame {
+                Ok(f) => reader.do_send(Inbound::Frame(f)),
+                Err(_) => break,
+            }
+        }
+        reader.do_send(Inbound::Gone);
+    });
+    actix_web::rt::spawn(async move {
+        while let Some(out) = out_rx.recv().await {
+            let sent = match out {
+                Out::Text(t) => socket.text(t).await,
+                Out::Ping => socket.ping(b"").await,
+                Out::Pong(b) => socket.pong(&b).await,
+                Out::Close(reason) => {
+                    let _ = socket.close(Some(reason)).await;
+                    return;
+                }
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+        // The session ended without a close of its own.
+        let _ = socket.close(None).await;
+    });
+    Ok(response)
+}

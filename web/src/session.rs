@@ -1,0 +1,350 @@
+//! WorkerSession: one actor per worker WebSocket. It keeps up to `ready.max` claims outstanding
+//! (capped by the worker's `limits.concurrent`), pushes each claimed task the moment the
+//! Dispatcher hands it over, settles submits, gives tasks back on `release`, tells the worker
+//! when a deadline passes, and closes a connection that has gone silent. The socket itself is
+//! driven by two small tasks: a reader that forwards frames here, and a writer fed by a bounded
+//! queue (a client that stops reading is disconnected, never waited on).
+
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::web;
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
+use bytes::Bytes;
+use clawjobs_actors::EngineError;
+use clawjobs_actors::dispatcher::TaskExpired;
+use clawjobs_actors::store::ClaimedTask;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::views::{SubmitView, WorkView};
+
+/// How often the server pings and checks for silence.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// Frames queued for a client before it counts as not reading.
+pub const OUT_QUEUE: usize = 256;
+/// Released tasks not offered back to the same session.
+const REMEMBER_RELEASED: usize = 16;
+
+pub enum Out {
+    Text(String),
+    Ping,
+    Pong(Bytes),
+    Close(CloseReason),
+}
+
+pub struct WorkerSession {
+    worker_id: String,
+    state: web::Data<AppState>,
+    out: mpsc::Sender<Out>,
+    /// Tasks the worker wants at once (`ready.max`, capped by `limits.concurrent`).
+    capacity: u32,
+    held: HashSet<String>,
+    /// Claims asked of the Dispatcher and not yet answered.
+    asks: VecDeque<SpawnHandle>,
+    released: VecDeque<String>,
+    last_heard: Instant,
+    idle: Duration,
+    /// A refill is scheduled (after a rate limit or a refusal).
+    refill_pending: bool,
+}
+
+impl WorkerSession {
+    pub fn new(
+        worker_id: String,
+        state: web::Data<AppState>,
+        out: mpsc::Sender<Out>,
+        idle: Duration,
+    ) -> Self {
+        WorkerSession {
+            worker_id,
+            state,
+            out,
+            capacity: 0,
+            held: HashSet::new(),
+            asks: VecDeque::new(),
+            released: VecDeque::new(),
+            last_heard: Instant::now(),
+            idle,
+            refill_pending: false,
+        }
+    }
+
+    fn send(&self, frame: Value, ctx: &mut Context<Self>) {
+        if self.out.try_send(Out::Text(frame.to_string())).is_err() {
+            // The client is not reading (or gone): drop it; its tasks follow the deadline rules.
+            ctx.stop();
+        }
+    }
+
+    fn error(&self, code: &str, message: &str, extra: Value, ctx: &mut Context<Self>) {
+        let mut frame = json!({ "type": "error", "code": code, "message": message });
+        if let (Some(f), Value::Object(e)) = (frame.as_object_mut(), extra) {
+            f.extend(e);
+        }
+        self.send(frame, ctx);
+    }
+
+    fn api_error(&self, e: ApiError, task_id: Option<&str>, ctx: &mut Context<Self>) {
+        let mut extra = json!({ "details": e.details });
+        if let Some(t) = task_id {
+            extra["task_id"] = json!(t);
+        }
+        self.error(e.code, &e.message, extra, ctx);
+    }
+
+    fn close(&self, code: CloseCode, why: &str, ctx: &mut Context<Self>) {
+        let _ = self.out.try_send(Out::Close(CloseReason {
+            code,
+            description: Some(why.to_string()),
+        }));
+        ctx.stop();
+    }
+
+    /// Asks for tasks until held + asked reaches the capacity.
+    fn fill(&mut self, ctx: &mut Context<Self>) {
+        while (self.held.len() + self.asks.len()) < self.capacity as usize {
+            let handle = self.ask(ctx);
+            self.asks.push_back(handle);
+        }
+    }
+
+    fn refill_later(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        if self.refill_pending {
+            return;
+        }
+        self.refill_pending = true;
+        ctx.run_later(after, |act, ctx| {
+            act.refill_pending = false;
+            act.fill(ctx);
+        });
+    }
+
+    fn ask(&mut self, ctx: &mut Context<Self>) -> SpawnHandle {
+        let state = self.state.clone();
+        let worker_id = self.worker_id.clone();
+        let notify = ctx.address().recipient::<TaskExpired>();
+        let exclude: Vec<String> = self.released.iter().cloned().collect();
+        let fut = async move {
+            let engine = &state.engine;
+            let worker = engine.worker(&worker_id).await.map_err(ApiError::from)?;
+            state
+                .limits
+                .work_next(&engine.cfg(), &worker_id, &worker.tier)?;
+            let Some(mut spec) = engine
+                .claim_spec(&worker, Some(notify))
+                .map_err(ApiError::from)?
+            else {
+                return Ok(None);
+            };
+            spec.exclude = exclude;
+            match engine.request_claim(spec, true).await {
+                Ok(reply) => reply.map_err(ApiError::from),
+                Err(_) => Err(ApiError::from(EngineError::internal(
+                    "dispatcher dropped a claim",
+                ))),
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(
+            |res: Result<Option<ClaimedTask>, ApiError>, act, ctx| {
+                act.asks.pop_front();
+                match res {
+                    Ok(Some(task)) => {
+                        act.held.insert(task.task_id.clone());
+                        act.send(
+                            json!({ "type": "task", "task": WorkView::from(&task) }),
+                            ctx,
+                        );
+                        act.fill(ctx);
+                    }
+                    // Daily cap reached, or the node is stopping: look again later.
+                    Ok(None) => act.refill_later(Duration::from_secs(60), ctx),
+                    Err(e) => {
+                        let wait = e
+                            .retry_after_seconds
+                            .map_or(Duration::from_secs(5), Duration::from_secs);
+                        act.api_error(e, None, ctx);
+                        act.refill_later(wait, ctx);
+                    }
+                }
+            },
+        ))
+    }
+
+    /// Withdraws asks beyond the capacity (dropping them tells the Dispatcher).
+    fn shrink(&mut self, ctx: &mut Context<Self>) {
+        while self.held.len() + self.asks.len() > self.capacity as usize {
+            match self.asks.pop_back() {
+                Some(h) => {
+                    ctx.cancel_future(h);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        let frame: Frame = match serde_json::from_str(text) {
+            Ok(f) => f,
+            Err(e) => {
+                return self.error(
+                    "VALIDATION_ERROR",
+                    &format!("bad frame: {e}"),
+                    json!({}),
+                    ctx,
+                );
+            }
+        };
+        match frame {
+            Frame::Ping => self.send(json!({ "type": "pong" }), ctx),
+            Frame::Ready { max } => self.ready(max, ctx),
+            Frame::Submit { task_id, output } => self.submit(task_id, output, ctx),
+            Frame::Release { task_id } => self.release(task_id, ctx),
+        }
+    }
+
+    fn ready(&mut self, max: u32, ctx: &mut Context<Self>) {
+        let state = self.state.clone();
+        let worker_id = self.worker_id.clone();
+        let fut = async move { state.engine.worker(&worker_id).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(w) => {
+                act.capacity = max.min(w.profile.limits.concurrent.max(1));
+                act.shrink(ctx);
+                act.fill(ctx);
+            }
+            Err(e) => act.api_error(e.into(), None, ctx),
+        }));
+    }
+
+    fn submit(&mut self, task_id: String, output: Value, ctx: &mut Context<Self>) {
+        if !output.is_object() {
+            let e = ApiError::validation("output must be a JSON object, e.g. {\"text\": \"...\"}");
+            return self.api_error(e, Some(&task_id), ctx);
+        }
+        let state = self.state.clone();
+        let worker_id = self.worker_id.clone();
+        let fut = {
+            let task_id = task_id.clone();
+            async move { state.engine.submit(&worker_id, &task_id, &output).await }
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            match res {
+                Ok(settled) => {
+                    let mut frame =
+                        serde_json::to_value(SubmitView::from(&settled)).unwrap_or_default();
+                    frame["type"] = json!("result");
+                    act.send(frame, ctx);
+                    act.held.remove(&task_id);
+                }
+                Err(e) => {
+                    if matches!(e, EngineError::TaskExpired | EngineError::Forbidden(_)) {
+                        act.held.remove(&task_id);
+                    }
+                    act.api_error(e.into(), Some(&task_id), ctx);
+                }
+            }
+            act.fill(ctx);
+        }));
+    }
+
+    fn release(&mut self, task_id: String, ctx: &mut Context<Self>) {
+        let state = self.state.clone();
+        let worker_id = self.worker_id.clone();
+        let fut = {
+            let task_id = task_id.clone();
+            async move { state.engine.release(&worker_id, &task_id).await }
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            match res {
+                Ok(()) => {
+                    act.held.remove(&task_id);
+                    act.released.push_back(task_id.clone());
+                    if act.released.len() > REMEMBER_RELEASED {
+                        act.released.pop_front();
+                    }
+                    act.send(json!({ "type": "released", "task_id": task_id }), ctx);
+                }
+                Err(e) => act.api_error(e.into(), Some(&task_id), ctx),
+            }
+            act.fill(ctx);
+        }));
+    }
+}
+
+/// What a worker may send.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum Frame {
+    Ready { max: u32 },
+    Submit { task_id: String, output: Value },
+    Release { task_id: String },
+    Ping,
+}
+
+impl Actor for WorkerSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(HEARTBEAT, |act, ctx| {
+            if act.last_heard.elapsed() > act.idle {
+                act.close(CloseCode::Normal, "idle: no frame received in time", ctx);
+            } else if act.out.try_send(Out::Ping).is_err() {
+                ctx.stop();
+            }
+        });
+        // A graceful stop closes the socket with a reason.
+        let mut shutdown = self.state.shutdown.clone();
+        ctx.spawn(
+            async move {
+                let _ = shutdown.wait_for(|stopping| *stopping).await;
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| act.close(CloseCode::Restart, "server stopping; reconnect", ctx)),
+        );
+    }
+}
+
+/// A frame from the socket, or the socket's end.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum Inbound {
+    Frame(AggregatedMessage),
+    Gone,
+}
+
+impl Handler<Inbound> for WorkerSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
+        self.last_heard = Instant::now();
+        match msg {
+            Inbound::Frame(AggregatedMessage::Text(text)) => self.on_text(&text, ctx),
+            Inbound::Frame(AggregatedMessage::Binary(_)) => {
+                self.error("VALIDATION_ERROR", "frames are JSON text", json!({}), ctx)
+            }
+            Inbound::Frame(AggregatedMessage::Ping(bytes)) => {
+                if self.out.try_send(Out::Pong(bytes)).is_err() {
+                    ctx.stop();
+                }
+            }
+            Inbound::Frame(AggregatedMessage::Pong(_)) => {}
+            Inbound::Frame(AggregatedMessage::Close(_)) | Inbound::Gone => ctx.stop(),
+        }
+    }
+}
+
+impl Handler<TaskExpired> for WorkerSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: TaskExpired, ctx: &mut Context<Self>) {
+        if self.held.remove(&msg.task_id) {
+            self.send(json!({ "type": "expired", "task_id": msg.task_id }), ctx);
+            self.fill(ctx);
+        }
+    }
+}
