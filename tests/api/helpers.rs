@@ -53,7 +53,12 @@ pub fn generous_limits() -> Value {
 
 /// Starts a server on `data_dir` (which outlives it: used by restart tests).
 pub async fn start(data_dir: &Path) -> TestApp {
+    start_with_env(data_dir, &[]).await
+}
+
+pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
     let mut child = Command::new(env!("CARGO_BIN_EXE_clawjobs"))
+        .envs(env.iter().copied())
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("CLAWJOBS_ADMIN_TOKEN", ADMIN_TOKEN)

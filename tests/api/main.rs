@@ -5,5 +5,6 @@ mod concurrency;
 mod helpers;
 mod lifecycle;
 mod ops;
+mod realtime;
 mod restart;
 mod rules;

@@ -23,11 +23,13 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::views::{SubmitView, WorkView};
 
-/// How often the server pings and checks for silence.
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often the server pings and checks for silence: a third of the idle limit, 1 to 10 s.
+fn heartbeat(idle: Duration) -> Duration {
+    (idle / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
 /// Frames queued for a client before it counts as not reading.
 pub const OUT_QUEUE: usize = 256;
-/// Released tasks not offered back to the same session.
+/// Tasks released or let lapse that are not offered back to the same session at once.
 const REMEMBER_RELEASED: usize = 16;
 
 pub enum Out {
@@ -175,6 +177,13 @@ impl WorkerSession {
         ))
     }
 
+    fn remember(&mut self, task_id: String) {
+        self.released.push_back(task_id);
+        if self.released.len() > REMEMBER_RELEASED {
+            self.released.pop_front();
+        }
+    }
+
     /// Withdraws asks beyond the capacity (dropping them tells the Dispatcher).
     fn shrink(&mut self, ctx: &mut Context<Self>) {
         while self.held.len() + self.asks.len() > self.capacity as usize {
@@ -263,10 +272,7 @@ impl WorkerSession {
             match res {
                 Ok(()) => {
                     act.held.remove(&task_id);
-                    act.released.push_back(task_id.clone());
-                    if act.released.len() > REMEMBER_RELEASED {
-                        act.released.pop_front();
-                    }
+                    act.remember(task_id.clone());
                     act.send(json!({ "type": "released", "task_id": task_id }), ctx);
                 }
                 Err(e) => act.api_error(e.into(), Some(&task_id), ctx),
@@ -290,7 +296,7 @@ impl Actor for WorkerSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(HEARTBEAT, |act, ctx| {
+        ctx.run_interval(heartbeat(self.idle), |act, ctx| {
             if act.last_heard.elapsed() > act.idle {
                 act.close(CloseCode::Normal, "idle: no frame received in time", ctx);
             } else if act.out.try_send(Out::Ping).is_err() {
@@ -343,6 +349,8 @@ impl Handler<TaskExpired> for WorkerSession {
 
     fn handle(&mut self, msg: TaskExpired, ctx: &mut Context<Self>) {
         if self.held.remove(&msg.task_id) {
+            // Not offered straight back to the worker that just let it lapse.
+            self.remember(msg.task_id.clone());
             self.send(json!({ "type": "expired", "task_id": msg.task_id }), ctx);
             self.fill(ctx);
         }

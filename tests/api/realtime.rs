@@ -1,0 +1,483 @@
+//! Real time: worker WebSocket sessions, buyer SSE streams, resumable feeds, graceful stop.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::helpers::*;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws(app: &TestApp, token: &str) -> Ws {
+    let url = app.url("/api/work/ws").replace("http://", "ws://");
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("ws connect");
+    socket
+}
+
+async fn send(ws: &mut Ws, frame: Value) {
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next JSON frame, skipping pings.
+async fn frame(ws: &mut Ws, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).unwrap(),
+            Ok(Some(Ok(Message::Close(c)))) => {
+                return json!({"type": "close", "reason": c.map(|c| c.reason.to_string())});
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("socket ended: {other:?}"),
+            Err(_) => panic!("no frame within {within:?}"),
+        }
+    }
+}
+
+/// A minimal SSE reader over a streaming response.
+struct Sse {
+    res: reqwest::Response,
+    buf: String,
+}
+
+#[derive(Debug)]
+struct Event {
+    id: Option<u64>,
+    event: String,
+    data: Value,
+}
+
+impl Sse {
+    async fn open(app: &TestApp, path: &str, token: Option<&str>, last_id: Option<u64>) -> Sse {
+        let mut req = app
+            .client
+            .get(app.url(path))
+            .timeout(Duration::from_secs(3600));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(id) = last_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        Sse {
+            res,
+            buf: String::new(),
+        }
+    }
+
+    async fn next(&mut self, within: Duration) -> Option<Event> {
+        let deadline = Instant::now() + within;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut ev = Event {
+                    id: None,
+                    event: "message".into(),
+                    data: Value::Null,
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        ev.id = v.parse().ok();
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        ev.event = v.to_string();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        ev.data = serde_json::from_str(v).unwrap();
+                    }
+                }
+                if any {
+                    return Some(ev);
+                }
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, self.res.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.push_str(std::str::from_utf8(&bytes).unwrap()),
+                Ok(_) => return None,
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_worker_gets_tasks_pushed_and_is_paid_for_submits() {
+    let app = spawn_app().await;
+    let buyer = app.register("ws1@example.com").await;
+    let worker = app.worker().await;
+    let mut socket = ws(&app, &worker.token).await;
+    send(&mut socket, json!({"type": "ready", "max": 1})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let posted_at = Instant::now();
+    let task_id = app.chat_task(&buyer).await;
+    let f = frame(&mut socket, Duration::from_secs(3)).await;
+    assert!(
+        posted_at.elapsed() < Duration::from_secs(2),
+        "pushed, not polled"
+    );
+    assert_eq!(f["type"], "task", "{f}");
+    let mut keys: Vec<_> = f["task"].as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "constraints",
+            "deadline",
+            "input",
+            "price_cents",
+            "task_id",
+            "type"
+        ],
+        "exactly the work/next fields"
+    );
+    assert_eq!(f["task"]["task_id"], task_id.as_str());
+
+    send(
+        &mut socket,
+        json!({"type": "submit", "task_id": task_id, "output": {"text": "hi"}}),
+    )
+    .await;
+    let r = frame(&mut socket, Duration::from_secs(3)).await;
+    assert_eq!(r["type"], "result", "{r}");
+    assert_eq!(r["status"], "accepted");
+    assert_eq!(r["earned_cents"], 1);
+    assert_eq!(r["stats"]["tasks_completed"], 1);
+    assert_eq!(r["tier"], "new");
+    assert_eq!(
+        cents(&app.balance(&worker.token).await, "frozen_cents"),
+        1,
+        "paid as over HTTP"
+    );
+    let (_, t) = app.get(&format!("/api/task/{task_id}"), &buyer.token).await;
+    assert_eq!(t["status"], "completed");
+
+    // Release gives a held task back at once; another worker can take it.
+    let second = app.chat_task(&buyer).await;
+    let f = frame(&mut socket, Duration::from_secs(3)).await;
+    assert_eq!(f["task"]["task_id"], second.as_str());
+    send(&mut socket, json!({"type": "release", "task_id": second})).await;
+    let f = frame(&mut socket, Duration::from_secs(3)).await;
+    assert_eq!(f, json!({"type": "released", "task_id": second}));
+    let other = app.worker().await;
+    let (s, offer) = app.next(&other, 2).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(offer["task_id"], second.as_str());
+    app.assert_audit().await;
+}
+
+#[tokio::test]
+async fn a_deadline_expiry_reaches_the_socket() {
+    let app = spawn_app().await;
+    app.patch_config("dispatch", json!({"min_timeout_seconds": 1}))
+        .await;
+    let buyer = app.register("ws2@example.com").await;
+    let worker = app.worker().await;
+    let mut socket = ws(&app, &worker.token).await;
+    send(&mut socket, json!({"type": "ready", "max": 1})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, posted) = app
+        .post_task(
+            &buyer,
+            json!({"type": "code", "input": {}, "constraints": {"timeout_seconds": 1}}),
+        )
+        .await;
+    let f = frame(&mut socket, Duration::from_secs(3)).await;
+    assert_eq!(f["type"], "task");
+    let f = frame(&mut socket, Duration::from_secs(4)).await;
+    assert_eq!(f, json!({"type": "expired", "task_id": posted["task_id"]}));
+    send(
+        &mut socket,
+        json!({"type": "submit", "task_id": posted["task_id"], "output": {"text": "late"}}),
+    )
+    .await;
+    let f = frame(&mut socket, Duration::from_secs(3)).await;
+    assert_eq!(
+        (f["type"].as_str(), f["code"].as_str()),
+        (Some("error"), Some("TASK_EXPIRED")),
+        "{f}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_frames_get_error_frames_and_the_socket_stays_up() {
+    let app = spawn_app().await;
+    let worker = app.worker().await;
+    let mut socket = ws(&app, &worker.token).await;
+    for bad in [
+        "not json",
+        "{\"type\": \"dance\"}",
+        "{\"type\": \"submit\"}",
+        "{\"type\": \"ready\", \"max\": -1}",
+        "[1,2]",
+    ] {
+        socket.send(Message::Text(bad.into())).await.unwrap();
+        let f = frame(&mut socket, Duration::from_secs(2)).await;
+        assert_eq!(
+            (f["type"].as_str(), f["code"].as_str()),
+            (Some("error"), Some("VALIDATION_ERROR")),
+            "{bad} → {f}"
+        );
+    }
+    socket
+        .send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        frame(&mut socket, Duration::from_secs(2)).await["code"],
+        "VALIDATION_ERROR"
+    );
+    send(
+        &mut socket,
+        json!({"type": "submit", "task_id": "task_nope", "output": {"text": "x"}}),
+    )
+    .await;
+    assert_eq!(
+        frame(&mut socket, Duration::from_secs(2)).await["code"],
+        "NOT_FOUND"
+    );
+    send(&mut socket, json!({"type": "ping"})).await;
+    assert_eq!(
+        frame(&mut socket, Duration::from_secs(2)).await,
+        json!({"type": "pong"})
+    );
+}
+
+#[tokio::test]
+async fn websocket_auth_is_the_same_as_http() {
+    let app = spawn_app().await;
+    let buyer = app.register("ws3@example.com").await;
+    let url = app.url("/api/work/ws").replace("http://", "ws://");
+    let err = tokio_tungstenite::connect_async(url.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    let err = tokio_tungstenite::connect_async(format!("{url}?token={}", buyer.token))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    let worker = app.worker().await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{url}?token={}", worker.token))
+        .await
+        .expect("token in the query");
+    send(&mut socket, json!({"type": "ping"})).await;
+    assert_eq!(
+        frame(&mut socket, Duration::from_secs(2)).await["type"],
+        "pong"
+    );
+}
+
+#[tokio::test]
+async fn a_buyer_stream_shows_each_status_change_in_order_and_resumes() {
+    let app = spawn_app().await;
+    let buyer = app.register("sse1@example.com").await;
+    let other = app.register("sse2@example.com").await;
+    let worker = app.worker().await;
+    let mut stream = Sse::open(&app, "/api/tasks/events", Some(&buyer.token), None).await;
+    let task_id = app.chat_task(&buyer).await;
+    app.chat_task(&other).await;
+    let pending = stream.next(Duration::from_secs(3)).await.expect("pending");
+    assert_eq!(
+        (pending.event.as_str(), pending.data["status"].as_str()),
+        ("task_status", Some("pending"))
+    );
+    assert_eq!(pending.data["task_id"], task_id.as_str());
+    let first_id = pending.id.expect("events have ids");
+    drop(stream);
+
+    // While disconnected the task is claimed and completed.
+    let (_, offer) = app.next(&worker, 2).await;
+    let claimed = offer["task_id"].as_str().unwrap().to_string();
+    app.submit(&worker, &claimed, "answer").await;
+    let (_, offer) = app.next(&worker, 2).await;
+    let claimed2 = offer["task_id"].as_str().unwrap().to_string();
+    app.submit(&worker, &claimed2, "answer").await;
+
+    let mut resumed = Sse::open(
+        &app,
+        "/api/tasks/events",
+        Some(&buyer.token),
+        Some(first_id),
+    )
+    .await;
+    let assigned = resumed
+        .next(Duration::from_secs(3))
+        .await
+        .expect("assigned");
+    let completed = resumed
+        .next(Duration::from_secs(3))
+        .await
+        .expect("completed");
+    assert_eq!(assigned.data["status"], "assigned");
+    assert_eq!(completed.data["status"], "completed");
+    assert_eq!(completed.data["output"], json!({"text": "answer"}));
+    assert!(first_id < assigned.id.unwrap() && assigned.id < completed.id);
+    assert!(
+        resumed.next(Duration::from_millis(300)).await.is_none(),
+        "another buyer's events are not shown"
+    );
+
+    // Live, in order, with a credit at the end.
+    let task2 = app.chat_task(&buyer).await;
+    let (_, offer) = app.next(&worker, 2).await;
+    app.submit(&worker, offer["task_id"].as_str().unwrap(), "again")
+        .await;
+    app.post(
+        &format!("/api/task/{task2}/credit"),
+        Some(&buyer.token),
+        json!({}),
+    )
+    .await;
+    let mut seen = vec![];
+    while let Some(e) = resumed.next(Duration::from_secs(2)).await {
+        seen.push(e.data["status"].as_str().unwrap().to_string());
+        if seen.len() == 4 {
+            break;
+        }
+    }
+    assert_eq!(seen, ["pending", "assigned", "completed", "credited"]);
+}
+
+#[tokio::test]
+async fn the_public_feed_shows_completions_and_a_stalled_reader_delays_nobody() {
+    let app = spawn_app().await;
+    let buyer = app.funded_buyer("feed@example.com", 1000).await;
+    let worker = app.worker().await;
+    // A subscriber that never reads.
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stalled,
+        format!("GET /api/feed HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut feed = Sse::open(&app, "/api/feed", None, None).await;
+    let started = Instant::now();
+    for i in 0..30 {
+        let (_, p) = app
+            .post_task(
+                &buyer,
+                json!({"type": "code", "input": {"secret": format!("input {i}")}}),
+            )
+            .await;
+        let (_, offer) = app.next(&worker, 2).await;
+        assert_eq!(offer["task_id"], p["task_id"]);
+        app.submit(&worker, p["task_id"].as_str().unwrap(), "secret output")
+            .await;
+        let e = feed
+            .next(Duration::from_secs(2))
+            .await
+            .expect("completion event arrives promptly");
+        assert_eq!(e.event, "task_completed");
+        assert_eq!(e.data["task_type"], "code");
+        assert_eq!(e.data["earned_cents"], 3);
+        assert!(e.data["worker"].as_str().unwrap().starts_with("lobster-"));
+        let text = e.data.to_string();
+        assert!(
+            !text.contains("secret")
+                && !text.contains(&worker.worker_id)
+                && !text.contains(&buyer.user_id),
+            "{text}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn a_graceful_stop_answers_streams_sockets_and_parked_requests() {
+    let mut app = spawn_app().await;
+    let buyer = app.register("stop@example.com").await;
+    let worker = app.worker().await;
+    let parked_worker = app.worker().await;
+    let mut stream = Sse::open(&app, "/api/tasks/events", Some(&buyer.token), None).await;
+    let mut socket = ws(&app, &worker.token).await;
+    send(&mut socket, json!({"type": "ready", "max": 1})).await;
+    let parked = {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url("/api/work/next?wait=15"),
+            parked_worker.token.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    app.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped promptly: {:?}",
+        started.elapsed()
+    );
+    let last = stream
+        .next(Duration::from_secs(2))
+        .await
+        .expect("a final event");
+    assert_eq!(last.event, "shutdown");
+    let f = frame(&mut socket, Duration::from_secs(2)).await;
+    assert_eq!(f["type"], "close", "{f}");
+    assert_eq!(
+        parked.await.unwrap().unwrap(),
+        StatusCode::NO_CONTENT,
+        "the parked long-poll was answered"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_socket_is_closed_and_its_task_follows_the_deadline_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = start_with_env(tmp.path(), &[("CLAWJOBS_WS_IDLE_SECONDS", "2")]).await;
+    app.patch_config("rate_limits", generous_limits()).await;
+    app.patch_config("dispatch", json!({"min_timeout_seconds": 1}))
+        .await;
+    let buyer = app.register("idle@example.com").await;
+    let worker = app.worker().await;
+    let mut socket = ws(&app, &worker.token).await;
+    send(&mut socket, json!({"type": "ready", "max": 1})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, posted) = app
+        .post_task(
+            &buyer,
+            json!({"type": "code", "input": {}, "constraints": {"timeout_seconds": 3}}),
+        )
+        .await;
+    // Not reading means not answering pings: after 2 s of silence the server closes the socket.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut closed = false;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(2), socket.next()).await {
+        if matches!(msg, Ok(Message::Close(_)) | Err(_)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the silent socket was closed");
+    // The task it held comes back at its deadline.
+    let other = app.worker().await;
+    let (s, offer) = app.next(&other, 5).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(offer["task_id"], posted["task_id"]);
+}
