@@ -37,3 +37,24 @@ for run in $(seq "$RUNS"); do
   "$BIN" simulate --mode latency --url "$URL" --workers "$WORKERS" --samples 2000
   stop
 done
+
+# Real time (issue 3). The workplace caps a process at 20,000 open files, so idle sessions are
+# measured at WS_IDLE (default 15,000) and the memory per session is reported with the estimate
+# for 50,000.
+WS_IDLE=${WS_IDLE:-15000}; SSE_SUBS=${SSE_SUBS:-10000}
+echo "== post-to-delivery latency to WebSocket workers, $WORKERS ready sockets"
+for run in $(seq "$RUNS"); do
+  serve
+  "$BIN" simulate --mode ws-latency --url "$URL" --workers "$WORKERS" --samples 2000
+  stop
+done
+echo "== idle WebSocket sessions ($WS_IDLE) and server memory"
+serve
+"$BIN" simulate --mode ws-idle --url "$URL" --connections "$WS_IDLE" --server-pid "$PID"
+stop
+echo "== SSE fan-out latency to $SSE_SUBS subscribers of the public feed"
+for run in $(seq "$RUNS"); do
+  serve
+  "$BIN" simulate --mode sse-fanout --url "$URL" --connections "$SSE_SUBS" --samples 20
+  stop
+done

@@ -2,6 +2,7 @@
 
 mod settings;
 mod simulate;
+mod simulate_rt;
 
 use std::net::TcpListener;
 

@@ -15,35 +15,41 @@ use serde_json::{Value, json};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimulateArgs {
-    /// `lifecycles` or `latency`.
+    /// `lifecycles`, `latency`, `ws-latency`, `ws-idle` or `sse-fanout`.
     #[arg(long, default_value = "lifecycles")]
-    mode: String,
+    pub mode: String,
     #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    pub url: String,
     #[arg(long, env = "CLAWJOBS_ADMIN_TOKEN")]
-    admin_token: String,
+    pub admin_token: String,
     /// Concurrent workers (long-poll loops).
     #[arg(long, default_value_t = 32)]
-    workers: usize,
+    pub workers: usize,
     /// Concurrent posting loops (lifecycles mode).
     #[arg(long, default_value_t = 16)]
-    posters: usize,
+    pub posters: usize,
     /// Measured seconds (lifecycles mode), after a warm-up of 2 s.
     #[arg(long, default_value_t = 10)]
-    seconds: u64,
-    /// Samples (latency mode).
+    pub seconds: u64,
+    /// Samples (latency modes) or events (sse-fanout).
     #[arg(long, default_value_t = 2000)]
-    samples: usize,
+    pub samples: usize,
+    /// Connections to hold (ws-idle, sse-fanout).
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// The server's process id, to read its memory (ws-idle).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
-struct Sim {
-    client: Client,
-    url: String,
-    admin: String,
+pub struct Sim {
+    pub client: Client,
+    pub url: String,
+    pub admin: String,
 }
 
 impl Sim {
-    async fn call(
+    pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -68,7 +74,7 @@ impl Sim {
         Ok((status, v))
     }
 
-    async fn buyer(&self, i: usize) -> anyhow::Result<String> {
+    pub async fn buyer(&self, i: usize) -> anyhow::Result<String> {
         let email = format!("sim{}-{i}@example.com", std::process::id());
         let (s, v) = self
             .call(
@@ -99,7 +105,7 @@ impl Sim {
         Ok(token)
     }
 
-    async fn worker(&self) -> anyhow::Result<String> {
+    pub async fn worker(&self) -> anyhow::Result<String> {
         let body = json!({"worker_type": "simulated", "profile": {"limits": {"daily_max_tasks": 100_000_000, "concurrent": 1}}});
         let (s, v) = self
             .call(reqwest::Method::POST, "/api/worker/connect", "", Some(body))
@@ -134,7 +140,7 @@ async fn raise_rate_limits(sim: &Sim) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn task_body() -> Value {
+pub fn task_body() -> Value {
     json!({"type": "chat", "input": {"messages": [{"role": "user", "content": "Summarise the plot of Hamlet in one line."}]}})
 }
 
@@ -152,6 +158,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     match args.mode.as_str() {
         "lifecycles" => lifecycles(sim, &args).await,
         "latency" => latency(sim, &args).await,
+        "ws-latency" => crate::simulate_rt::ws_latency(sim, &args).await,
+        "ws-idle" => crate::simulate_rt::ws_idle(sim, &args).await,
+        "sse-fanout" => crate::simulate_rt::sse_fanout(sim, &args).await,
         other => bail!("unknown mode {other}"),
     }
 }
