@@ -111,6 +111,16 @@ async fn three_expiries_in_a_row_suspend_the_worker() {
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["error"]["code"], "SUSPENDED");
     assert!(v["error"]["details"]["suspended_until"].is_string());
+    let ws = format!(
+        "{}?token={}",
+        app.url("/api/work/ws").replace("http://", "ws://"),
+        peeker.token
+    );
+    let err = tokio_tungstenite::connect_async(ws).await.unwrap_err();
+    assert!(
+        err.to_string().contains("403"),
+        "a suspended worker's socket is refused: {err}"
+    );
     let (_, me) = app.get("/api/worker/me", &peeker.token).await;
     assert!(me["suspended_until"].is_string(), "{me}");
     assert_eq!(me["stats"]["tasks_expired"], 3);

@@ -49,12 +49,15 @@ async fn connect(
     if who.role != Role::Worker {
         return Err(ApiError::forbidden("this needs a worker token").into());
     }
-    // Refused before the upgrade, with the same answer as HTTP.
+    // A suspended worker is refused before the upgrade, with the same answer as HTTP.
     let worker = state.engine.worker(&who.id).await.map_err(ApiError::from)?;
-    state
-        .engine
-        .claim_spec(&worker, None)
-        .map_err(ApiError::from)?;
+    if let Some(until) = worker
+        .suspended_until_ms
+        .filter(|u| *u > clawjobs_actors::clock::now_ms())
+    {
+        let until = clawjobs_actors::clock::rfc3339(until);
+        return Err(ApiError::from(clawjobs_actors::EngineError::Suspended { until }).into());
+    }
 
     let (response, mut socket, frames) = actix_ws::handle(&req, body)?;
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUT_QUEUE);
