@@ -23,6 +23,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// A WebSocket silent for this long is closed.
     pub ws_idle: std::time::Duration,
+    /// Open worker WebSocket sessions.
+    pub ws_sessions: std::sync::atomic::AtomicUsize,
 }
 
 /// What the binary tells the web layer.
@@ -60,6 +62,7 @@ pub fn server(
         started: Instant::now(),
         shutdown: settings.shutdown,
         ws_idle: settings.ws_idle,
+        ws_sessions: Default::default(),
     });
     let sweeper = state.clone();
     actix_web::rt::spawn(async move {

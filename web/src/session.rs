@@ -296,6 +296,9 @@ impl Actor for WorkerSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.state
+            .ws_sessions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ctx.run_interval(heartbeat(self.idle), |act, ctx| {
             if act.last_heard.elapsed() > act.idle {
                 act.close(CloseCode::Normal, "idle: no frame received in time", ctx);
@@ -312,6 +315,12 @@ impl Actor for WorkerSession {
             .into_actor(self)
             .map(|_, act, ctx| act.close(CloseCode::Restart, "server stopping; reconnect", ctx)),
         );
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.state
+            .ws_sessions
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

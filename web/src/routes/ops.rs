@@ -3,6 +3,8 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use clawjobs_actors::feed::FeedStats;
+
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -31,10 +33,36 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut text = state.engine.metrics_text().await;
-    text.push_str(&format!(
-        "# HELP clawjobs_balance_actors Live balance actors.\n# TYPE clawjobs_balance_actors gauge\nclawjobs_balance_actors {}\n",
-        state.engine.live_balance_actors()
-    ));
+    let (subscribers, dropped) = state.engine.feed.send(FeedStats).await.unwrap_or_default();
+    let sessions = state.ws_sessions.load(std::sync::atomic::Ordering::Relaxed);
+    for (name, kind, help, value) in [
+        (
+            "balance_actors",
+            "gauge",
+            "Live balance actors.",
+            state.engine.live_balance_actors() as u64,
+        ),
+        (
+            "ws_sessions",
+            "gauge",
+            "Open worker WebSocket sessions.",
+            sessions as u64,
+        ),
+        (
+            "sse_subscribers",
+            "gauge",
+            "Open SSE streams.",
+            subscribers as u64,
+        ),
+        (
+            "sse_dropped_total",
+            "counter",
+            "SSE subscribers dropped for falling behind.",
+            dropped,
+        ),
+    ] {
+        text.push_str(&format!("# HELP clawjobs_{name} {help}\n# TYPE clawjobs_{name} {kind}\nclawjobs_{name} {value}\n"));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text)
