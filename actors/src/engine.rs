@@ -508,6 +508,8 @@ impl Engine {
 
     /// Starts a graceful stop: streams get a final event, parked claims and waits are answered.
     pub fn begin_shutdown(&self) {
+        // Readiness goes first, so a load balancer stops sending new work here.
+        self.ready.store(false, Ordering::SeqCst);
         self.feed.do_send(CloseAll);
         self.dispatcher.do_send(Shutdown);
     }

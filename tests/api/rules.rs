@@ -276,3 +276,92 @@ async fn the_daily_cap_stops_claims_for_the_day() {
     let (s, _) = app.next(&other, 1).await;
     assert_eq!(s, StatusCode::OK, "the task is still there for others");
 }
+
+#[tokio::test]
+async fn credits_and_admin_credits_are_idempotent_by_key() {
+    let app = spawn_app().await;
+    let buyer = app.register("pia@example.com").await;
+    let worker = app.worker().await;
+    let task_id = app.chat_task(&buyer).await;
+    app.next(&worker, 2).await;
+    app.submit(&worker, &task_id, "x").await;
+    let credit = |key: &'static str| {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/api/task/{task_id}/credit")),
+            buyer.token.clone(),
+        );
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", key)
+                .json(&json!({"reason": "bad"}))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (s1, a) = credit("c-1").await;
+    let (s2, b) = credit("c-1").await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(a, b, "the repeat answers the same");
+    assert_eq!(
+        cents(&app.balance(&buyer.token).await, "available_cents"),
+        50,
+        "credited once"
+    );
+    let (s, _) = credit("c-2").await;
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "a new key is a new request: the task is already credited"
+    );
+
+    let admin_credit = |key: &'static str, cents: i64| {
+        let (client, url, user) = (
+            app.client.clone(),
+            app.url("/api/admin/credit"),
+            buyer.user_id.clone(),
+        );
+        async move {
+            let body = json!({"user_id": user, "amount_cents": cents, "reason": "support"});
+            let r = client
+                .post(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (s, first) = admin_credit("a-1", 25).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let (_, again) = admin_credit("a-1", 25).await;
+    assert_eq!(first, again);
+    assert_eq!(
+        cents(&app.balance(&buyer.token).await, "available_cents"),
+        75
+    );
+    let (s, _) = admin_credit("a-1", 30).await;
+    assert_eq!(s, StatusCode::CONFLICT, "same key, other body");
+    for bad in [
+        json!({"user_id": buyer.user_id, "amount_cents": 0, "reason": "x"}),
+        json!({"user_id": buyer.user_id, "amount_cents": 5, "reason": ""}),
+        json!({"user_id": "u_nobody", "amount_cents": 5, "reason": "x"}),
+    ] {
+        let (s, v) = app.post("/api/admin/credit", Some(ADMIN_TOKEN), bad).await;
+        assert!(
+            s == StatusCode::BAD_REQUEST || s == StatusCode::NOT_FOUND,
+            "{v}"
+        );
+    }
+    assert_eq!(
+        cents(&app.balance(&buyer.token).await, "available_cents"),
+        75
+    );
+    app.assert_audit().await;
+}
