@@ -314,3 +314,26 @@ pub fn cents(v: &Value, field: &str) -> i64 {
         .as_i64()
         .unwrap_or_else(|| panic!("{field} missing in {v}"))
 }
+
+/// A task as a worker sees it has exactly the fields of the contract: nothing hidden leaks.
+pub fn assert_worker_view(task: &Value) {
+    let mut keys: Vec<_> = task
+        .as_object()
+        .expect("a task object")
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "constraints",
+            "deadline",
+            "input",
+            "price_cents",
+            "task_id",
+            "type"
+        ],
+        "worker view: {task}"
+    );
+}

@@ -53,20 +53,7 @@ async fn whole_loop_pays_worker_and_platform() {
     let res = parked.await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let offer: serde_json::Value = res.json().await.unwrap();
-    let mut keys: Vec<_> = offer.as_object().unwrap().keys().cloned().collect();
-    keys.sort();
-    assert_eq!(
-        keys,
-        [
-            "constraints",
-            "deadline",
-            "input",
-            "price_cents",
-            "task_id",
-            "type"
-        ],
-        "worker view is exactly the contract"
-    );
+    assert_worker_view(&offer);
     assert_eq!(offer["task_id"], task_id.as_str());
     assert_eq!(offer["input"], json!({"prompt": "fizzbuzz"}));
 

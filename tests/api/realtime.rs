@@ -24,6 +24,14 @@ async fn ws(app: &TestApp, token: &str) -> Ws {
     socket
 }
 
+/// A worker socket that has said `ready` for `max` tasks and is parked in the Dispatcher.
+async fn ready_ws(app: &TestApp, token: &str, max: u32) -> Ws {
+    let mut socket = ws(app, token).await;
+    send(&mut socket, json!({"type": "ready", "max": max})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    socket
+}
+
 async fn send(ws: &mut Ws, frame: Value) {
     ws.send(Message::Text(frame.to_string().into()))
         .await
@@ -121,9 +129,7 @@ async fn a_websocket_worker_gets_tasks_pushed_and_is_paid_for_submits() {
     let app = spawn_app().await;
     let buyer = app.register("ws1@example.com").await;
     let worker = app.worker().await;
-    let mut socket = ws(&app, &worker.token).await;
-    send(&mut socket, json!({"type": "ready", "max": 1})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut socket = ready_ws(&app, &worker.token, 1).await;
 
     let posted_at = Instant::now();
     let task_id = app.chat_task(&buyer).await;
@@ -133,20 +139,7 @@ async fn a_websocket_worker_gets_tasks_pushed_and_is_paid_for_submits() {
         "pushed, not polled"
     );
     assert_eq!(f["type"], "task", "{f}");
-    let mut keys: Vec<_> = f["task"].as_object().unwrap().keys().cloned().collect();
-    keys.sort();
-    assert_eq!(
-        keys,
-        [
-            "constraints",
-            "deadline",
-            "input",
-            "price_cents",
-            "task_id",
-            "type"
-        ],
-        "exactly the work/next fields"
-    );
+    assert_worker_view(&f["task"]);
     assert_eq!(f["task"]["task_id"], task_id.as_str());
 
     send(
@@ -199,9 +192,7 @@ async fn a_deadline_expiry_reaches_the_socket() {
         .await;
     let buyer = app.register("ws2@example.com").await;
     let worker = app.worker().await;
-    let mut socket = ws(&app, &worker.token).await;
-    send(&mut socket, json!({"type": "ready", "max": 1})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut socket = ready_ws(&app, &worker.token, 1).await;
     let (_, posted) = app
         .post_task(
             &buyer,
@@ -466,9 +457,7 @@ async fn a_silent_socket_is_closed_and_its_task_follows_the_deadline_rules() {
         .await;
     let buyer = app.register("idle@example.com").await;
     let worker = app.worker().await;
-    let mut socket = ws(&app, &worker.token).await;
-    send(&mut socket, json!({"type": "ready", "max": 1})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut socket = ready_ws(&app, &worker.token, 1).await;
     let (_, posted) = app
         .post_task(
             &buyer,
