@@ -118,7 +118,8 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     /// Pending tasks by type, each in arrival order.
     pending: HashMap<String, BTreeMap<i64, Pending>>,
-    pending_count: usize,
+    /// Where each pending task sits in `pending`: (type, seq).
+    pending_ids: HashMap<String, (String, i64)>,
     /// Tasks whose claim is being committed.
     offered: usize,
     held: HashMap<String, Held>,
@@ -143,7 +144,7 @@ impl Dispatcher {
             feed,
             closing: false,
             pending: HashMap::new(),
-            pending_count: 0,
+            pending_ids: HashMap::new(),
             offered: 0,
             held: HashMap::new(),
             parked: VecDeque::new(),
@@ -168,47 +169,34 @@ impl Dispatcher {
             }
         }
         let (task_type, seq) = best.map(|(t, s)| (t.clone(), s))?;
-        let queue = self.pending.get_mut(&task_type)?;
+        self.take(&task_type, seq)
+    }
+
+    /// Takes one task out of the pending index.
+    fn take(&mut self, task_type: &str, seq: i64) -> Option<Pending> {
+        let queue = self.pending.get_mut(task_type)?;
         let found = queue.remove(&seq);
         if queue.is_empty() {
-            self.pending.remove(&task_type);
+            self.pending.remove(task_type);
         }
-        if found.is_some() {
-            self.pending_count -= 1;
+        if let Some(p) = &found {
+            self.pending_ids.remove(&p.task_id);
         }
         found
     }
 
     fn insert_pending(&mut self, p: Pending) {
-        if self
-            .pending
+        self.pending_ids
+            .insert(p.task_id.clone(), (p.task_type.clone(), p.seq));
+        self.pending
             .entry(p.task_type.clone())
             .or_default()
-            .insert(p.seq, p)
-            .is_none()
-        {
-            self.pending_count += 1;
-        }
+            .insert(p.seq, p);
     }
 
     fn remove_pending(&mut self, task_id: &str) {
-        let mut emptied = None;
-        for (task_type, queue) in self.pending.iter_mut() {
-            if let Some(seq) = queue
-                .iter()
-                .find(|(_, p)| p.task_id == task_id)
-                .map(|(s, _)| *s)
-            {
-                queue.remove(&seq);
-                self.pending_count -= 1;
-                if queue.is_empty() {
-                    emptied = Some(task_type.clone());
-                }
-                break;
-            }
-        }
-        if let Some(t) = emptied {
-            self.pending.remove(&t);
+        if let Some((task_type, seq)) = self.pending_ids.get(task_id).cloned() {
+            self.take(&task_type, seq);
         }
     }
 
@@ -691,7 +679,7 @@ impl Handler<GetGauges> for Dispatcher {
     type Result = MessageResult<GetGauges>;
     fn handle(&mut self, _: GetGauges, _: &mut Context<Self>) -> Self::Result {
         MessageResult(Gauges {
-            pending_tasks: (self.pending_count + self.offered) as u64,
+            pending_tasks: (self.pending_ids.len() + self.offered) as u64,
             assigned_tasks: self.held.len() as u64,
             parked_claimers: self.parked.iter().filter(|c| !c.reply.is_closed()).count() as u64,
         })
