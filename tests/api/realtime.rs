@@ -480,3 +480,45 @@ async fn a_silent_socket_is_closed_and_its_task_follows_the_deadline_rules() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(offer["task_id"], posted["task_id"]);
 }
+
+#[tokio::test]
+async fn ready_max_sets_how_many_tasks_come_at_once() {
+    let app = spawn_app().await;
+    let buyer = app.funded_buyer("ready@example.com", 100).await;
+    let worker = app
+        .worker_with(json!({"profile": {"limits": {"concurrent": 2, "daily_max_tasks": 100}}}))
+        .await;
+    let mut socket = ready_ws(&app, &worker.token, 5).await;
+    let (a, b) = (app.chat_task(&buyer).await, app.chat_task(&buyer).await);
+    let mut got = vec![];
+    for _ in 0..2 {
+        let f = frame(&mut socket, Duration::from_secs(3)).await;
+        got.push(f["task"]["task_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        got,
+        [a.clone(), b],
+        "two at once: ready 5 is capped by limits.concurrent = 2"
+    );
+    // Pause: nothing more comes; a third task goes to someone else.
+    send(&mut socket, json!({"type": "ready", "max": 0})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(
+        &mut socket,
+        json!({"type": "submit", "task_id": a, "output": {"text": "done"}}),
+    )
+    .await;
+    assert_eq!(
+        frame(&mut socket, Duration::from_secs(3)).await["type"],
+        "result"
+    );
+    let c = app.chat_task(&buyer).await;
+    let other = app.worker().await;
+    let (s, offer) = app.next(&other, 2).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        offer["task_id"],
+        c.as_str(),
+        "the paused socket did not take it"
+    );
+}

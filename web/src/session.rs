@@ -46,8 +46,9 @@ pub struct WorkerSession {
     /// Tasks the worker wants at once (`ready.max`, capped by `limits.concurrent`).
     capacity: u32,
     held: HashSet<String>,
-    /// Claims asked of the Dispatcher and not yet answered.
-    asks: VecDeque<SpawnHandle>,
+    /// Claims asked of the Dispatcher and not yet answered, oldest first, by ask number.
+    asks: VecDeque<(u64, SpawnHandle)>,
+    next_ask: u64,
     released: VecDeque<String>,
     last_heard: Instant,
     idle: Duration,
@@ -69,6 +70,7 @@ impl WorkerSession {
             capacity: 0,
             held: HashSet::new(),
             asks: VecDeque::new(),
+            next_ask: 0,
             released: VecDeque::new(),
             last_heard: Instant::now(),
             idle,
@@ -110,8 +112,10 @@ impl WorkerSession {
     /// Asks for tasks until held + asked reaches the capacity.
     fn fill(&mut self, ctx: &mut Context<Self>) {
         while (self.held.len() + self.asks.len()) < self.capacity as usize {
-            let handle = self.ask(ctx);
-            self.asks.push_back(handle);
+            let id = self.next_ask;
+            self.next_ask += 1;
+            let handle = self.ask(id, ctx);
+            self.asks.push_back((id, handle));
         }
     }
 
@@ -126,7 +130,7 @@ impl WorkerSession {
         });
     }
 
-    fn ask(&mut self, ctx: &mut Context<Self>) -> SpawnHandle {
+    fn ask(&mut self, id: u64, ctx: &mut Context<Self>) -> SpawnHandle {
         let state = self.state.clone();
         let worker_id = self.worker_id.clone();
         let notify = ctx.address().recipient::<TaskExpired>();
@@ -152,8 +156,8 @@ impl WorkerSession {
             }
         };
         ctx.spawn(fut.into_actor(self).map(
-            |res: Result<Option<ClaimedTask>, ApiError>, act, ctx| {
-                act.asks.pop_front();
+            move |res: Result<Option<ClaimedTask>, ApiError>, act, ctx| {
+                act.asks.retain(|(ask, _)| *ask != id);
                 match res {
                     Ok(Some(task)) => {
                         act.held.insert(task.task_id.clone());
@@ -188,7 +192,7 @@ impl WorkerSession {
     fn shrink(&mut self, ctx: &mut Context<Self>) {
         while self.held.len() + self.asks.len() > self.capacity as usize {
             match self.asks.pop_back() {
-                Some(h) => {
+                Some((_, h)) => {
                     ctx.cancel_future(h);
                 }
                 None => break,
