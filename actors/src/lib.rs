@@ -14,6 +14,7 @@ pub mod error;
 pub mod feed;
 pub mod ledger;
 pub mod metrics;
+pub mod qa;
 pub mod store;
 pub mod supervisor;
 
