@@ -1,6 +1,6 @@
 //! Dispatcher: the node's index of live tasks and of the workers waiting for one.
 //!
-//! It holds pending tasks in arrival order (per type, for quick matching), parked long-poll
+//! It holds pending tasks in arrival order (indexed by type and price, see [`crate::queue`]), parked long-poll
 //! claimers, and a deadline timer for every assigned task. A new task goes straight to the first
 //! waiting worker it matches; nothing polls. Claims are committed in the store (a guarded
 //! `pending → assigned` write) before the worker hears of them, and undone if the worker left in
@@ -8,7 +8,7 @@
 //! Talks to: the store (claim, expire, unclaim), the engine (new tasks, finished tasks), the
 //! Supervisor (overdue and stale sweeps).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use crate::config::ConfigHandle;
 use crate::error::EngineError;
 use crate::feed::{Audience, FeedHub, Publish};
 use crate::metrics::{Gauges, Metrics};
+use crate::queue::{Pending, PendingIndex, Want};
 use crate::store::{
     Assignment, ClaimOutcome, ClaimedTask, ExpireOutcome, FailedTask, LiveTask, Store,
 };
@@ -64,14 +65,13 @@ pub fn status_event(
 }
 
 impl ClaimSpec {
-    fn accepts(&self, task: &Pending) -> bool {
-        self.takes(&task.task_type, task.price_cents) && !self.exclude.contains(&task.task_id)
-    }
-
-    fn takes(&self, task_type: &str, price_cents: i64) -> bool {
-        price_cents >= self.min_price_cents
-            && (self.accept.is_empty() || self.accept.iter().any(|t| t == task_type))
-            && !self.reject.iter().any(|t| t == task_type)
+    fn want(&self) -> Want<'_> {
+        Want {
+            accept: &self.accept,
+            reject: &self.reject,
+            min_price_cents: self.min_price_cents,
+            exclude: &self.exclude,
+        }
     }
 }
 
@@ -82,15 +82,6 @@ struct Claimer {
     reply: oneshot::Sender<ClaimReply>,
     /// Whether to wait for a task when none matches now.
     park: bool,
-}
-
-#[derive(Debug, Clone)]
-struct Pending {
-    seq: i64,
-    task_id: String,
-    task_type: String,
-    price_cents: i64,
-    buyer_id: String,
 }
 
 impl From<&LiveTask> for Pending {
@@ -116,10 +107,8 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     config: ConfigHandle,
     metrics: Arc<Metrics>,
-    /// Pending tasks by type, each in arrival order.
-    pending: HashMap<String, BTreeMap<i64, Pending>>,
-    /// Where each pending task sits in `pending`: (type, seq).
-    pending_ids: HashMap<String, (String, i64)>,
+    /// Pending tasks by type, price and arrival order.
+    pending: PendingIndex,
     /// Tasks whose claim is being committed.
     offered: usize,
     held: HashMap<String, Held>,
@@ -143,60 +132,11 @@ impl Dispatcher {
             metrics,
             feed,
             closing: false,
-            pending: HashMap::new(),
-            pending_ids: HashMap::new(),
+            pending: PendingIndex::default(),
             offered: 0,
             held: HashMap::new(),
             parked: VecDeque::new(),
             watchers: HashMap::new(),
-        }
-    }
-
-    /// The oldest pending task `spec` accepts, taken out of the index.
-    fn take_match(&mut self, spec: &ClaimSpec) -> Option<Pending> {
-        let mut best: Option<(&String, i64)> = None;
-        for (task_type, queue) in &self.pending {
-            if (!spec.accept.is_empty() && !spec.accept.contains(task_type))
-                || spec.reject.contains(task_type)
-            {
-                continue;
-            }
-            if let Some((seq, _)) = queue.iter().find(|(_, p)| {
-                p.price_cents >= spec.min_price_cents && !spec.exclude.contains(&p.task_id)
-            }) && best.is_none_or(|(_, b)| *seq < b)
-            {
-                best = Some((task_type, *seq));
-            }
-        }
-        let (task_type, seq) = best.map(|(t, s)| (t.clone(), s))?;
-        self.take(&task_type, seq)
-    }
-
-    /// Takes one task out of the pending index.
-    fn take(&mut self, task_type: &str, seq: i64) -> Option<Pending> {
-        let queue = self.pending.get_mut(task_type)?;
-        let found = queue.remove(&seq);
-        if queue.is_empty() {
-            self.pending.remove(task_type);
-        }
-        if let Some(p) = &found {
-            self.pending_ids.remove(&p.task_id);
-        }
-        found
-    }
-
-    fn insert_pending(&mut self, p: Pending) {
-        self.pending_ids
-            .insert(p.task_id.clone(), (p.task_type.clone(), p.seq));
-        self.pending
-            .entry(p.task_type.clone())
-            .or_default()
-            .insert(p.seq, p);
-    }
-
-    fn remove_pending(&mut self, task_id: &str) {
-        if let Some((task_type, seq)) = self.pending_ids.get(task_id).cloned() {
-            self.take(&task_type, seq);
         }
     }
 
@@ -206,14 +146,14 @@ impl Dispatcher {
         let taker = self
             .parked
             .iter()
-            .position(|c| !c.reply.is_closed() && c.spec.accepts(&task));
+            .position(|c| !c.reply.is_closed() && c.spec.want().takes(&task));
         if let Some(i) = taker
             && let Some(claimer) = self.parked.remove(i)
         {
             self.claim(task, claimer, ctx);
             return;
         }
-        self.insert_pending(task);
+        self.pending.insert(task);
     }
 
     /// A worker asks: give it the best match, or park it, or say there is nothing.
@@ -221,7 +161,7 @@ impl Dispatcher {
         if claimer.reply.is_closed() {
             return;
         }
-        match self.take_match(&claimer.spec) {
+        match self.pending.take_match(&claimer.spec.want()) {
             Some(task) => self.claim(task, claimer, ctx),
             None if claimer.park && !self.closing => self.parked.push_back(claimer),
             None => {
@@ -537,7 +477,7 @@ impl Handler<TaskFinal> for Dispatcher {
         if let Some(h) = self.held.remove(&msg.task_id) {
             ctx.cancel_future(h.timer);
         }
-        self.remove_pending(&msg.task_id);
+        self.pending.remove(&msg.task_id);
         self.wake(&msg.task_id);
     }
 }
@@ -555,7 +495,7 @@ impl Handler<TasksFailed> for Dispatcher {
             if let Some(h) = self.held.remove(&t.task_id) {
                 ctx.cancel_future(h.timer);
             }
-            self.remove_pending(&t.task_id);
+            self.pending.remove(&t.task_id);
             self.failed(&t.buyer_id, &t.task_id);
         }
     }
@@ -679,7 +619,7 @@ impl Handler<GetGauges> for Dispatcher {
     type Result = MessageResult<GetGauges>;
     fn handle(&mut self, _: GetGauges, _: &mut Context<Self>) -> Self::Result {
         MessageResult(Gauges {
-            pending_tasks: (self.pending_ids.len() + self.offered) as u64,
+            pending_tasks: (self.pending.len() + self.offered) as u64,
             assigned_tasks: self.held.len() as u64,
             parked_claimers: self.parked.iter().filter(|c| !c.reply.is_closed()).count() as u64,
         })

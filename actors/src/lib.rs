@@ -15,6 +15,7 @@ pub mod feed;
 pub mod ledger;
 pub mod metrics;
 pub mod qa;
+pub mod queue;
 pub mod store;
 pub mod supervisor;
 
