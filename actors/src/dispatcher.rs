@@ -223,6 +223,11 @@ impl Dispatcher {
                 }
             }
             Ok(ClaimOutcome::TaskGone) => self.serve(claimer, ctx),
+            // The worker's own daily cap (two asks raced past the engine's check): nothing today.
+            Ok(ClaimOutcome::DailyCapReached) => {
+                self.offer(task, ctx);
+                let _ = claimer.reply.send(Ok(None));
+            }
             Ok(ClaimOutcome::WorkerBusy) => refuse(
                 self,
                 task,

@@ -110,6 +110,45 @@ async fn a_claim_is_exclusive(store: Arc<dyn Store>) {
     assert_eq!(claimed, 1);
 }
 
+/// The claim transaction itself keeps the worker's daily cap, whatever raced past the engine.
+async fn the_daily_cap_holds_in_the_claim(store: Arc<dyn Store>) {
+    let cfg = Arc::new(PlatformConfig::builtin());
+    buyer(&store, "b1", 100).await;
+    worker(&store, "w1").await;
+    let mut profile = WorkerProfile::default();
+    profile.limits.daily_max_tasks = 1;
+    store
+        .update_worker_profile("w1".into(), profile)
+        .await
+        .unwrap();
+    store.post_task(task("t1", "b1", 5)).await.unwrap();
+    store.post_task(task("t2", "b1", 5)).await.unwrap();
+    let now = 1_000_000;
+    assert!(matches!(
+        store.claim("t1".into(), "w1".into(), now).await.unwrap(),
+        ClaimOutcome::Claimed(_)
+    ));
+    store
+        .submit("t1".into(), "w1".into(), "{}".into(), now + 1, cfg)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .claim("t2".into(), "w1".into(), now + 2)
+            .await
+            .unwrap(),
+        ClaimOutcome::DailyCapReached
+    ));
+    // A new UTC day starts a new count.
+    assert!(matches!(
+        store
+            .claim("t2".into(), "w1".into(), now + 86_400_000)
+            .await
+            .unwrap(),
+        ClaimOutcome::Claimed(_)
+    ));
+}
+
 /// Submit settles once; a repeat pays nothing; a late expiry of the same claim is stale.
 async fn settlement_is_idempotent(store: Arc<dyn Store>) {
     let cfg = Arc::new(PlatformConfig::builtin());
@@ -214,4 +253,4 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config);
+conformance!(sqlite, open_sqlite: the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config);

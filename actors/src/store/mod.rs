@@ -246,6 +246,8 @@ pub enum ClaimOutcome {
     TaskGone,
     /// The worker already holds as many tasks as its `limits.concurrent` allows.
     WorkerBusy,
+    /// The worker has made `limits.daily_max_tasks` claims today.
+    DailyCapReached,
     WorkerSuspended {
         until_ms: i64,
     },

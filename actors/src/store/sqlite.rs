@@ -951,11 +951,19 @@ impl Store for SqliteStore {
     fn claim(&self, task_id: String, worker_id: String, now_ms: i64) -> StoreFuture<ClaimOutcome> {
         self.write(move |tx| {
             let c = tx.conn;
-            let worker: Option<(Option<i64>, String)> = c
-                .prepare_cached("SELECT suspended_until, profile FROM workers WHERE id = ?1")
-                .and_then(|mut s| s.query_row(params![worker_id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            let day = crate::clock::day_start_ms(now_ms);
+            let worker: Option<(Option<i64>, String, u32)> = c
+                .prepare_cached(
+                    "SELECT suspended_until, profile, CASE WHEN claims_day = ?2 THEN claims_today ELSE 0 END
+                     FROM workers WHERE id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![worker_id, day], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
+                })
                 .map_err(db_err)?;
-            let Some((suspended_until, profile)) = worker else { return Ok(ClaimOutcome::UnknownWorker) };
+            let Some((suspended_until, profile, claims_today)) = worker else {
+                return Ok(ClaimOutcome::UnknownWorker);
+            };
             if let Some(until) = suspended_until.filter(|u| *u > now_ms) {
                 return Ok(ClaimOutcome::WorkerSuspended { until_ms: until });
             }
@@ -966,6 +974,9 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             if held >= profile.limits.concurrent.max(1) {
                 return Ok(ClaimOutcome::WorkerBusy);
+            }
+            if claims_today >= profile.limits.daily_max_tasks {
+                return Ok(ClaimOutcome::DailyCapReached);
             }
             let claimed = c
                 .prepare_cached(
