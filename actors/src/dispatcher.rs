@@ -545,12 +545,7 @@ impl Handler<Release> for Dispatcher {
             )),
             Err(e) => {
                 // Keep the claim and its deadline: the task still comes back.
-                let task_id = held.pending.task_id.clone();
-                let wait =
-                    Duration::from_millis((held.assignment.deadline_ms - now_ms()).max(0) as u64);
-                let timer = ctx.run_later(wait, move |act, ctx| act.expire(&task_id, ctx));
-                act.held
-                    .insert(held.pending.task_id.clone(), Held { timer, ..held });
+                act.hold(held.pending, held.assignment, held.notify, ctx);
                 Err(e)
             }
         }))

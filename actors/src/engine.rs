@@ -441,11 +441,7 @@ impl Engine {
         notify: Option<Recipient<TaskExpired>>,
     ) -> Result<Option<ClaimSpec>, EngineError> {
         let now = now_ms();
-        if let Some(until) = worker.suspended_until_ms.filter(|u| *u > now) {
-            return Err(EngineError::Suspended {
-                until: crate::clock::rfc3339(until),
-            });
-        }
+        worker.check_not_suspended(now)?;
         let limits = &worker.profile.limits;
         if worker.held >= limits.concurrent.max(1) {
             return Err(EngineError::Conflict(format!(

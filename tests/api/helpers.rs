@@ -239,6 +239,18 @@ impl TestApp {
         .await
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn balance(&self, token: &str) -> Value {
         let (s, v) = self.get("/api/balance", token).await;
         assert_eq!(s, StatusCode::OK, "{v}");

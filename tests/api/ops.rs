@@ -14,15 +14,7 @@ async fn health_ready_metrics() {
     assert_eq!(s, StatusCode::OK);
     let buyer = app.register("ops@example.com").await;
     app.chat_task(&buyer).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(text.contains("clawjobs_tasks_posted_total 1"), "{text}");
     assert!(text.contains("clawjobs_pending_tasks 1"), "{text}");
 }

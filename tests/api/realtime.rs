@@ -158,15 +158,7 @@ async fn a_websocket_worker_gets_tasks_pushed_and_is_paid_for_submits() {
         1,
         "paid as over HTTP"
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("clawjobs_ws_sessions 1"), "{metrics}");
     let (_, t) = app.get(&format!("/api/task/{task_id}"), &buyer.token).await;
     assert_eq!(t["status"], "completed");

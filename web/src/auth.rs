@@ -10,7 +10,8 @@ use clawjobs_actors::domain::{Principal, Role};
 use crate::AppState;
 use crate::error::ApiError;
 
-fn bearer(req: &HttpRequest) -> Option<String> {
+/// The token of an `Authorization: Bearer` header.
+pub(crate) fn bearer(req: &HttpRequest) -> Option<String> {
     let value = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)?
@@ -26,15 +27,24 @@ fn bearer(req: &HttpRequest) -> Option<String> {
 async fn principal(req: HttpRequest, roles: &'static [Role]) -> Result<Principal, ApiError> {
     let token = bearer(&req)
         .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
-    if token.len() > 256 {
-        return Err(ApiError::unauthorized("unknown token"));
-    }
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::from(clawjobs_actors::EngineError::internal("no app state")))?;
+    check(state, &token, roles).await
+}
+
+/// Who holds `token`: 401 when nobody does, 403 when it is not of one of `roles`.
+pub(crate) async fn check(
+    state: &AppState,
+    token: &str,
+    roles: &[Role],
+) -> Result<Principal, ApiError> {
+    if token.is_empty() || token.len() > 256 {
+        return Err(ApiError::unauthorized("unknown token"));
+    }
     let p = state
         .engine
-        .authenticate(&token)
+        .authenticate(token)
         .await?
         .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
     if !roles.contains(&p.role) {

@@ -147,6 +147,21 @@ pub struct WorkerRecord {
 }
 
 impl WorkerRecord {
+    /// When the worker's suspension ends, if it is suspended at `now_ms`.
+    pub fn suspended_until(&self, now_ms: i64) -> Option<i64> {
+        self.suspended_until_ms.filter(|u| *u > now_ms)
+    }
+
+    /// `SUSPENDED` while the worker is suspended.
+    pub fn check_not_suspended(&self, now_ms: i64) -> Result<(), EngineError> {
+        match self.suspended_until(now_ms) {
+            Some(until) => Err(EngineError::Suspended {
+                until: crate::clock::rfc3339(until),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Claims made on the UTC day that contains `now_ms`.
     pub fn claims_on(&self, now_ms: i64) -> u32 {
         if self.claims_day_ms == crate::clock::day_start_ms(now_ms) {

@@ -129,7 +129,7 @@ async fn me(state: web::Data<AppState>, who: Worker) -> Result<HttpResponse, Api
         "tier": w.tier,
         "stats": w.stats,
         "tier_progress": me.tier_progress,
-        "suspended_until": w.suspended_until_ms.filter(|u| *u > clawjobs_actors::clock::now_ms()).map(clawjobs_actors::clock::rfc3339),
+        "suspended_until": w.suspended_until(clawjobs_actors::clock::now_ms()).map(clawjobs_actors::clock::rfc3339),
         "earnings": {
             "today_cents": me.today_cents,
             "total_cents": me.balance.total_earned_cents,

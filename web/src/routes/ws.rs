@@ -18,14 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn token(req: &HttpRequest) -> Option<String> {
-    let header = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string());
-    header.or_else(|| {
+    crate::auth::bearer(req).or_else(|| {
         web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
             .ok()
             .and_then(|q| q.get("token").cloned())
@@ -37,27 +30,13 @@ async fn connect(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let token = token(&req)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or_else(|| ApiError::unauthorized("a worker token is required"))?;
-    let who = state
-        .engine
-        .authenticate(&token)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
-    if who.role != Role::Worker {
-        return Err(ApiError::forbidden("this needs a worker token").into());
-    }
+    let token = token(&req).ok_or_else(|| ApiError::unauthorized("a worker token is required"))?;
+    let who = crate::auth::check(&state, &token, &[Role::Worker]).await?;
     // A suspended worker is refused before the upgrade, with the same answer as HTTP.
     let worker = state.engine.worker(&who.id).await.map_err(ApiError::from)?;
-    if let Some(until) = worker
-        .suspended_until_ms
-        .filter(|u| *u > clawjobs_actors::clock::now_ms())
-    {
-        let until = clawjobs_actors::clock::rfc3339(until);
-        return Err(ApiError::from(clawjobs_actors::EngineError::Suspended { until }).into());
-    }
+    worker
+        .check_not_suspended(clawjobs_actors::clock::now_ms())
+        .map_err(ApiError::from)?;
 
     let (response, mut socket, frames) = actix_ws::handle(&req, body)?;
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUT_QUEUE);
