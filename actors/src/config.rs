@@ -218,6 +218,26 @@ pub struct PlatformConfig {
 }
 
 /// Converts a fraction in [0, 1] to basis points, refusing anything else.
+impl QaDoc {
+    /// The spot-check rate for a worker of `tier`, or the `suspicious` rate when its credit rate is
+    /// above what its tier allows. A tier without a rate is never spot-checked.
+    pub fn spot_check_bp(&self, tier: &str, suspicious: bool) -> RateBp {
+        let key = if suspicious { "suspicious" } else { tier };
+        let rate = self
+            .spot_check_rates
+            .get(key)
+            .or_else(|| self.spot_check_rates.get(tier))
+            .copied()
+            .unwrap_or(0.0);
+        // Validated on the way in.
+        rate_bp("qa.spot_check_rates", rate).unwrap_or(0)
+    }
+
+    pub fn shadow_bp(&self) -> RateBp {
+        rate_bp("qa.shadow_execution_rate", self.shadow_execution_rate).unwrap_or(0)
+    }
+}
+
 pub fn rate_bp(field: &str, value: f64) -> Result<RateBp, EngineError> {
     if !value.is_finite() || !(0.0..=1.0).contains(&value) {
         return Err(EngineError::validation_field(

@@ -8,7 +8,7 @@
 //! Talks to: the store (claim, expire, unclaim), the engine (new tasks, finished tasks), the
 //! Supervisor (overdue and stale sweeps).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +20,9 @@ use crate::config::ConfigHandle;
 use crate::error::EngineError;
 use crate::feed::{Audience, FeedHub, Publish};
 use crate::metrics::{Gauges, Metrics};
-use crate::queue::{Pending, PendingIndex, Want};
+use crate::queue::{Barred, Pending, PendingIndex, Want};
 use crate::store::{
-    Assignment, ClaimOutcome, ClaimedTask, ExpireOutcome, FailedTask, LiveTask, Store,
+    Assignment, ClaimOutcome, ClaimedTask, ExpireOutcome, FailedTask, LiveTask, QaCopy, Store,
 };
 
 /// What a worker will take.
@@ -65,12 +65,14 @@ pub fn status_event(
 }
 
 impl ClaimSpec {
-    fn want(&self) -> Want<'_> {
+    fn want<'a>(&'a self, barred: &'a Barred) -> Want<'a> {
         Want {
+            worker_id: &self.worker_id,
             accept: &self.accept,
             reject: &self.reject,
             min_price_cents: self.min_price_cents,
             exclude: &self.exclude,
+            barred,
         }
     }
 }
@@ -92,6 +94,7 @@ impl From<&LiveTask> for Pending {
             task_type: t.task_type.clone(),
             price_cents: t.price_cents,
             buyer_id: t.buyer_id.clone(),
+            qa_key: t.qa_key.clone(),
         }
     }
 }
@@ -113,6 +116,8 @@ pub struct Dispatcher {
     offered: usize,
     held: HashMap<String, Held>,
     parked: VecDeque<Claimer>,
+    /// Who already had which QA input (a cache of the store's own check in the claim).
+    barred: Barred,
     watchers: HashMap<String, Vec<oneshot::Sender<()>>>,
     feed: Addr<FeedHub>,
     /// Shutting down: nobody is parked any more.
@@ -136,6 +141,7 @@ impl Dispatcher {
             offered: 0,
             held: HashMap::new(),
             parked: VecDeque::new(),
+            barred: Barred::new(),
             watchers: HashMap::new(),
         }
     }
@@ -146,7 +152,7 @@ impl Dispatcher {
         let taker = self
             .parked
             .iter()
-            .position(|c| !c.reply.is_closed() && c.spec.want().takes(&task));
+            .position(|c| !c.reply.is_closed() && c.spec.want(&self.barred).takes(&task));
         if let Some(i) = taker
             && let Some(claimer) = self.parked.remove(i)
         {
@@ -161,7 +167,7 @@ impl Dispatcher {
         if claimer.reply.is_closed() {
             return;
         }
-        match self.pending.take_match(&claimer.spec.want()) {
+        match self.pending.take_match(&claimer.spec.want(&self.barred)) {
             Some(task) => self.claim(task, claimer, ctx),
             None if claimer.park && !self.closing => self.parked.push_back(claimer),
             None => {
@@ -212,6 +218,9 @@ impl Dispatcher {
                     "assigned",
                     serde_json::json!({}),
                 ));
+                if let Some(key) = &task.qa_key {
+                    self.bar(key, &claimer.spec.worker_id);
+                }
                 let notify = claimer.spec.notify.clone();
                 match claimer.reply.send(Ok(Some(ct))) {
                     Ok(()) => {
@@ -223,6 +232,13 @@ impl Dispatcher {
                 }
             }
             Ok(ClaimOutcome::TaskGone) => self.serve(claimer, ctx),
+            // The worker had this input before (learnt from the store, e.g. after a restart).
+            Ok(ClaimOutcome::NotForWorker { qa_key }) => {
+                self.bar(&qa_key, &claimer.spec.worker_id);
+                self.offer(task, ctx);
+                self.serve(claimer, ctx);
+            }
+            Ok(ClaimOutcome::WorkerBanned) => refuse(self, task, claimer, EngineError::Banned, ctx),
             // The worker's own daily cap (two asks raced past the engine's check): nothing today.
             Ok(ClaimOutcome::DailyCapReached) => {
                 self.offer(task, ctx);
@@ -255,6 +271,13 @@ impl Dispatcher {
             ),
             Err(e) => refuse(self, task, claimer, e, ctx),
         }
+    }
+
+    fn bar(&mut self, qa_key: &str, worker_id: &str) {
+        self.barred
+            .entry(qa_key.to_string())
+            .or_default()
+            .insert(worker_id.to_string());
     }
 
     fn unclaim(&mut self, task: Pending, a: Assignment, ctx: &mut Context<Self>) {
@@ -412,6 +435,13 @@ impl Actor for Dispatcher {
                 !ws.is_empty()
             });
             act.parked.retain(|c| !c.reply.is_closed());
+            // Keys with no live task left are not needed (the store still has the final word).
+            let live: HashSet<&str> = act
+                .pending
+                .qa_keys()
+                .chain(act.held.values().filter_map(|h| h.pending.qa_key.as_deref()))
+                .collect();
+            act.barred.retain(|k, _| live.contains(k.as_str()));
         });
     }
 }
@@ -439,15 +469,41 @@ impl Handler<Claim> for Dispatcher {
     }
 }
 
-/// A task was committed as pending (posted, or recovered after a restart).
+/// A task was committed as pending (posted, or a QA copy); `barred` workers must not get it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct TaskPending(pub LiveTask);
+pub struct TaskPending {
+    pub task: LiveTask,
+    pub barred: Vec<String>,
+}
+
+impl From<LiveTask> for TaskPending {
+    fn from(task: LiveTask) -> Self {
+        TaskPending {
+            task,
+            barred: Vec::new(),
+        }
+    }
+}
+
+impl From<QaCopy> for TaskPending {
+    fn from(c: QaCopy) -> Self {
+        TaskPending {
+            task: c.task,
+            barred: c.barred,
+        }
+    }
+}
 
 impl Handler<TaskPending> for Dispatcher {
     type Result = ();
     fn handle(&mut self, msg: TaskPending, ctx: &mut Context<Self>) {
-        self.offer(Pending::from(&msg.0), ctx);
+        if let Some(key) = &msg.task.qa_key {
+            for w in &msg.barred {
+                self.bar(key, w);
+            }
+        }
+        self.offer(Pending::from(&msg.task), ctx);
     }
 }
 

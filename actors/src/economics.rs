@@ -148,6 +148,29 @@ pub fn placement<'a>(cfg: &'a PlatformConfig, s: &TierStats) -> &'a str {
     tier
 }
 
+/// [`placement`], held `penalty` levels lower by QA downgrades (never below the lowest tier).
+pub fn placement_penalised<'a>(cfg: &'a PlatformConfig, s: &TierStats, penalty: u32) -> &'a str {
+    let placed = placement(cfg, s);
+    let idx = cfg
+        .tier_levels
+        .iter()
+        .position(|l| l.name == placed)
+        .unwrap_or(0);
+    cfg.tier_levels
+        .get(idx.saturating_sub(penalty as usize))
+        .map(|l| l.name.as_str())
+        .unwrap_or(placed)
+}
+
+/// Whether a worker's credit rate is above what its tier allows (it gets the `suspicious`
+/// spot-check rate).
+pub fn suspicious(cfg: &PlatformConfig, tier: &str, s: &TierStats) -> bool {
+    cfg.tier(tier).is_some_and(|level| {
+        u128::from(s.credit_requests) * 10_000
+            > u128::from(level.max_credit_rate_bp) * u128::from(s.completed)
+    })
+}
+
 /// Progress towards the next tier, for `GET /api/worker/me`.
 pub fn tier_progress(cfg: &PlatformConfig, tier: &str, s: &TierStats) -> Value {
     let idx = cfg

@@ -25,6 +25,7 @@ use crate::error::EngineError;
 use crate::feed::{Audience, CloseAll, FeedHub, Publish};
 use crate::ledger::AuditReport;
 use crate::metrics::Metrics;
+use crate::qa::comparator::{BanList, Inject, Judge, QaComparator};
 use crate::store::sqlite::SqliteStore;
 use crate::store::*;
 use crate::supervisor::Supervisor;
@@ -49,6 +50,8 @@ pub struct Engine {
     dispatcher: Addr<Dispatcher>,
     pub feed: Addr<FeedHub>,
     config_actor: Addr<ConfigActor>,
+    comparator: Addr<QaComparator>,
+    banned: BanList,
     tokens: Arc<RwLock<HashMap<String, Principal>>>,
     ready: Arc<AtomicBool>,
 }
@@ -60,6 +63,8 @@ pub struct WorkerMe {
     pub today_cents: i64,
     pub balance: BalanceSnapshot,
     pub tier_progress: Value,
+    /// QA warnings, deductions and bans, newest first.
+    pub notices: Vec<WorkerNotice>,
 }
 
 /// What a buyer asks for in `POST /api/task`.
@@ -117,6 +122,27 @@ impl Engine {
             .send(Recover(live))
             .await
             .map_err(EngineError::internal)?;
+        let banned: BanList = Arc::new(RwLock::new(
+            store.banned_workers().await?.into_iter().collect(),
+        ));
+        let benchmarks = crate::qa::benchmarks::load(crate::qa::benchmarks::shipped())?;
+        let comparator = {
+            let (store, config, metrics, dispatcher, feed, banned) = (
+                store.clone(),
+                config.clone(),
+                metrics.clone(),
+                dispatcher.clone(),
+                feed.clone(),
+                banned.clone(),
+            );
+            QaComparator::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+                QaComparator::new(store, config, metrics, dispatcher, feed, banned, benchmarks)
+            })
+        };
+        // Groups left undecided by a stop are looked at again (those still waiting stay waiting).
+        for group in store.qa_undecided().await? {
+            comparator.do_send(Judge(group));
+        }
         Supervisor::new(
             store.clone(),
             config.clone(),
@@ -132,6 +158,8 @@ impl Engine {
             dispatcher,
             feed,
             config_actor,
+            comparator,
+            banned,
             tokens: Arc::default(),
             ready: Arc::new(AtomicBool::new(false)),
         };
@@ -282,9 +310,10 @@ impl Engine {
             price_cents,
             now_ms: now_ms(),
             idempotency: idem,
+            shadow: roll_bp() < cfg.qa.shadow_bp(),
         };
         let task_type = task.task_type.clone();
-        let posted = self.bank.post_task(task).await?;
+        let mut posted = self.bank.post_task(task).await?;
         if !posted.replayed {
             Metrics::inc(&self.metrics.tasks_posted_total);
             // The buyer hears "pending" before the Dispatcher can hand the task out.
@@ -294,7 +323,8 @@ impl Engine {
                 "pending",
                 json!({ "type": task_type, "price_cents": posted.price_cents }),
             ));
-            self.dispatcher.do_send(TaskPending(LiveTask {
+            let shadow = posted.shadow.take();
+            self.dispatcher.do_send(TaskPending::from(LiveTask {
                 seq: posted.seq,
                 task_id: posted.task_id.clone(),
                 task_type,
@@ -302,7 +332,12 @@ impl Engine {
                 created_at_ms: posted.created_at_ms,
                 buyer_id: buyer_id.to_string(),
                 assigned: None,
+                qa_key: shadow.as_ref().map(|_| posted.task_id.clone()),
             }));
+            if let Some(copy) = shadow {
+                Metrics::inc(&self.metrics.qa_copies_total);
+                self.dispatcher.do_send(TaskPending::from(copy));
+            }
         }
         Ok(posted)
     }
@@ -493,6 +528,7 @@ impl Engine {
 
     /// A worker gives a task back before its deadline; it is offered again at once.
     pub async fn release(&self, worker_id: &str, task_id: &str) -> Result<(), EngineError> {
+        self.check_not_banned(worker_id)?;
         self.dispatcher
             .send(Release {
                 task_id: task_id.to_string(),
@@ -516,6 +552,7 @@ impl Engine {
         task_id: &str,
         output: &Value,
     ) -> Result<Settlement, EngineError> {
+        self.check_not_banned(worker_id)?;
         let text = serde_json::to_string(output).map_err(EngineError::internal)?;
         if text.len() > MAX_OUTPUT_BYTES {
             return Err(EngineError::PayloadTooLarge(
@@ -530,16 +567,20 @@ impl Engine {
                 text,
                 now_ms(),
                 self.cfg(),
+                roll_bp(),
             )
             .await?;
         if !settled.repeated {
             Metrics::inc(&self.metrics.tasks_completed_total);
-            self.feed.do_send(status_event(
-                &settled.buyer_id,
-                task_id,
-                "completed",
-                json!({ "output": output }),
-            ));
+            if settled.buyer_id != QA_BUYER {
+                self.feed.do_send(status_event(
+                    &settled.buyer_id,
+                    task_id,
+                    "completed",
+                    json!({ "output": output }),
+                ));
+            }
+            // QA copies are announced like any completion: the public feed must not tell them apart.
             self.feed.do_send(Publish {
                 audience: Audience::Public,
                 event: "task_completed",
@@ -554,6 +595,13 @@ impl Engine {
             self.dispatcher.do_send(TaskFinal {
                 task_id: task_id.to_string(),
             });
+            if let Some(copy) = settled.spot_check.clone() {
+                Metrics::inc(&self.metrics.qa_copies_total);
+                self.dispatcher.do_send(TaskPending::from(copy));
+            }
+            if let Some(group) = &settled.qa_group {
+                self.comparator.do_send(Judge(group.clone()));
+            }
         }
         Ok(settled)
     }
@@ -588,12 +636,22 @@ impl Engine {
         let balance = self.balance(worker_id).await?;
         let tier_progress =
             economics::tier_progress(&self.cfg(), &worker.tier, &worker.stats.tier_stats());
+        let notices = self.store.worker_notices(worker_id.to_string()).await?;
         Ok(WorkerMe {
             worker,
             today_cents,
             balance,
             tier_progress,
+            notices,
         })
+    }
+
+    /// `BANNED` for a worker the QA ladder banned (checked on every worker call).
+    pub fn check_not_banned(&self, worker_id: &str) -> Result<(), EngineError> {
+        match self.banned.read() {
+            Ok(set) if set.contains(worker_id) => Err(EngineError::Banned),
+            _ => Ok(()),
+        }
     }
 
     // ---------- admins ----------
@@ -656,6 +714,46 @@ impl Engine {
             .await
     }
 
+    // ---------- QA (admins) ----------
+
+    /// Decided QA comparisons, newest first; `cursor` is the last page's `cursor`.
+    pub async fn qa_results(
+        &self,
+        worker_id: Option<String>,
+        verdict: Option<String>,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<QaResult>, bool), EngineError> {
+        if let Some(v) = &verdict
+            && !matches!(v.as_str(), "pass" | "flag" | "fail")
+        {
+            return Err(EngineError::validation_field(
+                "verdict",
+                "verdict is one of pass, flag, fail",
+            ));
+        }
+        let limit = limit.clamp(1, 100);
+        let mut rows = self
+            .store
+            .qa_results(worker_id, verdict, cursor, limit + 1)
+            .await?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok((rows, has_more))
+    }
+
+    pub async fn qa_stats(&self) -> Result<QaStats, EngineError> {
+        self.store.qa_stats().await
+    }
+
+    /// Puts a benchmark task (known answer, paid by the QA fund) in the queue; returns its id.
+    pub async fn inject_benchmark(&self, inject: Inject) -> Result<String, EngineError> {
+        self.comparator
+            .send(inject)
+            .await
+            .map_err(EngineError::internal)?
+    }
+
     pub async fn audit(&self) -> Result<AuditReport, EngineError> {
         self.store.audit().await
     }
@@ -668,6 +766,11 @@ impl Engine {
     pub fn live_balance_actors(&self) -> usize {
         self.bank.live_actors()
     }
+}
+
+/// A uniform draw in [0, 10000), compared with a rate in basis points.
+fn roll_bp() -> u32 {
+    rand::random_range(0..10_000)
 }
 
 /// A short, stable, anonymous label for a worker in the public feed.

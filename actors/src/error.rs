@@ -23,6 +23,9 @@ pub enum EngineError {
     },
     #[error("worker suspended until {until}")]
     Suspended { until: String },
+    /// The worker was banned by the QA penalty ladder.
+    #[error("worker banned")]
+    Banned,
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("internal error")]

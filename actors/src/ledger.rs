@@ -6,7 +6,8 @@
 //!    never go negative; only funding and external accounts may;
 //! 3. every live task (pending or assigned) has exactly its price in escrow, every other task none;
 //! 4. each account's stored balance equals the sum of its postings;
-//! 5. a worker's frozen balance equals the sum of its lots that are still frozen.
+//! 5. a worker's frozen balance equals the sum of its lots that are still frozen (or held: a
+//!    banned worker's lots are never released).
 
 use serde::Serialize;
 
@@ -79,6 +80,12 @@ pub enum EntryKind {
     Unfreeze,
     BuyerCredit,
     TaskRefund,
+    /// The QA fund pays for a QA copy's escrow.
+    QaPay,
+    /// Part of a failing worker's frozen earnings goes to the QA fund.
+    QaDeduction,
+    /// The QA fund makes a buyer whole when the original failed QA after its lot was released.
+    QaCredit,
 }
 
 impl EntryKind {
@@ -91,6 +98,9 @@ impl EntryKind {
             EntryKind::Unfreeze => "unfreeze",
             EntryKind::BuyerCredit => "buyer_credit",
             EntryKind::TaskRefund => "task_refund",
+            EntryKind::QaPay => "qa_pay",
+            EntryKind::QaDeduction => "qa_deduction",
+            EntryKind::QaCredit => "qa_credit",
         }
     }
 }

@@ -32,6 +32,10 @@ counters! {
     tasks_credited_total: "Completed tasks credited back to buyers.",
     lots_released_total: "Frozen earnings released to workers.",
     workers_suspended_total: "Worker suspensions for repeated expiries.",
+    qa_copies_total: "QA tasks created (shadows, spot-checks, tie-breakers, benchmarks).",
+    qa_decided_total: "QA comparisons decided.",
+    qa_fails_total: "QA comparisons that blamed a worker.",
+    workers_banned_total: "Workers banned by the QA penalty ladder.",
 }
 
 /// Point-in-time values that are not counters.

@@ -3,7 +3,10 @@
 //! at the head of each (type, price) bucket, so a worker with a high `min_price` does not walk
 //! past every cheaper task.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// QA key → the workers who already had a task with that key (the same input).
+pub type Barred = HashMap<String, HashSet<String>>;
 
 /// A pending task as the index keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,14 +16,18 @@ pub struct Pending {
     pub task_type: String,
     pub price_cents: i64,
     pub buyer_id: String,
+    /// Tasks sharing a QA key carry the same input: a worker gets at most one of them.
+    pub qa_key: Option<String>,
 }
 
 /// What a claimer will take.
 pub struct Want<'a> {
+    pub worker_id: &'a str,
     pub accept: &'a [String],
     pub reject: &'a [String],
     pub min_price_cents: i64,
     pub exclude: &'a [String],
+    pub barred: &'a Barred,
 }
 
 impl Want<'_> {
@@ -31,9 +38,18 @@ impl Want<'_> {
 
     /// Whether this claimer takes `p`.
     pub fn takes(&self, p: &Pending) -> bool {
-        self.takes_type(&p.task_type)
-            && p.price_cents >= self.min_price_cents
-            && !self.exclude.contains(&p.task_id)
+        self.takes_type(&p.task_type) && p.price_cents >= self.min_price_cents && self.may_have(p)
+    }
+
+    /// Not given back by this claimer just now, and no input it already had.
+    fn may_have(&self, p: &Pending) -> bool {
+        !self.exclude.contains(&p.task_id)
+            && p.qa_key.as_ref().is_none_or(|k| {
+                !self
+                    .barred
+                    .get(k)
+                    .is_some_and(|workers| workers.contains(self.worker_id))
+            })
     }
 }
 
@@ -91,8 +107,8 @@ impl PendingIndex {
                 continue;
             }
             for (_, bucket) in prices.range(want.min_price_cents..) {
-                // Excluded tasks are few (a session's recent releases), so this stays short.
-                if let Some(p) = bucket.values().find(|p| !want.exclude.contains(&p.task_id))
+                // Excluded tasks are few (recent releases, QA copies of inputs this worker had).
+                if let Some(p) = bucket.values().find(|p| want.may_have(p))
                     && best.is_none_or(|(seq, _)| p.seq < seq)
                 {
                     best = Some((p.seq, &p.task_id));
@@ -101,6 +117,15 @@ impl PendingIndex {
         }
         let task_id = best?.1.to_string();
         self.remove(&task_id)
+    }
+
+    /// The QA keys of the pending tasks.
+    pub fn qa_keys(&self) -> impl Iterator<Item = &str> {
+        self.by_type
+            .values()
+            .flat_map(|prices| prices.values())
+            .flat_map(|bucket| bucket.values())
+            .filter_map(|p| p.qa_key.as_deref())
     }
 }
 
@@ -116,16 +141,46 @@ mod tests {
             task_type: task_type.into(),
             price_cents: price,
             buyer_id: "b".into(),
+            qa_key: None,
         }
     }
 
+    static NOBODY_BARRED: std::sync::LazyLock<Barred> = std::sync::LazyLock::new(Barred::new);
+
     fn want<'a>(accept: &'a [String], min: i64, exclude: &'a [String]) -> Want<'a> {
         Want {
+            worker_id: "w",
             accept,
             reject: &[],
             min_price_cents: min,
             exclude,
+            barred: &NOBODY_BARRED,
         }
+    }
+
+    #[test]
+    fn a_worker_never_gets_a_second_task_with_the_same_qa_key() {
+        let mut q = PendingIndex::default();
+        let mut original = task(1, "chat", 2);
+        original.qa_key = Some("k".into());
+        let mut copy = task(2, "chat", 2);
+        copy.qa_key = Some("k".into());
+        q.insert(copy);
+        q.insert(task(3, "chat", 2));
+        let barred: Barred = [("k".to_string(), ["w".to_string()].into())].into();
+        let w = Want {
+            barred: &barred,
+            ..want(&[], 0, &[])
+        };
+        assert!(!w.takes(&original));
+        assert_eq!(q.take_match(&w).map(|p| p.seq), Some(3));
+        assert_eq!(q.take_match(&w), None);
+        let other = Want {
+            worker_id: "v",
+            ..w
+        };
+        assert_eq!(q.take_match(&other).map(|p| p.seq), Some(2));
+        assert_eq!(q.qa_keys().count(), 0);
     }
 
     #[test]

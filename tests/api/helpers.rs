@@ -107,12 +107,25 @@ pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client");
-    TestApp {
+    let app = TestApp {
         base,
         client,
         child: Some(child),
         _tmp: None,
-    }
+    };
+    // QA copies at the shipped rates would add random tasks to every test; the QA tests turn
+    // them on themselves.
+    app.patch_config("qa", qa_rates(0.0, 0.0)).await;
+    app
+}
+
+/// The `qa` config changes for a spot-check rate (every tier) and a shadow rate.
+pub fn qa_rates(spot_check: f64, shadow: f64) -> Value {
+    json!({
+        "spot_check_rates": {"new": spot_check, "proven": spot_check, "trusted": spot_check,
+                             "elite": spot_check, "suspicious": spot_check},
+        "shadow_execution_rate": shadow,
+    })
 }
 
 impl Drop for TestApp {

@@ -55,6 +55,9 @@ pub(crate) async fn check(
             p.role.as_str()
         )));
     }
+    if p.role == Role::Worker {
+        state.engine.check_not_banned(&p.id)?;
+    }
     Ok(p)
 }
 

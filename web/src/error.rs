@@ -119,6 +119,13 @@ impl From<EngineError> for ApiError {
                 format!("this worker is suspended until {until} for letting tasks expire"),
                 json!({ "suspended_until": until }),
             ),
+            EngineError::Banned => (
+                StatusCode::FORBIDDEN,
+                "BANNED",
+                "this worker is banned for repeated low-quality results; its balance is frozen"
+                    .to_string(),
+                Value::Null,
+            ),
             EngineError::PayloadTooLarge(m) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PAYLOAD_TOO_LARGE",

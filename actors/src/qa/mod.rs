@@ -1,7 +1,10 @@
-//! Invisible QA, the parts that are pure rules: the similarity method the comparator scores
-//! outputs with, the verdict thresholds, the penalty ladder, and the shipped benchmark set.
-//! (The QaComparator actor, QA copies and the admin QA API build on these.)
+//! Invisible QA: the similarity method the comparator scores outputs with, the verdict rules
+//! ([`judge`]), the penalty ladder, the shipped benchmark set, and the QaComparator actor that
+//! puts them to work. QA copies are created by the store in the same transaction as the post or
+//! submit that starts them; the hidden fields never leave the store's internal types.
 
 pub mod benchmarks;
+pub mod comparator;
+pub mod judge;
 pub mod penalty;
 pub mod similarity;

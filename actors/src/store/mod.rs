@@ -16,6 +16,10 @@ use crate::ledger::AuditReport;
 
 pub mod sqlite;
 
+/// The owner of QA copies: a ledger-less pseudo buyer. QA copies are paid from the QA fund, no
+/// one can credit them, and no buyer stream carries their events.
+pub const QA_BUYER: &str = "platform:qa";
+
 #[cfg(test)]
 mod conformance;
 
@@ -144,6 +148,8 @@ pub struct WorkerRecord {
     pub claims_today: u32,
     /// Tasks the worker holds now.
     pub held: u32,
+    /// When the QA penalty ladder banned the worker.
+    pub banned_at_ms: Option<i64>,
 }
 
 impl WorkerRecord {
@@ -152,8 +158,11 @@ impl WorkerRecord {
         self.suspended_until_ms.filter(|u| *u > now_ms)
     }
 
-    /// `SUSPENDED` while the worker is suspended.
+    /// `BANNED` for a banned worker, `SUSPENDED` while the worker is suspended.
     pub fn check_not_suspended(&self, now_ms: i64) -> Result<(), EngineError> {
+        if self.banned_at_ms.is_some() {
+            return Err(EngineError::Banned);
+        }
         match self.suspended_until(now_ms) {
             Some(until) => Err(EngineError::Suspended {
                 until: crate::clock::rfc3339(until),
@@ -189,6 +198,8 @@ pub struct NewTask {
     pub price_cents: i64,
     pub now_ms: i64,
     pub idempotency: Option<IdemKey>,
+    /// Whether a shadow twin, paid from the QA fund, enters the queue beside this task.
+    pub shadow: bool,
 }
 
 /// The answer to a post, replayed as it was for a repeated `Idempotency-Key`.
@@ -202,6 +213,9 @@ pub struct TaskPosted {
     /// Whether this is the replay of an earlier post (nothing was charged this time).
     #[serde(default)]
     pub replayed: bool,
+    /// The shadow twin created with the task, for the Dispatcher (never part of any answer).
+    #[serde(skip)]
+    pub shadow: Option<QaCopy>,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +247,8 @@ pub struct LiveTask {
     pub created_at_ms: i64,
     pub buyer_id: String,
     pub assigned: Option<Assignment>,
+    /// Tasks with the same key carry the same input for QA: a worker gets at most one of them.
+    pub qa_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,6 +282,11 @@ pub enum ClaimOutcome {
     WorkerSuspended {
         until_ms: i64,
     },
+    WorkerBanned,
+    /// The worker already had a task with this QA key (the same input): it must not get this one.
+    NotForWorker {
+        qa_key: String,
+    },
     UnknownWorker,
 }
 
@@ -280,6 +301,10 @@ pub struct Settlement {
     pub tier: String,
     /// A repeat of an accepted submit: nothing was paid this time.
     pub repeated: bool,
+    /// The QA group this task belongs to: the comparator looks at it once the task is in.
+    pub qa_group: Option<String>,
+    /// The spot-check copy this submit started, for the Dispatcher.
+    pub spot_check: Option<QaCopy>,
 }
 
 #[derive(Debug, Clone)]
@@ -319,6 +344,229 @@ pub struct StoredConfig {
     pub version: i64,
     pub updated_at_ms: i64,
     pub updated_by: Option<String>,
+}
+
+/// Why a QA task exists. Internal: no worker-facing type carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QaType {
+    /// A copy of a completed task, made with the worker's tier's spot-check rate.
+    SpotCheck,
+    /// A twin made when the buyer posted.
+    Shadow,
+    /// A task with a known answer.
+    Benchmark,
+}
+
+impl QaType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QaType::SpotCheck => "spot_check",
+            QaType::Shadow => "shadow",
+            QaType::Benchmark => "benchmark",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QaType> {
+        match s {
+            "spot_check" => Some(QaType::SpotCheck),
+            "shadow" => Some(QaType::Shadow),
+            "benchmark" => Some(QaType::Benchmark),
+            _ => None,
+        }
+    }
+}
+
+/// A QA copy the store created, for the Dispatcher to offer to anyone but `barred`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QaCopy {
+    pub task: LiveTask,
+    pub barred: Vec<String>,
+}
+
+/// The part a task plays in its QA group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QaRole {
+    /// The buyer's task.
+    Original,
+    /// The spot-check or shadow copy.
+    Copy,
+    /// The third copy asked for when the first two disagree.
+    Tiebreak,
+    /// A benchmark task (judged against its expected output).
+    Benchmark,
+}
+
+impl QaRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QaRole::Original => "original",
+            QaRole::Copy => "copy",
+            QaRole::Tiebreak => "tiebreak",
+            QaRole::Benchmark => "benchmark",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QaRole> {
+        match s {
+            "original" => Some(QaRole::Original),
+            "copy" => Some(QaRole::Copy),
+            "tiebreak" => Some(QaRole::Tiebreak),
+            "benchmark" => Some(QaRole::Benchmark),
+            _ => None,
+        }
+    }
+}
+
+/// Where a QA group is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QaState {
+    /// Waiting for the original and its copy (or the benchmark) to be done.
+    Open,
+    /// The pair disagreed; waiting for the third copy.
+    Tiebreak,
+    Decided,
+    /// A member failed (out of attempts, or never claimed): nothing to compare.
+    Void,
+}
+
+impl QaState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QaState::Open => "open",
+            QaState::Tiebreak => "tiebreak",
+            QaState::Decided => "decided",
+            QaState::Void => "void",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QaState> {
+        match s {
+            "open" => Some(QaState::Open),
+            "tiebreak" => Some(QaState::Tiebreak),
+            "decided" => Some(QaState::Decided),
+            "void" => Some(QaState::Void),
+            _ => None,
+        }
+    }
+}
+
+/// One task of a QA group as the comparator sees it.
+#[derive(Debug, Clone)]
+pub struct QaMember {
+    pub task_id: String,
+    pub role: QaRole,
+    pub status: crate::domain::TaskStatus,
+    pub worker_id: Option<String>,
+    pub output: Option<String>,
+}
+
+/// A QA group: a buyer's task with its copies, or one benchmark task.
+#[derive(Debug, Clone)]
+pub struct QaGroup {
+    pub id: String,
+    pub qa_type: QaType,
+    pub state: QaState,
+    pub expected_output: Option<String>,
+    pub members: Vec<QaMember>,
+}
+
+/// What the comparator concluded about a group.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QaDecision {
+    /// The pair did not pass: ask a third worker before blaming anyone.
+    Tiebreak { score: crate::qa::similarity::Score },
+    /// Final: the group's verdict, each worker's verdict and who (if anyone) takes the fail.
+    Decide {
+        score: crate::qa::similarity::Score,
+        verdict: crate::qa::similarity::Verdict,
+        outcomes: Vec<(String, crate::qa::similarity::Verdict)>,
+        blamed: Option<String>,
+        tiebreak: Option<TiebreakScores>,
+    },
+}
+
+/// How the third copy compared with the original and with the first copy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TiebreakScores {
+    pub with_task: f64,
+    pub with_qa_task: f64,
+}
+
+/// What applying a decision changed, for the actors to hear about.
+#[derive(Debug, Clone, Default)]
+pub struct QaApplied {
+    /// The third copy to offer.
+    pub tiebreak: Option<QaCopy>,
+    /// The buyer credited because the original failed: (buyer, task, cents).
+    pub auto_credit: Option<(String, String, i64)>,
+    /// Workers banned by this decision.
+    pub banned: Vec<String>,
+    /// False when the group had moved on (another decision got there first): nothing changed.
+    pub applied: bool,
+    /// A final decision was recorded (not a tie-breaker request); `failed` when it blamed someone.
+    pub decided: bool,
+    pub failed: bool,
+}
+
+/// A benchmark an admin or the schedule injects.
+#[derive(Debug, Clone)]
+pub struct NewBenchmark {
+    pub task_id: String,
+    pub task_type: String,
+    pub input: String,
+    pub expected_output: String,
+    pub constraints: Constraints,
+    pub price_cents: i64,
+    pub now_ms: i64,
+}
+
+/// A decided QA comparison, for `GET /api/admin/qa/results`.
+#[derive(Debug, Clone, Serialize)]
+pub struct QaResult {
+    #[serde(skip)]
+    pub seq: i64,
+    pub task_id: String,
+    pub qa_task_id: String,
+    pub qa_type: QaType,
+    pub similarity: f64,
+    pub dimensions: Value,
+    pub verdict: String,
+    pub worker_ids: Vec<String>,
+    pub blamed_worker_id: Option<String>,
+    pub tiebreak_task_id: Option<String>,
+    pub tiebreak: Option<Value>,
+    pub decided_at: String,
+}
+
+/// Counts of per-worker verdicts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct VerdictCounts {
+    pub pass: u64,
+    pub flag: u64,
+    pub fail: u64,
+}
+
+/// `GET /api/admin/qa/stats`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QaStats {
+    pub overall: VerdictCounts,
+    pub by_tier: BTreeMap<String, VerdictCounts>,
+    pub by_type: BTreeMap<String, VerdictCounts>,
+    /// Workers with a flagged result waiting for review, most flags first (at most 100).
+    pub flagged_workers: Vec<Value>,
+    pub banned_workers: Vec<Value>,
+    /// Groups still waiting for a side (or the tie-breaker) to come in.
+    pub waiting: u64,
+    pub void: u64,
+}
+
+/// Something the worker is told in `GET /api/worker/me` (a QA warning, deduction or ban).
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerNotice {
+    pub kind: String,
+    pub message: String,
+    pub at: String,
 }
 
 /// A task that failed in a sweep and was refunded.
@@ -376,6 +624,8 @@ pub trait Store: Send + Sync + 'static {
         output: String,
         now_ms: i64,
         cfg: std::sync::Arc<PlatformConfig>,
+        // A uniform draw in [0, 10000): a spot-check copy is made when it falls under the rate.
+        spot_roll_bp: u32,
     ) -> StoreFuture<Settlement>;
     fn expire(
         &self,
@@ -403,6 +653,35 @@ pub trait Store: Send + Sync + 'static {
     fn unfreeze_due(&self, now_ms: i64, limit: u32) -> StoreFuture<u64>;
     /// When the next frozen lot is due, if any.
     fn next_unfreeze_ms(&self) -> StoreFuture<Option<i64>>;
+
+    // Invisible QA.
+    fn qa_group(&self, group_id: String) -> StoreFuture<Option<QaGroup>>;
+    /// Groups not yet decided (looked at again after a restart).
+    fn qa_undecided(&self) -> StoreFuture<Vec<String>>;
+    /// Applies the comparator's decision if the group is still in `from` (else `applied: false`):
+    /// results, worker records, penalties, the automatic buyer credit and the tie-breaker copy, in
+    /// one transaction.
+    fn qa_apply(
+        &self,
+        group_id: String,
+        from: QaState,
+        decision: QaDecision,
+        now_ms: i64,
+        cfg: std::sync::Arc<PlatformConfig>,
+    ) -> StoreFuture<QaApplied>;
+    /// Creates a benchmark task paid from the QA fund.
+    fn inject_benchmark(&self, b: NewBenchmark) -> StoreFuture<QaCopy>;
+    /// Decided comparisons, newest first, before `before_seq`.
+    fn qa_results(
+        &self,
+        worker_id: Option<String>,
+        verdict: Option<String>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreFuture<Vec<QaResult>>;
+    fn qa_stats(&self) -> StoreFuture<QaStats>;
+    fn worker_notices(&self, worker_id: String) -> StoreFuture<Vec<WorkerNotice>>;
+    fn banned_workers(&self) -> StoreFuture<Vec<String>>;
 
     // Admin.
     fn admin_credit(

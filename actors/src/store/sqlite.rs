@@ -28,7 +28,7 @@ const QUEUE_DEPTH: usize = 16_384;
 /// Read connections kept open.
 const READ_POOL: usize = 8;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,6 +58,13 @@ CREATE TABLE IF NOT EXISTS workers (
   credit_requests INTEGER NOT NULL DEFAULT 0,
   total_earned_cents INTEGER NOT NULL DEFAULT 0,
   suspended_until INTEGER,
+  -- Invisible QA: per-worker verdicts, tiers held down by downgrades, the ban.
+  qa_pass INTEGER NOT NULL DEFAULT 0,
+  qa_flag INTEGER NOT NULL DEFAULT 0,
+  qa_fail INTEGER NOT NULL DEFAULT 0,
+  tier_penalty INTEGER NOT NULL DEFAULT 0,
+  banned_at INTEGER,
+  balance_frozen INTEGER NOT NULL DEFAULT 0,
   -- Claims made on the UTC day starting at claims_day (ms), for limits.daily_max_tasks.
   claims_day INTEGER NOT NULL DEFAULT 0,
   claims_today INTEGER NOT NULL DEFAULT 0,
@@ -112,7 +119,12 @@ CREATE TABLE IF NOT EXISTS tasks (
   completed_at INTEGER,
   credited_at INTEGER,
   funded_by TEXT NOT NULL DEFAULT 'buyer',
-  created_at INTEGER NOT NULL
+  created_at INTEGER NOT NULL,
+  -- Invisible QA (never shown to workers): the comparison group, the input key no worker gets
+  -- twice, and the part the task plays (original, copy, tiebreak, benchmark).
+  qa_group TEXT,
+  qa_key TEXT,
+  qa_role TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_buyer ON tasks (buyer_id, seq);
 CREATE INDEX IF NOT EXISTS tasks_live ON tasks (status, seq) WHERE status IN ('pending', 'assigned');
@@ -134,7 +146,10 @@ CREATE TABLE IF NOT EXISTS lots (
   commission_cents INTEGER NOT NULL,
   created_at INTEGER NOT NULL,
   release_at INTEGER NOT NULL,
-  status TEXT NOT NULL
+  -- frozen, released, reversed, or held (a banned worker's: never released).
+  status TEXT NOT NULL,
+  -- Taken into the QA fund by a penalty.
+  deducted_cents INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS lots_due ON lots (release_at) WHERE status = 'frozen';
 CREATE INDEX IF NOT EXISTS lots_by_worker ON lots (worker_id, created_at);
@@ -153,6 +168,51 @@ CREATE TABLE IF NOT EXISTS config (
   updated_at INTEGER NOT NULL,
   updated_by TEXT
 );
+-- A buyer's task with its QA copies, or one benchmark task.
+CREATE TABLE IF NOT EXISTS qa_groups (
+  id TEXT PRIMARY KEY,
+  qa_type TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  qa_task_id TEXT NOT NULL,
+  tiebreak_task_id TEXT,
+  expected_output TEXT,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS qa_groups_undecided ON qa_groups (state) WHERE state IN ('open', 'tiebreak');
+CREATE TABLE IF NOT EXISTS qa_results (
+  seq INTEGER PRIMARY KEY,
+  group_id TEXT NOT NULL UNIQUE,
+  task_id TEXT NOT NULL,
+  qa_task_id TEXT NOT NULL,
+  qa_type TEXT NOT NULL,
+  similarity REAL NOT NULL,
+  dimensions TEXT NOT NULL,
+  verdict TEXT NOT NULL,
+  worker_ids TEXT NOT NULL,
+  blamed_worker_id TEXT,
+  tiebreak_task_id TEXT,
+  tiebreak TEXT,
+  decided_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS qa_results_by_verdict ON qa_results (verdict, seq);
+-- Each worker's verdict in a decided comparison, with its tier then.
+CREATE TABLE IF NOT EXISTS qa_outcomes (
+  worker_id TEXT NOT NULL,
+  result_seq INTEGER NOT NULL,
+  tier TEXT NOT NULL,
+  qa_type TEXT NOT NULL,
+  verdict TEXT NOT NULL,
+  PRIMARY KEY (worker_id, result_seq)
+);
+CREATE TABLE IF NOT EXISTS worker_notices (
+  id INTEGER PRIMARY KEY,
+  worker_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  message TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS worker_notices_by_worker ON worker_notices (worker_id, id);
 CREATE TABLE IF NOT EXISTS audit_log (
   id INTEGER PRIMARY KEY,
   actor_id TEXT NOT NULL,
@@ -160,6 +220,26 @@ CREATE TABLE IF NOT EXISTS audit_log (
   details TEXT NOT NULL,
   created_at INTEGER NOT NULL
 );
+"#;
+
+/// Version 1 data directories get the QA columns.
+const MIGRATE_1_TO_2: &str = r#"
+ALTER TABLE workers ADD COLUMN qa_pass INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN qa_flag INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN qa_fail INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN tier_penalty INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN banned_at INTEGER;
+ALTER TABLE workers ADD COLUMN balance_frozen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN qa_group TEXT;
+ALTER TABLE tasks ADD COLUMN qa_key TEXT;
+ALTER TABLE tasks ADD COLUMN qa_role TEXT;
+ALTER TABLE lots ADD COLUMN deducted_cents INTEGER NOT NULL DEFAULT 0;
+"#;
+
+/// Indexes on columns version 2 added (created after the migration).
+const SCHEMA_V2_INDEXES: &str = r#"
+CREATE INDEX IF NOT EXISTS tasks_by_qa_key ON tasks (qa_key) WHERE qa_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_by_qa_group ON tasks (qa_group) WHERE qa_group IS NOT NULL;
 "#;
 
 fn db_err(e: rusqlite::Error) -> EngineError {
@@ -247,8 +327,18 @@ fn migrate(conn: &Connection) -> Result<(), EngineError> {
                 "the data directory has schema version {v}, newer than this binary's {SCHEMA_VERSION}"
             )));
         }
+        Some(1) => {
+            conn.execute_batch(MIGRATE_1_TO_2).map_err(db_err)?;
+            conn.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                params![SCHEMA_VERSION.to_string()],
+            )
+            .map_err(db_err)?;
+            tracing::info!("store: migrated schema 1 -> 2 (QA columns)");
+        }
         Some(_) => {}
     }
+    conn.execute_batch(SCHEMA_V2_INDEXES).map_err(db_err)?;
     for account in ledger::PLATFORM_ACCOUNTS {
         conn.execute(
             "INSERT OR IGNORE INTO accounts (id) VALUES (?1)",
@@ -551,14 +641,15 @@ impl Tx<'_> {
         Ok(out)
     }
 
+    /// A worker's stats, tier, and how many levels QA downgrades hold it down.
     fn worker_stats(
         &self,
         worker_id: &str,
-    ) -> Result<Option<(WorkerStats, String, Option<i64>)>, EngineError> {
+    ) -> Result<Option<(WorkerStats, String, u32)>, EngineError> {
         self.conn
             .prepare_cached(
                 "SELECT tasks_claimed, tasks_completed, tasks_expired, consecutive_expires, credit_requests,
-                        total_earned_cents, tier, suspended_until FROM workers WHERE id = ?1",
+                        total_earned_cents, tier, tier_penalty FROM workers WHERE id = ?1",
             )
             .and_then(|mut s| {
                 s.query_row(params![worker_id], |r| Ok((stats_from_row(r, 0)?, r.get(6)?, r.get(7)?)))
@@ -582,28 +673,300 @@ impl Tx<'_> {
             .map_err(db_err)
     }
 
-    /// Returns a task's escrow to its buyer and marks it failed.
-    fn refund(
-        &mut self,
-        task_id: &str,
-        buyer_id: &str,
-        price_cents: i64,
-        now_ms: i64,
-    ) -> Result<(), EngineError> {
-        self.conn
+    /// Returns a live task's escrow to whoever paid it (the buyer, or the QA fund for a QA copy)
+    /// and marks it failed; its QA group, if any, can no longer be compared. Returns the buyer.
+    fn refund(&mut self, task_id: &str, now_ms: i64) -> Result<Option<String>, EngineError> {
+        let found: Option<(String, i64, String, Option<String>)> = self
+            .conn
             .prepare_cached(
                 "UPDATE tasks SET status = 'failed', worker_id = NULL, deadline = NULL, completed_at = ?2
-                 WHERE id = ?1 AND status IN ('pending', 'assigned')",
+                 WHERE id = ?1 AND status IN ('pending', 'assigned')
+                 RETURNING buyer_id, price_cents, funded_by, qa_group",
             )
-            .and_then(|mut s| s.execute(params![task_id, now_ms]))
+            .and_then(|mut s| {
+                s.query_row(params![task_id, now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .optional()
+            })
             .map_err(db_err)?;
+        let Some((buyer_id, price_cents, funded_by, qa_group)) = found else {
+            return Ok(None);
+        };
+        let payer = if funded_by == FUNDED_BY_PLATFORM {
+            ledger::QA_FUND.to_string()
+        } else {
+            ledger::available(&buyer_id)
+        };
         let entry = Entry::new(EntryKind::TaskRefund, task_id)
             .for_task(task_id)
-            .transfer(ledger::ESCROW, ledger::available(buyer_id), price_cents);
+            .transfer(ledger::ESCROW, &payer, price_cents);
+        self.apply(&entry, now_ms)?;
+        if let Some(group) = qa_group {
+            self.conn
+                .prepare_cached("UPDATE qa_groups SET state = 'void' WHERE id = ?1 AND state IN ('open', 'tiebreak')")
+                .and_then(|mut s| s.execute(params![group]))
+                .map_err(db_err)?;
+        }
+        Ok(Some(buyer_id))
+    }
+
+    /// The hidden QA side of a task: (paid by the platform, group, key, role).
+    fn qa_tag(&self, task_id: &str) -> Result<(bool, Option<String>, Option<String>), EngineError> {
+        let (funded_by, group, key): (String, Option<String>, Option<String>) = self
+            .conn
+            .prepare_cached("SELECT funded_by, qa_group, qa_key FROM tasks WHERE id = ?1")
+            .and_then(|mut s| s.query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+            .map_err(db_err)?;
+        Ok((funded_by == FUNDED_BY_PLATFORM, group, key))
+    }
+
+    /// Pays a QA task's escrow from the QA fund.
+    fn fund_qa_task(&mut self, task_id: &str, price_cents: i64, now_ms: i64) -> Result<(), EngineError> {
+        let entry = Entry::new(EntryKind::QaPay, task_id)
+            .for_task(task_id)
+            .transfer(ledger::QA_FUND, ledger::ESCROW, price_cents);
         self.apply(&entry, now_ms)?;
         Ok(())
     }
+
+    /// Makes a buyer's task the original of a new QA group of `qa_type` with one copy.
+    fn open_group(&mut self, task_id: &str, qa_type: QaType, now_ms: i64) -> Result<LiveTask, EngineError> {
+        self.conn
+            .prepare_cached("UPDATE tasks SET qa_group = ?1, qa_key = ?1, qa_role = 'original' WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![task_id]))
+            .map_err(db_err)?;
+        let copy = self.copy_task(task_id, task_id, QaRole::Copy, now_ms)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO qa_groups (id, qa_type, task_id, qa_task_id, state, created_at) VALUES (?1, ?2, ?1, ?3, 'open', ?4)",
+            )
+            .and_then(|mut s| s.execute(params![task_id, qa_type.as_str(), copy.task_id, now_ms]))
+            .map_err(db_err)?;
+        Ok(copy)
+    }
+
+    /// A pending copy of `source` (same type, input, constraints and price), paid by the QA fund.
+    fn copy_task(&mut self, source: &str, group: &str, role: QaRole, now_ms: i64) -> Result<LiveTask, EngineError> {
+        let task_id = crate::domain::new_id("task");
+        let (seq, task_type, price_cents): (i64, String, i64) = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO tasks (id, buyer_id, type, input, timeout_seconds, min_output_length, price_cents, status,
+                                    funded_by, created_at, qa_group, qa_key, qa_role)
+                 SELECT ?2, ?3, type, input, timeout_seconds, min_output_length, price_cents, 'pending',
+                        'platform', ?4, ?5, qa_key, ?6
+                 FROM tasks WHERE id = ?1
+                 RETURNING seq, type, price_cents",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![source, task_id, QA_BUYER, now_ms, group, role.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+            })
+            .map_err(db_err)?;
+        self.fund_qa_task(&task_id, price_cents, now_ms)?;
+        let qa_key = Some(group.to_string());
+        Ok(LiveTask { seq, task_id, task_type, price_cents, created_at_ms: now_ms, buyer_id: QA_BUYER.into(), assigned: None, qa_key })
+    }
+
+    fn notice(&self, worker_id: &str, kind: &str, message: &str, now_ms: i64) -> Result<(), EngineError> {
+        self.conn
+            .prepare_cached("INSERT INTO worker_notices (worker_id, kind, message, created_at) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![worker_id, kind, message, now_ms]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Re-places a worker's tier after its stats or its QA downgrades changed.
+    fn replace_tier(&self, worker_id: &str, cfg: &PlatformConfig) -> Result<(), EngineError> {
+        if let Some((stats, tier, penalty)) = self.worker_stats(worker_id)? {
+            let placed = economics::placement_penalised(cfg, &stats.tier_stats(), penalty);
+            if placed != tier {
+                self.set_tier(worker_id, placed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives a buyer back a task's price out of the worker's lot for it: the lot is reversed (its
+    /// commission comes back from revenue, anything a penalty took from the QA fund). With
+    /// `count_credit`, the worker's record counts a credit request. None when the lot is gone.
+    fn reverse_lot(
+        &mut self,
+        task_id: &str,
+        buyer_id: &str,
+        count_credit: bool,
+        now_ms: i64,
+    ) -> Result<Option<(String, i64)>, EngineError> {
+        let lot: Option<(i64, String, i64, i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, worker_id, amount_cents, commission_cents, deducted_cents FROM lots
+                 WHERE task_id = ?1 AND status IN ('frozen', 'held')",
+            )
+            .and_then(|mut s| s.query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).optional())
+            .map_err(db_err)?;
+        let Some((lot_id, worker_id, amount, commission, deducted)) = lot else { return Ok(None) };
+        let price = amount + commission + deducted;
+        let mut entry = Entry::new(EntryKind::BuyerCredit, task_id)
+            .post(ledger::frozen(&worker_id), -amount)
+            .post(ledger::REVENUE, -commission);
+        if deducted > 0 {
+            entry = entry.post(ledger::QA_FUND, -deducted);
+        }
+        entry = entry.post(ledger::available(buyer_id), price);
+        self.apply(&entry, now_ms)?;
+        self.conn
+            .prepare_cached("UPDATE lots SET status = 'reversed' WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![lot_id]))
+            .map_err(db_err)?;
+        self.conn
+            .prepare_cached("UPDATE tasks SET status = 'credited', credited_at = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![task_id, now_ms]))
+            .map_err(db_err)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE balances SET total_earned_cents = total_earned_cents - ?2, version = version + 1 WHERE user_id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![worker_id, amount]))
+            .map_err(db_err)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE workers SET credit_requests = credit_requests + ?3, total_earned_cents = total_earned_cents - ?2 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![worker_id, amount, i64::from(count_credit)]))
+            .map_err(db_err)?;
+        Ok(Some((worker_id, price)))
+    }
 }
+
+impl Tx<'_> {
+    /// Walks `worker_id` one step down the penalty ladder for a QA fail (its `qa_fail` count is
+    /// already raised). Returns whether the worker is now banned.
+    fn penalise(&mut self, worker_id: &str, now_ms: i64, cfg: &PlatformConfig) -> Result<bool, EngineError> {
+        use crate::qa::penalty::{Penalty, for_fail};
+        let fails: u32 = self
+            .conn
+            .prepare_cached("SELECT qa_fail FROM workers WHERE id = ?1")
+            .and_then(|mut s| s.query_row(params![worker_id], |r| r.get(0)))
+            .map_err(db_err)?;
+        match for_fail(fails, &cfg.qa.penalty) {
+            Penalty::Warning => {
+                self.notice(
+                    worker_id,
+                    "warning",
+                    "A recent result of yours fell well short of what other workers delivered for the same task. \
+                     Another one costs part of your frozen earnings and a tier; a third, your account.",
+                    now_ms,
+                )?;
+                Ok(false)
+            }
+            Penalty::Deduct { deduct_bp, downgrade } => {
+                let lots: Vec<(i64, i64)> = {
+                    let mut s = self
+                        .conn
+                        .prepare_cached("SELECT id, amount_cents FROM lots WHERE worker_id = ?1 AND status IN ('frozen', 'held')")
+                        .map_err(db_err)?;
+                    let rows = s.query_map(params![worker_id], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?;
+                    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+                };
+                let mut total = 0;
+                for (lot_id, amount) in lots {
+                    let cut = (i128::from(amount) * i128::from(deduct_bp) / 10_000) as i64;
+                    if cut > 0 {
+                        self.conn
+                            .prepare_cached(
+                                "UPDATE lots SET amount_cents = amount_cents - ?2, deducted_cents = deducted_cents + ?2 WHERE id = ?1",
+                            )
+                            .and_then(|mut s| s.execute(params![lot_id, cut]))
+                            .map_err(db_err)?;
+                        total += cut;
+                    }
+                }
+                if total > 0 {
+                    let entry = Entry::new(EntryKind::QaDeduction, worker_id).transfer(ledger::frozen(worker_id), ledger::QA_FUND, total);
+                    self.apply(&entry, now_ms)?;
+                    self.conn
+                        .prepare_cached(
+                            "UPDATE balances SET total_earned_cents = total_earned_cents - ?2, version = version + 1 WHERE user_id = ?1",
+                        )
+                        .and_then(|mut s| s.execute(params![worker_id, total]))
+                        .map_err(db_err)?;
+                    self.conn
+                        .prepare_cached("UPDATE workers SET total_earned_cents = total_earned_cents - ?2 WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![worker_id, total]))
+                        .map_err(db_err)?;
+                }
+                if downgrade {
+                    self.conn
+                        .prepare_cached("UPDATE workers SET tier_penalty = tier_penalty + 1 WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![worker_id]))
+                        .map_err(db_err)?;
+                    self.replace_tier(worker_id, cfg)?;
+                }
+                let message = format!(
+                    "A second low-quality result: {total} cents of your frozen earnings went to the quality fund{}. \
+                     A third costs your account.",
+                    if downgrade { " and you move down one tier" } else { "" }
+                );
+                self.notice(worker_id, "deduction", &message, now_ms)?;
+                Ok(false)
+            }
+            Penalty::Ban { ban, freeze_balance } => {
+                if freeze_balance {
+                    // Held lots are never released; buyers can still be credited from them.
+                    self.conn
+                        .prepare_cached("UPDATE lots SET status = 'held' WHERE worker_id = ?1 AND status = 'frozen'")
+                        .and_then(|mut s| s.execute(params![worker_id]))
+                        .map_err(db_err)?;
+                }
+                self.conn
+                    .prepare_cached(
+                        "UPDATE workers SET banned_at = CASE WHEN ?2 THEN coalesce(banned_at, ?3) ELSE banned_at END,
+                                balance_frozen = max(balance_frozen, ?4)
+                         WHERE id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![worker_id, ban, now_ms, freeze_balance]))
+                    .map_err(db_err)?;
+                let message = if ban {
+                    "Repeated low-quality results: this account is banned and its balance is frozen pending review."
+                } else {
+                    "Repeated low-quality results: your balance is frozen pending review."
+                };
+                self.notice(worker_id, "ban", message, now_ms)?;
+                Ok(ban)
+            }
+        }
+    }
+
+    /// The buyer's original failed QA: the buyer gets its price back, from the worker's lot while
+    /// it is frozen, else from the QA fund. Not counted as a credit request of the worker (the
+    /// penalty ladder already answers for it). Returns (buyer, task, cents).
+    fn auto_credit(&mut self, task_id: &str, now_ms: i64) -> Result<Option<(String, String, i64)>, EngineError> {
+        let found: Option<(String, i64)> = self
+            .conn
+            .prepare_cached("SELECT buyer_id, price_cents FROM tasks WHERE id = ?1 AND status = 'completed' AND funded_by = 'buyer'")
+            .and_then(|mut s| s.query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(db_err)?;
+        let Some((buyer_id, price)) = found else { return Ok(None) };
+        let cents = match self.reverse_lot(task_id, &buyer_id, false, now_ms)? {
+            Some((_, cents)) => cents,
+            None => {
+                let entry = Entry::new(EntryKind::QaCredit, task_id).transfer(ledger::QA_FUND, ledger::available(&buyer_id), price);
+                self.apply(&entry, now_ms)?;
+                self.conn
+                    .prepare_cached("UPDATE tasks SET status = 'credited', credited_at = ?2 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![task_id, now_ms]))
+                    .map_err(db_err)?;
+                price
+            }
+        };
+        self.audit("qa", "task.auto_credit", &serde_json::json!({ "task_id": task_id, "cents": cents }), now_ms)?;
+        Ok(Some((buyer_id, task_id.to_string(), cents)))
+    }
+}
+
+/// `tasks.funded_by` of QA copies and benchmarks.
+const FUNDED_BY_PLATFORM: &str = "platform";
 
 fn stats_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<WorkerStats> {
     Ok(WorkerStats {
@@ -641,7 +1004,7 @@ fn read_balance(c: &Connection, user_id: &str) -> Result<Option<BalanceSnapshot>
 const WORKER_COLS: &str =
     "id, worker_type, model_info, profile, tier, tasks_claimed, tasks_completed, tasks_expired,
     consecutive_expires, credit_requests, total_earned_cents, suspended_until, created_at, claims_day, claims_today,
-    (SELECT count(*) FROM tasks t WHERE t.worker_id = workers.id AND t.status = 'assigned')";
+    (SELECT count(*) FROM tasks t WHERE t.worker_id = workers.id AND t.status = 'assigned'), banned_at";
 
 fn worker_from_row(r: &Row<'_>) -> rusqlite::Result<(WorkerRecord, String, String)> {
     Ok((
@@ -657,6 +1020,7 @@ fn worker_from_row(r: &Row<'_>) -> rusqlite::Result<(WorkerRecord, String, Strin
             claims_day_ms: r.get(13)?,
             claims_today: r.get(14)?,
             held: r.get(15)?,
+            banned_at_ms: r.get(16)?,
         },
         r.get(2)?,
         r.get(3)?,
@@ -705,7 +1069,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
 }
 
 const LIVE_COLS: &str =
-    "seq, id, type, price_cents, created_at, status, worker_id, attempts, deadline, buyer_id";
+    "seq, id, type, price_cents, created_at, status, worker_id, attempts, deadline, buyer_id, qa_key";
 
 fn live_from_row(r: &Row<'_>) -> rusqlite::Result<LiveTask> {
     let status: String = r.get(5)?;
@@ -726,6 +1090,7 @@ fn live_from_row(r: &Row<'_>) -> rusqlite::Result<LiveTask> {
         created_at_ms: r.get(4)?,
         buyer_id: r.get(9)?,
         assigned,
+        qa_key: r.get(10)?,
     })
 }
 
@@ -913,6 +1278,12 @@ impl Store for SqliteStore {
                     .for_task(&t.task_id)
                     .transfer(ledger::available(&t.buyer_id), ledger::ESCROW, t.price_cents);
                 tx.apply(&entry, t.now_ms)?;
+                let shadow = if t.shadow {
+                    let task = tx.open_group(&t.task_id, QaType::Shadow, t.now_ms)?;
+                    Some(QaCopy { task, barred: Vec::new() })
+                } else {
+                    None
+                };
                 Ok(TaskPosted {
                     task_id: t.task_id.clone(),
                     price_cents: t.price_cents,
@@ -920,6 +1291,7 @@ impl Store for SqliteStore {
                     created_at_ms: t.now_ms,
                     seq,
                     replayed: false,
+                    shadow,
                 })
             })
         })
@@ -952,18 +1324,21 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let c = tx.conn;
             let day = crate::clock::day_start_ms(now_ms);
-            let worker: Option<(Option<i64>, String, u32)> = c
+            let worker: Option<(Option<i64>, String, u32, Option<i64>)> = c
                 .prepare_cached(
-                    "SELECT suspended_until, profile, CASE WHEN claims_day = ?2 THEN claims_today ELSE 0 END
+                    "SELECT suspended_until, profile, CASE WHEN claims_day = ?2 THEN claims_today ELSE 0 END, banned_at
                      FROM workers WHERE id = ?1",
                 )
                 .and_then(|mut s| {
-                    s.query_row(params![worker_id, day], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
+                    s.query_row(params![worker_id, day], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()
                 })
                 .map_err(db_err)?;
-            let Some((suspended_until, profile, claims_today)) = worker else {
+            let Some((suspended_until, profile, claims_today, banned_at)) = worker else {
                 return Ok(ClaimOutcome::UnknownWorker);
             };
+            if banned_at.is_some() {
+                return Ok(ClaimOutcome::WorkerBanned);
+            }
             if let Some(until) = suspended_until.filter(|u| *u > now_ms) {
                 return Ok(ClaimOutcome::WorkerSuspended { until_ms: until });
             }
@@ -983,6 +1358,10 @@ impl Store for SqliteStore {
                     "UPDATE tasks SET status = 'assigned', worker_id = ?2, attempts = attempts + 1, assigned_at = ?3,
                             deadline = ?3 + timeout_seconds * 1000
                      WHERE id = ?1 AND status = 'pending'
+                       -- A worker never gets a second task with the same QA key (the same input).
+                       AND (qa_key IS NULL OR NOT EXISTS (
+                            SELECT 1 FROM tasks s JOIN claims c ON c.task_id = s.id
+                            WHERE s.qa_key = tasks.qa_key AND c.worker_id = ?2))
                      RETURNING type, input, timeout_seconds, min_output_length, price_cents, deadline, attempts",
                 )
                 .and_then(|mut s| {
@@ -1000,7 +1379,16 @@ impl Store for SqliteStore {
                     .optional()
                 })
                 .map_err(db_err)?;
-            let Some(task) = claimed else { return Ok(ClaimOutcome::TaskGone) };
+            let Some(task) = claimed else {
+                let still: Option<(String, Option<String>)> = c
+                    .prepare_cached("SELECT status, qa_key FROM tasks WHERE id = ?1")
+                    .and_then(|mut s| s.query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                    .map_err(db_err)?;
+                return Ok(match still {
+                    Some((status, Some(qa_key))) if status == "pending" => ClaimOutcome::NotForWorker { qa_key },
+                    _ => ClaimOutcome::TaskGone,
+                });
+            };
             c.prepare_cached("INSERT INTO claims (task_id, worker_id, attempt, claimed_at) VALUES (?1, ?2, ?3, ?4)")
                 .and_then(|mut s| s.execute(params![task_id, worker_id, task.attempt, now_ms]))
                 .map_err(db_err)?;
@@ -1073,11 +1461,12 @@ impl Store for SqliteStore {
         output: String,
         now_ms: i64,
         cfg: Arc<PlatformConfig>,
+        spot_roll_bp: u32,
     ) -> StoreFuture<Settlement> {
         self.write(move |tx| {
             let task = read_task(tx.conn, &task_id)?.ok_or_else(|| EngineError::NotFound("no such task".into()))?;
             let mine = task.worker_id.as_deref() == Some(worker_id.as_str());
-            let (stats, tier, _) = tx
+            let (stats, tier, tier_penalty) = tx
                 .worker_stats(&worker_id)?
                 .ok_or_else(|| EngineError::Unauthorized("unknown worker".into()))?;
             match task.status {
@@ -1091,6 +1480,8 @@ impl Store for SqliteStore {
                         stats,
                         tier,
                         repeated: true,
+                        qa_group: None,
+                        spot_check: None,
                     });
                 }
                 TaskStatus::Assigned if mine => {
@@ -1121,6 +1512,9 @@ impl Store for SqliteStore {
             let task_type = crate::domain::TaskType::parse(&task.task_type)?;
             let rate = economics::commission_bp(&cfg, &tier, &task_type, stats.tasks_completed);
             let (earned, commission) = economics::split(task.price_cents, rate);
+            // A QA copy pays exactly as any task; its "commission" stays in the QA fund.
+            let (platform_paid, qa_group, _) = tx.qa_tag(&task_id)?;
+            let commission_to = if platform_paid { ledger::QA_FUND } else { ledger::REVENUE };
             let release_at = now_ms + (cfg.commissions.freeze_seconds as i64) * 1000;
             tx.conn
                 .prepare_cached(
@@ -1141,8 +1535,20 @@ impl Store for SqliteStore {
                 .for_task(&task_id)
                 .post(ledger::ESCROW, -task.price_cents)
                 .post(ledger::frozen(&worker_id), earned)
-                .post(ledger::REVENUE, commission);
+                .post(commission_to, commission);
             tx.apply(&entry, now_ms)?;
+            // Spot-check: a buyer's task that is in no QA group yet may get a copy.
+            let spot_check = if !platform_paid && qa_group.is_none() {
+                let suspicious = economics::suspicious(&cfg, &tier, &stats.tier_stats());
+                if spot_roll_bp < cfg.qa.spot_check_bp(&tier, suspicious) {
+                    let task = tx.open_group(&task_id, QaType::SpotCheck, now_ms)?;
+                    Some(QaCopy { task, barred: vec![worker_id.clone()] })
+                } else {
+                    None
+                }
+            } else {
+                None
+            };
             tx.conn
                 .prepare_cached("UPDATE balances SET total_earned_cents = total_earned_cents + ?2, version = version + 1 WHERE user_id = ?1")
                 .and_then(|mut s| s.execute(params![worker_id, earned]))
@@ -1151,7 +1557,7 @@ impl Store for SqliteStore {
             stats.tasks_completed += 1;
             stats.consecutive_expires = 0;
             stats.total_earned_cents += earned;
-            let new_tier = economics::placement(&cfg, &stats.tier_stats()).to_string();
+            let new_tier = economics::placement_penalised(&cfg, &stats.tier_stats(), tier_penalty).to_string();
             tx.conn
                 .prepare_cached(
                     "UPDATE workers SET tasks_completed = tasks_completed + 1, consecutive_expires = 0,
@@ -1169,6 +1575,8 @@ impl Store for SqliteStore {
                 stats,
                 tier: new_tier,
                 repeated: false,
+                qa_group,
+                spot_check,
             })
         })
     }
@@ -1182,17 +1590,17 @@ impl Store for SqliteStore {
         cfg: Arc<PlatformConfig>,
     ) -> StoreFuture<ExpireOutcome> {
         self.write(move |tx| {
-            let found: Option<(String, i64, u32)> = tx
+            let found: Option<(String, u32)> = tx
                 .conn
                 .prepare_cached(
-                    "SELECT buyer_id, price_cents, attempts FROM tasks
+                    "SELECT buyer_id, attempts FROM tasks
                      WHERE id = ?1 AND status = 'assigned' AND worker_id = ?2 AND attempts = ?3",
                 )
-                .and_then(|mut s| s.query_row(params![task_id, worker_id, attempt], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+                .and_then(|mut s| s.query_row(params![task_id, worker_id, attempt], |r| Ok((r.get(0)?, r.get(1)?))).optional())
                 .map_err(db_err)?;
-            let Some((buyer_id, price_cents, attempts)) = found else { return Ok(ExpireOutcome::Stale) };
+            let Some((buyer_id, attempts)) = found else { return Ok(ExpireOutcome::Stale) };
             // The worker who let it lapse: count it, and suspend after too many in a row.
-            let (mut stats, tier, _) = tx
+            let (mut stats, tier, tier_penalty) = tx
                 .worker_stats(&worker_id)?
                 .ok_or_else(|| EngineError::internal("expired task's worker is missing"))?;
             stats.tasks_expired += 1;
@@ -1209,12 +1617,12 @@ impl Store for SqliteStore {
                 )
                 .and_then(|mut s| s.execute(params![worker_id, suspended_until_ms]))
                 .map_err(db_err)?;
-            let placed = economics::placement(&cfg, &stats.tier_stats());
+            let placed = economics::placement_penalised(&cfg, &stats.tier_stats(), tier_penalty);
             if placed != tier {
                 tx.set_tier(&worker_id, placed)?;
             }
             if attempts >= d.max_attempts {
-                tx.refund(&task_id, &buyer_id, price_cents, now_ms)?;
+                tx.refund(&task_id, now_ms)?;
                 return Ok(ExpireOutcome::Failed { buyer_id, suspended_until_ms });
             }
             tx.conn
@@ -1246,47 +1654,16 @@ impl Store for SqliteStore {
                         task.status.as_str()
                     )));
                 }
-                let lot: Option<(i64, String, i64, i64, String)> = tx
+                let in_window: bool = tx
                     .conn
-                    .prepare_cached("SELECT id, worker_id, amount_cents, commission_cents, status FROM lots WHERE task_id = ?1 AND release_at > ?2")
-                    .and_then(|mut s| s.query_row(params![task_id, now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).optional())
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM lots WHERE task_id = ?1 AND release_at > ?2)")
+                    .and_then(|mut s| s.query_row(params![task_id, now_ms], |r| r.get(0)))
                     .map_err(db_err)?;
-                let Some((lot_id, worker_id, amount, commission, status)) = lot.filter(|l| l.4 == "frozen") else {
+                let reversed = if in_window { tx.reverse_lot(&task_id, &buyer_id, true, now_ms)? } else { None };
+                let Some((worker_id, price)) = reversed else {
                     return Err(EngineError::Conflict("the refund window for this task has closed".into()));
                 };
-                debug_assert_eq!(status, "frozen");
-                let price = amount + commission;
-                let entry = Entry::new(EntryKind::BuyerCredit, &task_id)
-                    .post(ledger::frozen(&worker_id), -amount)
-                    .post(ledger::REVENUE, -commission)
-                    .post(ledger::available(&buyer_id), price);
-                tx.apply(&entry, now_ms)?;
-                tx.conn
-                    .prepare_cached("UPDATE lots SET status = 'reversed' WHERE id = ?1")
-                    .and_then(|mut s| s.execute(params![lot_id]))
-                    .map_err(db_err)?;
-                tx.conn
-                    .prepare_cached("UPDATE tasks SET status = 'credited', credited_at = ?2 WHERE id = ?1")
-                    .and_then(|mut s| s.execute(params![task_id, now_ms]))
-                    .map_err(db_err)?;
-                tx.conn
-                    .prepare_cached(
-                        "UPDATE balances SET total_earned_cents = total_earned_cents - ?2, version = version + 1 WHERE user_id = ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![worker_id, amount]))
-                    .map_err(db_err)?;
-                tx.conn
-                    .prepare_cached(
-                        "UPDATE workers SET credit_requests = credit_requests + 1, total_earned_cents = total_earned_cents - ?2 WHERE id = ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![worker_id, amount]))
-                    .map_err(db_err)?;
-                if let Some((stats, tier, _)) = tx.worker_stats(&worker_id)? {
-                    let placed = economics::placement(&cfg, &stats.tier_stats());
-                    if placed != tier {
-                        tx.set_tier(&worker_id, placed)?;
-                    }
-                }
+                tx.replace_tier(&worker_id, &cfg)?;
                 tx.audit(&buyer_id, "task.credit", &serde_json::json!({ "task_id": task_id, "reason": reason, "cents": price }), now_ms)?;
                 let balance_after = tx.available(&buyer_id)?.unwrap_or(0);
                 Ok(Credited { task_id: task_id.clone(), credited_cents: price, balance_after_cents: balance_after, worker_id })
@@ -1318,23 +1695,20 @@ impl Store for SqliteStore {
 
     fn fail_stale(&self, created_before_ms: i64, limit: u32) -> StoreFuture<Vec<FailedTask>> {
         self.write(move |tx| {
-            let stale: Vec<(String, String, i64)> = {
+            let stale: Vec<String> = {
                 let mut s = tx
                     .conn
-                    .prepare_cached(
-                        "SELECT id, buyer_id, price_cents FROM tasks WHERE status = 'pending' AND created_at < ?1 ORDER BY seq LIMIT ?2",
-                    )
+                    .prepare_cached("SELECT id FROM tasks WHERE status = 'pending' AND created_at < ?1 ORDER BY seq LIMIT ?2")
                     .map_err(db_err)?;
-                let rows = s
-                    .query_map(params![created_before_ms, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .map_err(db_err)?;
+                let rows = s.query_map(params![created_before_ms, limit], |r| r.get(0)).map_err(db_err)?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
             };
             let now_ms = crate::clock::now_ms();
             let mut failed = Vec::with_capacity(stale.len());
-            for (task_id, buyer_id, price) in stale {
-                tx.refund(&task_id, &buyer_id, price, now_ms)?;
-                failed.push(FailedTask { task_id, buyer_id });
+            for task_id in stale {
+                if let Some(buyer_id) = tx.refund(&task_id, now_ms)? {
+                    failed.push(FailedTask { task_id, buyer_id });
+                }
             }
             Ok(failed)
         })
@@ -1380,6 +1754,351 @@ impl Store for SqliteStore {
             c.prepare_cached("SELECT min(release_at) FROM lots WHERE status = 'frozen'")
                 .and_then(|mut s| s.query_row([], |r| r.get(0)))
                 .map_err(db_err)
+        })
+    }
+
+    fn qa_group(&self, group_id: String) -> StoreFuture<Option<QaGroup>> {
+        self.read(move |c| {
+            let head: Option<(String, String, Option<String>)> = c
+                .prepare_cached("SELECT qa_type, state, expected_output FROM qa_groups WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![group_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+                .map_err(db_err)?;
+            let Some((qa_type, state, expected_output)) = head else { return Ok(None) };
+            let bad = |what: &str| EngineError::internal(format!("qa group {group_id}: bad {what}"));
+            let mut s = c
+                .prepare_cached("SELECT id, qa_role, status, worker_id, output FROM tasks WHERE qa_group = ?1 ORDER BY seq")
+                .map_err(db_err)?;
+            let rows = s
+                .query_map(params![group_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?))
+                })
+                .map_err(db_err)?;
+            let mut members = Vec::new();
+            for row in rows {
+                let (task_id, role, status, worker_id, output) = row.map_err(db_err)?;
+                members.push(QaMember {
+                    task_id,
+                    role: QaRole::parse(&role).ok_or_else(|| bad("role"))?,
+                    status: TaskStatus::parse(&status).ok_or_else(|| bad("status"))?,
+                    worker_id,
+                    output,
+                });
+            }
+            Ok(Some(QaGroup {
+                id: group_id.clone(),
+                qa_type: QaType::parse(&qa_type).ok_or_else(|| bad("type"))?,
+                state: QaState::parse(&state).ok_or_else(|| bad("state"))?,
+                expected_output,
+                members,
+            }))
+        })
+    }
+
+    fn qa_undecided(&self) -> StoreFuture<Vec<String>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare_cached("SELECT id FROM qa_groups WHERE state IN ('open', 'tiebreak') ORDER BY created_at")
+                .map_err(db_err)?;
+            let rows = s.query_map([], |r| r.get(0)).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+    }
+
+    fn qa_apply(
+        &self,
+        group_id: String,
+        from: QaState,
+        decision: QaDecision,
+        now_ms: i64,
+        cfg: Arc<PlatformConfig>,
+    ) -> StoreFuture<QaApplied> {
+        self.write(move |tx| {
+            let head: Option<(String, String, String, String, Option<String>)> = tx
+                .conn
+                .prepare_cached("SELECT state, qa_type, task_id, qa_task_id, tiebreak_task_id FROM qa_groups WHERE id = ?1")
+                .and_then(|mut s| {
+                    s.query_row(params![group_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).optional()
+                })
+                .map_err(db_err)?;
+            let Some((state, qa_type, task_id, qa_task_id, tiebreak_task_id)) = head else {
+                return Ok(QaApplied::default());
+            };
+            if state != from.as_str() {
+                return Ok(QaApplied::default());
+            }
+            let mut applied = QaApplied { applied: true, ..QaApplied::default() };
+            match decision {
+                QaDecision::Tiebreak { .. } => {
+                    let barred: Vec<String> = {
+                        let mut s = tx
+                            .conn
+                            .prepare_cached("SELECT DISTINCT worker_id FROM tasks WHERE qa_group = ?1 AND worker_id IS NOT NULL")
+                            .map_err(db_err)?;
+                        let rows = s.query_map(params![group_id], |r| r.get(0)).map_err(db_err)?;
+                        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+                    };
+                    let task = tx.copy_task(&task_id, &group_id, QaRole::Tiebreak, now_ms)?;
+                    tx.conn
+                        .prepare_cached("UPDATE qa_groups SET state = 'tiebreak', tiebreak_task_id = ?2 WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![group_id, task.task_id]))
+                        .map_err(db_err)?;
+                    applied.tiebreak = Some(QaCopy { task, barred });
+                }
+                QaDecision::Decide { score, verdict, outcomes, blamed, tiebreak } => {
+                    applied.decided = true;
+                    applied.failed = blamed.is_some();
+                    let worker_ids: Vec<&str> = outcomes.iter().map(|(w, _)| w.as_str()).collect();
+                    let seq: i64 = tx
+                        .conn
+                        .prepare_cached(
+                            "INSERT INTO qa_results (group_id, task_id, qa_task_id, qa_type, similarity, dimensions, verdict,
+                                                     worker_ids, blamed_worker_id, tiebreak_task_id, tiebreak, decided_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING seq",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(
+                                params![
+                                    group_id,
+                                    task_id,
+                                    qa_task_id,
+                                    qa_type,
+                                    score.similarity,
+                                    serde_json::to_string(&score.dimensions).unwrap_or_default(),
+                                    verdict.as_str(),
+                                    serde_json::to_string(&worker_ids).unwrap_or_default(),
+                                    blamed,
+                                    tiebreak_task_id,
+                                    tiebreak.map(|t| serde_json::to_string(&t).unwrap_or_default()),
+                                    now_ms
+                                ],
+                                |r| r.get(0),
+                            )
+                        })
+                        .map_err(db_err)?;
+                    for (worker_id, v) in &outcomes {
+                        let column = match v {
+                            crate::qa::similarity::Verdict::Pass => "qa_pass",
+                            crate::qa::similarity::Verdict::Flag => "qa_flag",
+                            crate::qa::similarity::Verdict::Fail => "qa_fail",
+                        };
+                        tx.conn
+                            .prepare_cached(
+                                "INSERT OR IGNORE INTO qa_outcomes (worker_id, result_seq, tier, qa_type, verdict)
+                                 SELECT id, ?2, tier, ?3, ?4 FROM workers WHERE id = ?1",
+                            )
+                            .and_then(|mut s| s.execute(params![worker_id, seq, qa_type, v.as_str()]))
+                            .map_err(db_err)?;
+                        tx.conn
+                            .prepare_cached(&format!("UPDATE workers SET {column} = {column} + 1 WHERE id = ?1"))
+                            .and_then(|mut s| s.execute(params![worker_id]))
+                            .map_err(db_err)?;
+                    }
+                    if let Some(worker_id) = &blamed {
+                        if tx.penalise(worker_id, now_ms, &cfg)? {
+                            applied.banned.push(worker_id.clone());
+                        }
+                        // The buyer's own result failed: the buyer gets the price back.
+                        let original_worker: Option<String> = tx
+                            .conn
+                            .prepare_cached("SELECT worker_id FROM tasks WHERE id = ?1 AND funded_by = 'buyer' AND status = 'completed'")
+                            .and_then(|mut s| s.query_row(params![task_id], |r| r.get(0)).optional())
+                            .map_err(db_err)?
+                            .flatten();
+                        if cfg.qa.auto_credit_on_fail && original_worker.as_deref() == Some(worker_id.as_str()) {
+                            applied.auto_credit = tx.auto_credit(&task_id, now_ms)?;
+                        }
+                    }
+                    tx.conn
+                        .prepare_cached("UPDATE qa_groups SET state = 'decided' WHERE id = ?1")
+                        .and_then(|mut s| s.execute(params![group_id]))
+                        .map_err(db_err)?;
+                }
+            }
+            Ok(applied)
+        })
+    }
+
+    fn inject_benchmark(&self, b: NewBenchmark) -> StoreFuture<QaCopy> {
+        self.write(move |tx| {
+            // Re-injections of the same benchmark share a key: no worker sees one input twice.
+            let key = format!("bench:{}", &crate::domain::token_hash(&format!("{}\n{}", b.task_type, b.input))[..24]);
+            tx.conn
+                .prepare_cached(
+                    "INSERT INTO tasks (id, buyer_id, type, input, timeout_seconds, min_output_length, price_cents, status,
+                                        funded_by, created_at, qa_group, qa_key, qa_role)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 'platform', ?8, ?1, ?9, 'benchmark')",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        b.task_id, QA_BUYER, b.task_type, b.input, b.constraints.timeout_seconds,
+                        b.constraints.min_output_length, b.price_cents, b.now_ms, key
+                    ])
+                })
+                .map_err(db_err)?;
+            let seq = tx.conn.last_insert_rowid();
+            tx.fund_qa_task(&b.task_id, b.price_cents, b.now_ms)?;
+            tx.conn
+                .prepare_cached(
+                    "INSERT INTO qa_groups (id, qa_type, task_id, qa_task_id, expected_output, state, created_at)
+                     VALUES (?1, 'benchmark', ?1, ?1, ?2, 'open', ?3)",
+                )
+                .and_then(|mut s| s.execute(params![b.task_id, b.expected_output, b.now_ms]))
+                .map_err(db_err)?;
+            Ok(QaCopy {
+                task: LiveTask {
+                    seq,
+                    task_id: b.task_id.clone(),
+                    task_type: b.task_type.clone(),
+                    price_cents: b.price_cents,
+                    created_at_ms: b.now_ms,
+                    buyer_id: QA_BUYER.into(),
+                    assigned: None,
+                    qa_key: Some(key),
+                },
+                barred: Vec::new(),
+            })
+        })
+    }
+
+    fn qa_results(
+        &self,
+        worker_id: Option<String>,
+        verdict: Option<String>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreFuture<Vec<QaResult>> {
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT seq, task_id, qa_task_id, qa_type, similarity, dimensions, verdict, worker_ids, blamed_worker_id,
+                            tiebreak_task_id, tiebreak, decided_at
+                     FROM qa_results r
+                     WHERE seq < ?1 AND (?2 IS NULL OR verdict = ?2)
+                       AND (?3 IS NULL OR EXISTS (SELECT 1 FROM qa_outcomes o WHERE o.worker_id = ?3 AND o.result_seq = r.seq))
+                     ORDER BY seq DESC LIMIT ?4",
+                )
+                .map_err(db_err)?;
+            let rows = s
+                .query_map(params![before_seq.unwrap_or(i64::MAX), verdict, worker_id, limit], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, f64>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<String>>(10)?,
+                        r.get::<_, i64>(11)?,
+                    ))
+                })
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, task_id, qa_task_id, qa_type, similarity, dims, verdict, workers, blamed, tb_id, tb, at) =
+                    row.map_err(db_err)?;
+                out.push(QaResult {
+                    seq,
+                    task_id,
+                    qa_task_id,
+                    qa_type: QaType::parse(&qa_type).ok_or_else(|| EngineError::internal("bad qa type"))?,
+                    similarity,
+                    dimensions: serde_json::from_str(&dims).map_err(json_err)?,
+                    verdict,
+                    worker_ids: serde_json::from_str(&workers).map_err(json_err)?,
+                    blamed_worker_id: blamed,
+                    tiebreak_task_id: tb_id,
+                    tiebreak: tb.map(|t| serde_json::from_str(&t)).transpose().map_err(json_err)?,
+                    decided_at: crate::clock::rfc3339(at),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn qa_stats(&self) -> StoreFuture<QaStats> {
+        self.read(|c| {
+            let mut stats = QaStats::default();
+            let add = |counts: &mut VerdictCounts, verdict: &str, n: u64| match verdict {
+                "pass" => counts.pass += n,
+                "flag" => counts.flag += n,
+                _ => counts.fail += n,
+            };
+            let mut s = c
+                .prepare("SELECT tier, qa_type, verdict, count(*) FROM qa_outcomes GROUP BY tier, qa_type, verdict")
+                .map_err(db_err)?;
+            let rows = s
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?)))
+                .map_err(db_err)?;
+            for row in rows {
+                let (tier, qa_type, verdict, n) = row.map_err(db_err)?;
+                let n = n as u64;
+                add(&mut stats.overall, &verdict, n);
+                add(stats.by_tier.entry(tier).or_default(), &verdict, n);
+                add(stats.by_type.entry(qa_type).or_default(), &verdict, n);
+            }
+            let mut s = c
+                .prepare(
+                    "SELECT o.worker_id, count(*), w.qa_fail, w.tier FROM qa_outcomes o JOIN workers w ON w.id = o.worker_id
+                     WHERE o.verdict = 'flag' GROUP BY o.worker_id ORDER BY count(*) DESC, o.worker_id LIMIT 100",
+                )
+                .map_err(db_err)?;
+            let rows = s
+                .query_map([], |r| {
+                    Ok(serde_json::json!({
+                        "worker_id": r.get::<_, String>(0)?, "flags": r.get::<_, i64>(1)?,
+                        "fails": r.get::<_, i64>(2)?, "tier": r.get::<_, String>(3)?,
+                    }))
+                })
+                .map_err(db_err)?;
+            stats.flagged_workers = rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?;
+            let mut s = c
+                .prepare("SELECT id, banned_at, qa_fail, balance_frozen FROM workers WHERE banned_at IS NOT NULL ORDER BY banned_at DESC LIMIT 1000")
+                .map_err(db_err)?;
+            let rows = s
+                .query_map([], |r| {
+                    Ok(serde_json::json!({
+                        "worker_id": r.get::<_, String>(0)?, "banned_at": crate::clock::rfc3339(r.get(1)?),
+                        "fails": r.get::<_, i64>(2)?, "balance_frozen": r.get::<_, bool>(3)?,
+                    }))
+                })
+                .map_err(db_err)?;
+            stats.banned_workers = rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?;
+            let (waiting, void): (i64, i64) = c
+                .query_row(
+                    "SELECT count(*) FILTER (WHERE state IN ('open', 'tiebreak')), count(*) FILTER (WHERE state = 'void') FROM qa_groups",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(db_err)?;
+            stats.waiting = waiting as u64;
+            stats.void = void as u64;
+            Ok(stats)
+        })
+    }
+
+    fn worker_notices(&self, worker_id: String) -> StoreFuture<Vec<WorkerNotice>> {
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached("SELECT kind, message, created_at FROM worker_notices WHERE worker_id = ?1 ORDER BY id DESC LIMIT 20")
+                .map_err(db_err)?;
+            let rows = s
+                .query_map(params![worker_id], |r| {
+                    Ok(WorkerNotice { kind: r.get(0)?, message: r.get(1)?, at: crate::clock::rfc3339(r.get(2)?) })
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+    }
+
+    fn banned_workers(&self) -> StoreFuture<Vec<String>> {
+        self.read(|c| {
+            let mut s = c.prepare("SELECT id FROM workers WHERE banned_at IS NOT NULL").map_err(db_err)?;
+            let rows = s.query_map([], |r| r.get(0)).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
         })
     }
 
@@ -1591,7 +2310,7 @@ fn audit_snapshot(c: &Connection) -> Result<AuditReport, EngineError> {
     // Invariant 5: frozen balances are the sum of frozen lots.
     for (user, frozen, lots) in q(
         "SELECT b.user_id, b.frozen_cents, coalesce(l.s, 0) FROM balances b
-         LEFT JOIN (SELECT worker_id, sum(amount_cents) AS s FROM lots WHERE status = 'frozen' GROUP BY worker_id) l
+         LEFT JOIN (SELECT worker_id, sum(amount_cents) AS s FROM lots WHERE status IN ('frozen', 'held') GROUP BY worker_id) l
            ON l.worker_id = b.user_id
          WHERE b.frozen_cents <> coalesce(l.s, 0)",
     )? {

@@ -137,5 +137,6 @@ async fn me(state: web::Data<AppState>, who: Worker) -> Result<HttpResponse, Api
             "frozen_cents": me.balance.frozen_cents,
         },
         "profile": ProfileView::from(w),
+        "notices": me.notices,
     })))
 }

@@ -1,0 +1,250 @@
+//! The QaComparator actor: told when a task of a QA group is in, it reads the group, scores the
+//! outputs off the store's writer thread ([`super::judge`]) and has the store apply the decision:
+//! results, penalties, the automatic buyer credit or a tie-breaker copy, in one transaction. It
+//! also injects benchmark tasks, on the `qa.benchmark_interval_seconds` schedule or for an admin.
+//!
+//! Two looks at the same group can race (both sides finishing at once); the store applies a
+//! decision only if the group is still where the comparator read it, so one of them wins.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::json;
+
+use crate::clock::now_ms;
+use crate::config::ConfigHandle;
+use crate::dispatcher::{Dispatcher, TaskFinal, TaskPending, status_event};
+use crate::domain::{self, TaskType};
+use crate::economics;
+use crate::error::EngineError;
+use crate::feed::FeedHub;
+use crate::metrics::Metrics;
+use crate::store::{Constraints, NewBenchmark, QaApplied, Store};
+
+use super::benchmarks::Benchmark;
+use super::judge;
+
+/// Workers banned by the ladder, checked on every worker call.
+pub type BanList = Arc<RwLock<HashSet<String>>>;
+
+pub struct QaComparator {
+    store: Arc<dyn Store>,
+    config: ConfigHandle,
+    metrics: Arc<Metrics>,
+    dispatcher: Addr<Dispatcher>,
+    feed: Addr<FeedHub>,
+    banned: BanList,
+    benchmarks: Vec<Benchmark>,
+    next_benchmark: usize,
+    last_benchmark_ms: i64,
+}
+
+impl QaComparator {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: ConfigHandle,
+        metrics: Arc<Metrics>,
+        dispatcher: Addr<Dispatcher>,
+        feed: Addr<FeedHub>,
+        banned: BanList,
+        benchmarks: Vec<Benchmark>,
+    ) -> Self {
+        QaComparator {
+            store,
+            config,
+            metrics,
+            dispatcher,
+            feed,
+            banned,
+            benchmarks,
+            next_benchmark: 0,
+            last_benchmark_ms: now_ms(),
+        }
+    }
+
+    /// Tells the other actors what a decision changed.
+    fn applied(&mut self, a: QaApplied) {
+        if a.decided {
+            Metrics::inc(&self.metrics.qa_decided_total);
+        }
+        if a.failed {
+            Metrics::inc(&self.metrics.qa_fails_total);
+        }
+        if let Some(copy) = a.tiebreak {
+            Metrics::inc(&self.metrics.qa_copies_total);
+            self.dispatcher.do_send(TaskPending::from(copy));
+        }
+        if let Some((buyer_id, task_id, cents)) = a.auto_credit {
+            Metrics::inc(&self.metrics.tasks_credited_total);
+            self.feed.do_send(status_event(
+                &buyer_id,
+                &task_id,
+                "credited",
+                json!({ "credited_cents": cents, "reason": "quality_check" }),
+            ));
+            self.dispatcher.do_send(TaskFinal { task_id });
+        }
+        if !a.banned.is_empty()
+            && let Ok(mut set) = self.banned.write()
+        {
+            for w in a.banned {
+                Metrics::inc(&self.metrics.workers_banned_total);
+                set.insert(w);
+            }
+        }
+    }
+
+    /// The next benchmark of the shipped set, priced by the current config.
+    fn scheduled_benchmark(&mut self) -> Option<Inject> {
+        if self.benchmarks.is_empty() {
+            return None;
+        }
+        let b = self.benchmarks[self.next_benchmark % self.benchmarks.len()].clone();
+        self.next_benchmark += 1;
+        Some(Inject {
+            task_type: b.task_type,
+            input: b.input,
+            expected_output: b.expected_output,
+            price_cents: None,
+        })
+    }
+
+    fn inject(
+        &self,
+        msg: Inject,
+    ) -> impl Future<Output = Result<String, EngineError>> + 'static + use<> {
+        let cfg = self.config.get();
+        let store = self.store.clone();
+        let dispatcher = self.dispatcher.clone();
+        let metrics = self.metrics.clone();
+        async move {
+            let task_type = TaskType::parse(&msg.task_type)?;
+            for (field, v) in [("input", &msg.input), ("expected_output", &msg.expected_output)] {
+                if !v.is_object() {
+                    return Err(EngineError::validation_field(
+                        field,
+                        format!("{field} must be a JSON object"),
+                    ));
+                }
+            }
+            let input = serde_json::to_string(&msg.input).map_err(EngineError::internal)?;
+            let expected = serde_json::to_string(&msg.expected_output).map_err(EngineError::internal)?;
+            if input.len() > crate::engine::MAX_INPUT_BYTES || expected.len() > crate::engine::MAX_OUTPUT_BYTES {
+                return Err(EngineError::PayloadTooLarge(
+                    "input or expected_output is too large".into(),
+                ));
+            }
+            let price_cents = match msg.price_cents {
+                Some(p) if (1..=crate::config::MAX_PRICE_CENTS).contains(&p) => p,
+                Some(_) => {
+                    return Err(EngineError::validation_field(
+                        "price_cents",
+                        format!(
+                            "price_cents must be between 1 and {}",
+                            crate::config::MAX_PRICE_CENTS
+                        ),
+                    ));
+                }
+                None => economics::price_cents(&cfg, &task_type, &msg.input)?,
+            };
+            let copy = store
+                .inject_benchmark(NewBenchmark {
+                    task_id: domain::new_id("task"),
+                    task_type: task_type.as_str().to_string(),
+                    input,
+                    expected_output: expected,
+                    constraints: Constraints {
+                        timeout_seconds: cfg.dispatch.default_timeout_seconds,
+                        min_output_length: 0,
+                    },
+                    price_cents,
+                    now_ms: now_ms(),
+                })
+                .await?;
+            let task_id = copy.task.task_id.clone();
+            Metrics::inc(&metrics.qa_copies_total);
+            dispatcher.do_send(TaskPending::from(copy));
+            Ok(task_id)
+        }
+    }
+}
+
+impl Actor for QaComparator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1 << 20);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            let every = act.config.get().qa.benchmark_interval_seconds;
+            let now = now_ms();
+            if every == 0 || now - act.last_benchmark_ms < (every as i64).saturating_mul(1000) {
+                return;
+            }
+            act.last_benchmark_ms = now;
+            let Some(msg) = act.scheduled_benchmark() else {
+                return;
+            };
+            ctx.spawn(act.inject(msg).into_actor(act).map(|res, _, _| {
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "scheduled benchmark not injected");
+                }
+            }));
+        });
+    }
+}
+
+/// A task of this QA group is in (or the node restarted with the group undecided): look again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Judge(pub String);
+
+impl Handler<Judge> for QaComparator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Judge, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let cfg = self.config.get();
+        let group_id = msg.0;
+        let look = async move {
+            let Some(group) = store.qa_group(group_id.clone()).await? else {
+                return Ok(None);
+            };
+            let t = &cfg.qa.similarity_thresholds;
+            let Some(decision) = judge::decide(&group, t.pass, t.flag) else {
+                return Ok(None);
+            };
+            store
+                .qa_apply(group_id, group.state, decision, now_ms(), cfg)
+                .await
+                .map(Some)
+        };
+        ctx.spawn(
+            look.into_actor(self)
+                .map(|res: Result<Option<QaApplied>, EngineError>, act, _| match res {
+                    Ok(Some(a)) if a.applied => act.applied(a),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "QA comparison failed; retried at the next start"),
+                }),
+        );
+    }
+}
+
+/// A benchmark task for the queue (an admin's, or the schedule's).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<String, EngineError>")]
+pub struct Inject {
+    pub task_type: String,
+    pub input: serde_json::Value,
+    pub expected_output: serde_json::Value,
+    pub price_cents: Option<i64>,
+}
+
+impl Handler<Inject> for QaComparator {
+    type Result = ResponseFuture<Result<String, EngineError>>;
+
+    fn handle(&mut self, msg: Inject, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.inject(msg))
+    }
+}
