@@ -439,7 +439,11 @@ impl Actor for Dispatcher {
             let live: HashSet<&str> = act
                 .pending
                 .qa_keys()
-                .chain(act.held.values().filter_map(|h| h.pending.qa_key.as_deref()))
+                .chain(
+                    act.held
+                        .values()
+                        .filter_map(|h| h.pending.qa_key.as_deref()),
+                )
                 .collect();
             act.barred.retain(|k, _| live.contains(k.as_str()));
         });

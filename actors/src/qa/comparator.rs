@@ -121,7 +121,10 @@ impl QaComparator {
         let metrics = self.metrics.clone();
         async move {
             let task_type = TaskType::parse(&msg.task_type)?;
-            for (field, v) in [("input", &msg.input), ("expected_output", &msg.expected_output)] {
+            for (field, v) in [
+                ("input", &msg.input),
+                ("expected_output", &msg.expected_output),
+            ] {
                 if !v.is_object() {
                     return Err(EngineError::validation_field(
                         field,
@@ -130,8 +133,11 @@ impl QaComparator {
                 }
             }
             let input = serde_json::to_string(&msg.input).map_err(EngineError::internal)?;
-            let expected = serde_json::to_string(&msg.expected_output).map_err(EngineError::internal)?;
-            if input.len() > crate::engine::MAX_INPUT_BYTES || expected.len() > crate::engine::MAX_OUTPUT_BYTES {
+            let expected =
+                serde_json::to_string(&msg.expected_output).map_err(EngineError::internal)?;
+            if input.len() > crate::engine::MAX_INPUT_BYTES
+                || expected.len() > crate::engine::MAX_OUTPUT_BYTES
+            {
                 return Err(EngineError::PayloadTooLarge(
                     "input or expected_output is too large".into(),
                 ));
@@ -220,14 +226,15 @@ impl Handler<Judge> for QaComparator {
                 .await
                 .map(Some)
         };
-        ctx.spawn(
-            look.into_actor(self)
-                .map(|res: Result<Option<QaApplied>, EngineError>, act, _| match res {
-                    Ok(Some(a)) if a.applied => act.applied(a),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "QA comparison failed; retried at the next start"),
-                }),
-        );
+        ctx.spawn(look.into_actor(self).map(
+            |res: Result<Option<QaApplied>, EngineError>, act, _| match res {
+                Ok(Some(a)) if a.applied => act.applied(a),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "QA comparison failed; retried at the next start")
+                }
+            },
+        ));
     }
 }
 

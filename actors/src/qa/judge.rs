@@ -211,7 +211,9 @@ mod tests {
                 ("c".into(), Verdict::Pass)
             ]
         );
-        assert!(matches!(d, QaDecision::Decide { blamed: Some(ref w), verdict: Verdict::Fail, .. } if w == "a"));
+        assert!(
+            matches!(d, QaDecision::Decide { blamed: Some(ref w), verdict: Verdict::Fail, .. } if w == "a")
+        );
     }
 
     #[test]
@@ -249,7 +251,13 @@ mod tests {
         assert_eq!(outcomes(&good), vec![("a".into(), Verdict::Pass)]);
         let bad = decide(&bench(WRONG), 0.7, 0.4).unwrap();
         assert_eq!(outcomes(&bad), vec![("a".into(), Verdict::Fail)]);
-        assert!(matches!(bad, QaDecision::Decide { blamed: Some(_), .. }));
+        assert!(matches!(
+            bad,
+            QaDecision::Decide {
+                blamed: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]

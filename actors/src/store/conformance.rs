@@ -65,8 +65,12 @@ fn task(id: &str, buyer: &str, price: i64) -> NewTask {
         price_cents: price,
         now_ms: 2,
         idempotency: None,
+        shadow: false,
     }
 }
+
+/// A spot-check roll that never falls under a rate (no copy).
+const NO_SPOT: u32 = 10_000;
 
 async fn audit_ok(store: &Arc<dyn Store>) {
     let report = store.audit().await.expect("audit");
@@ -129,7 +133,7 @@ async fn the_daily_cap_holds_in_the_claim(store: Arc<dyn Store>) {
         ClaimOutcome::Claimed(_)
     ));
     store
-        .submit("t1".into(), "w1".into(), "{}".into(), now + 1, cfg)
+        .submit("t1".into(), "w1".into(), "{}".into(), now + 1, cfg, NO_SPOT)
         .await
         .unwrap();
     assert!(matches!(
@@ -165,6 +169,7 @@ async fn settlement_is_idempotent(store: Arc<dyn Store>) {
             "{\"text\":\"x\"}".into(),
             20,
             cfg.clone(),
+            NO_SPOT,
         )
         .await
         .unwrap();
@@ -175,6 +180,7 @@ async fn settlement_is_idempotent(store: Arc<dyn Store>) {
             "{\"text\":\"x\"}".into(),
             30,
             cfg.clone(),
+            NO_SPOT,
         )
         .await
         .unwrap();
@@ -228,6 +234,252 @@ async fn tokens_and_config(store: Arc<dyn Store>) {
     ));
 }
 
+async fn claimed(store: &Arc<dyn Store>, task: &str, worker: &str, now: i64) -> ClaimOutcome {
+    store.claim(task.into(), worker.into(), now).await.unwrap()
+}
+
+/// A shadow twin is paid by the QA fund (the buyer pays once), is never given to the worker of
+/// its original, pays its worker as any task, and the group is decided once.
+async fn shadow_copies_are_platform_paid_and_kept_apart(store: Arc<dyn Store>) {
+    use crate::qa::similarity::{Dimensions, Score, Verdict};
+    let cfg = Arc::new(PlatformConfig::builtin());
+    buyer(&store, "b1", 100).await;
+    worker(&store, "w1").await;
+    worker(&store, "w2").await;
+    let posted = store
+        .post_task(NewTask {
+            shadow: true,
+            ..task("t1", "b1", 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(posted.balance_after_cents, 90, "the buyer pays once");
+    let copy = posted.shadow.expect("a shadow twin").task;
+    assert_eq!((copy.price_cents, copy.buyer_id.as_str()), (10, QA_BUYER));
+    assert_eq!(copy.qa_key.as_deref(), Some("t1"));
+    assert!(matches!(
+        claimed(&store, "t1", "w1", 10).await,
+        ClaimOutcome::Claimed(_)
+    ));
+    // w1 had the original: never the copy, even after submitting it.
+    let original = store
+        .submit(
+            "t1".into(),
+            "w1".into(),
+            r#"{"text":"same answer"}"#.into(),
+            11,
+            cfg.clone(),
+            0,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        claimed(&store, &copy.task_id, "w1", 12).await,
+        ClaimOutcome::NotForWorker { ref qa_key } if qa_key == "t1"
+    ));
+    let ClaimOutcome::Claimed(c) = claimed(&store, &copy.task_id, "w2", 13).await else {
+        panic!("w2 gets the copy")
+    };
+    assert_eq!((c.price_cents, c.input.as_str()), (10, "{}"));
+    let settled = store
+        .submit(
+            copy.task_id.clone(),
+            "w2".into(),
+            r#"{"text":"same answer"}"#.into(),
+            14,
+            cfg.clone(),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        settled.earned_cents, original.earned_cents,
+        "a copy pays as any task"
+    );
+    assert!(settled.spot_check.is_none(), "a copy is never spot-checked");
+    assert_eq!(settled.qa_group.as_deref(), Some("t1"));
+    let group = store.qa_group("t1".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (group.qa_type, group.state, group.members.len()),
+        (QaType::Shadow, QaState::Open, 2)
+    );
+    let score = Score {
+        similarity: 1.0,
+        dimensions: Dimensions {
+            factual: 1.0,
+            depth: 1.0,
+            accuracy: 1.0,
+        },
+    };
+    let decide = QaDecision::Decide {
+        score,
+        verdict: Verdict::Pass,
+        outcomes: vec![("w1".into(), Verdict::Pass), ("w2".into(), Verdict::Pass)],
+        blamed: None,
+        tiebreak: None,
+    };
+    let applied = store
+        .qa_apply("t1".into(), QaState::Open, decide.clone(), 20, cfg.clone())
+        .await
+        .unwrap();
+    assert!(applied.applied && applied.decided && !applied.failed);
+    let again = store
+        .qa_apply("t1".into(), QaState::Open, decide, 21, cfg.clone())
+        .await
+        .unwrap();
+    assert!(!again.applied, "a group is decided once");
+    let results = store
+        .qa_results(Some("w2".into()), None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        (results[0].task_id.as_str(), results[0].qa_task_id.as_str()),
+        ("t1", copy.task_id.as_str())
+    );
+    let stats = store.qa_stats().await.unwrap();
+    assert_eq!((stats.overall.pass, stats.waiting), (2, 0));
+    // Neither the buyer's list nor the buyer's balance shows the copy.
+    let listed = store.list_tasks("b1".into(), None, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    audit_ok(&store).await;
+}
+
+/// Fails walk the ladder: a warning, a deduction into the QA fund with a downgrade, a ban that
+/// holds the worker's lots; a spot-check copy bars the worker it checks; a failed original is
+/// credited to its buyer.
+async fn the_penalty_ladder_and_auto_credit(store: Arc<dyn Store>) {
+    use crate::qa::similarity::{Dimensions, Score, Verdict};
+    let cfg = Arc::new(PlatformConfig::builtin());
+    buyer(&store, "b1", 1000).await;
+    worker(&store, "w1").await;
+    worker(&store, "w2").await;
+    let score = Score {
+        similarity: 0.1,
+        dimensions: Dimensions {
+            factual: 0.0,
+            depth: 0.5,
+            accuracy: 0.0,
+        },
+    };
+    let fail_w1 = || QaDecision::Decide {
+        score,
+        verdict: Verdict::Fail,
+        outcomes: vec![("w1".into(), Verdict::Fail)],
+        blamed: Some("w1".into()),
+        tiebreak: None,
+    };
+    let mut now = 100;
+    let mut spot_copies = vec![];
+    for i in 0..3 {
+        let id = format!("t{i}");
+        store.post_task(task(&id, "b1", 100)).await.unwrap();
+        assert!(matches!(
+            claimed(&store, &id, "w1", now).await,
+            ClaimOutcome::Claimed(_)
+        ));
+        // Roll 0: always under the rate: a spot-check copy that w1 must never get.
+        let s = store
+            .submit(
+                id.clone(),
+                "w1".into(),
+                "{}".into(),
+                now + 1,
+                cfg.clone(),
+                0,
+            )
+            .await
+            .unwrap();
+        let copy = s.spot_check.expect("a spot-check copy");
+        assert_eq!(copy.barred, vec!["w1".to_string()]);
+        spot_copies.push(copy.task.task_id);
+        now += 10;
+    }
+    let frozen = |store: Arc<dyn Store>| async move {
+        store
+            .balance("w1".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .frozen_cents
+    };
+    assert_eq!(frozen(store.clone()).await, 225);
+    let b_before = store
+        .balance("b1".into())
+        .await
+        .unwrap()
+        .unwrap()
+        .available_cents;
+    // First fail: a warning, and the buyer of the failed original gets its price back.
+    let a = store
+        .qa_apply("t0".into(), QaState::Open, fail_w1(), now, cfg.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        a.auto_credit,
+        Some(("b1".to_string(), "t0".to_string(), 100))
+    );
+    assert_eq!(
+        store
+            .balance("b1".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .available_cents,
+        b_before + 100
+    );
+    assert_eq!(
+        store.task("t0".into()).await.unwrap().unwrap().status,
+        TaskStatus::Credited
+    );
+    let notices = store.worker_notices("w1".into()).await.unwrap();
+    assert_eq!(notices[0].kind, "warning");
+    assert_eq!(frozen(store.clone()).await, 150);
+    // Second: 20% of what is frozen goes to the QA fund, one tier down.
+    store
+        .qa_apply("t1".into(), QaState::Open, fail_w1(), now + 1, cfg.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.worker_notices("w1".into()).await.unwrap()[0].kind,
+        "deduction"
+    );
+    // Each lot lost 15 of 75; then the automatic credit reversed t1's: t2's 60 is left.
+    assert_eq!(frozen(store.clone()).await, 60);
+    // Third: banned, the remaining lot held past its window.
+    let a = store
+        .qa_apply("t2".into(), QaState::Open, fail_w1(), now + 2, cfg.clone())
+        .await
+        .unwrap();
+    assert_eq!(a.banned, vec!["w1".to_string()]);
+    assert_eq!(
+        store.banned_workers().await.unwrap(),
+        vec!["w1".to_string()]
+    );
+    assert!(
+        store
+            .worker("w1".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .banned_at_ms
+            .is_some()
+    );
+    assert_eq!(store.unfreeze_due(i64::MAX / 2, 100).await.unwrap(), 0);
+    assert!(matches!(
+        claimed(&store, &spot_copies[0], "w2", now + 3).await,
+        ClaimOutcome::Claimed(_)
+    ));
+    store.post_task(task("t9", "b1", 100)).await.unwrap();
+    assert!(matches!(
+        claimed(&store, "t9", "w1", now + 4).await,
+        ClaimOutcome::WorkerBanned
+    ));
+    let stats = store.qa_stats().await.unwrap();
+    assert_eq!((stats.overall.fail, stats.banned_workers.len()), (3, 1));
+    audit_ok(&store).await;
+}
+
 async fn futures_join_all<T: Send + 'static>(
     futs: impl Iterator<Item = StoreFuture<T>>,
 ) -> Vec<Result<T, EngineError>> {
@@ -253,4 +505,4 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config);
+conformance!(sqlite, open_sqlite: the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);

@@ -714,13 +714,20 @@ impl Tx<'_> {
         let (funded_by, group, key): (String, Option<String>, Option<String>) = self
             .conn
             .prepare_cached("SELECT funded_by, qa_group, qa_key FROM tasks WHERE id = ?1")
-            .and_then(|mut s| s.query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+            .and_then(|mut s| {
+                s.query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            })
             .map_err(db_err)?;
         Ok((funded_by == FUNDED_BY_PLATFORM, group, key))
     }
 
     /// Pays a QA task's escrow from the QA fund.
-    fn fund_qa_task(&mut self, task_id: &str, price_cents: i64, now_ms: i64) -> Result<(), EngineError> {
+    fn fund_qa_task(
+        &mut self,
+        task_id: &str,
+        price_cents: i64,
+        now_ms: i64,
+    ) -> Result<(), EngineError> {
         let entry = Entry::new(EntryKind::QaPay, task_id)
             .for_task(task_id)
             .transfer(ledger::QA_FUND, ledger::ESCROW, price_cents);
@@ -729,9 +736,16 @@ impl Tx<'_> {
     }
 
     /// Makes a buyer's task the original of a new QA group of `qa_type` with one copy.
-    fn open_group(&mut self, task_id: &str, qa_type: QaType, now_ms: i64) -> Result<LiveTask, EngineError> {
+    fn open_group(
+        &mut self,
+        task_id: &str,
+        qa_type: QaType,
+        now_ms: i64,
+    ) -> Result<LiveTask, EngineError> {
         self.conn
-            .prepare_cached("UPDATE tasks SET qa_group = ?1, qa_key = ?1, qa_role = 'original' WHERE id = ?1")
+            .prepare_cached(
+                "UPDATE tasks SET qa_group = ?1, qa_key = ?1, qa_role = 'original' WHERE id = ?1",
+            )
             .and_then(|mut s| s.execute(params![task_id]))
             .map_err(db_err)?;
         let copy = self.copy_task(task_id, task_id, QaRole::Copy, now_ms)?;
@@ -745,7 +759,13 @@ impl Tx<'_> {
     }
 
     /// A pending copy of `source` (same type, input, constraints and price), paid by the QA fund.
-    fn copy_task(&mut self, source: &str, group: &str, role: QaRole, now_ms: i64) -> Result<LiveTask, EngineError> {
+    fn copy_task(
+        &mut self,
+        source: &str,
+        group: &str,
+        role: QaRole,
+        now_ms: i64,
+    ) -> Result<LiveTask, EngineError> {
         let task_id = crate::domain::new_id("task");
         let (seq, task_type, price_cents): (i64, String, i64) = self
             .conn
@@ -765,10 +785,25 @@ impl Tx<'_> {
             .map_err(db_err)?;
         self.fund_qa_task(&task_id, price_cents, now_ms)?;
         let qa_key = Some(group.to_string());
-        Ok(LiveTask { seq, task_id, task_type, price_cents, created_at_ms: now_ms, buyer_id: QA_BUYER.into(), assigned: None, qa_key })
+        Ok(LiveTask {
+            seq,
+            task_id,
+            task_type,
+            price_cents,
+            created_at_ms: now_ms,
+            buyer_id: QA_BUYER.into(),
+            assigned: None,
+            qa_key,
+        })
     }
 
-    fn notice(&self, worker_id: &str, kind: &str, message: &str, now_ms: i64) -> Result<(), EngineError> {
+    fn notice(
+        &self,
+        worker_id: &str,
+        kind: &str,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<(), EngineError> {
         self.conn
             .prepare_cached("INSERT INTO worker_notices (worker_id, kind, message, created_at) VALUES (?1, ?2, ?3, ?4)")
             .and_then(|mut s| s.execute(params![worker_id, kind, message, now_ms]))
@@ -803,9 +838,16 @@ impl Tx<'_> {
                 "SELECT id, worker_id, amount_cents, commission_cents, deducted_cents FROM lots
                  WHERE task_id = ?1 AND status IN ('frozen', 'held')",
             )
-            .and_then(|mut s| s.query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).optional())
+            .and_then(|mut s| {
+                s.query_row(params![task_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()
+            })
             .map_err(db_err)?;
-        let Some((lot_id, worker_id, amount, commission, deducted)) = lot else { return Ok(None) };
+        let Some((lot_id, worker_id, amount, commission, deducted)) = lot else {
+            return Ok(None);
+        };
         let price = amount + commission + deducted;
         let mut entry = Entry::new(EntryKind::BuyerCredit, task_id)
             .post(ledger::frozen(&worker_id), -amount)
@@ -842,7 +884,12 @@ impl Tx<'_> {
 impl Tx<'_> {
     /// Walks `worker_id` one step down the penalty ladder for a QA fail (its `qa_fail` count is
     /// already raised). Returns whether the worker is now banned.
-    fn penalise(&mut self, worker_id: &str, now_ms: i64, cfg: &PlatformConfig) -> Result<bool, EngineError> {
+    fn penalise(
+        &mut self,
+        worker_id: &str,
+        now_ms: i64,
+        cfg: &PlatformConfig,
+    ) -> Result<bool, EngineError> {
         use crate::qa::penalty::{Penalty, for_fail};
         let fails: u32 = self
             .conn
@@ -860,13 +907,18 @@ impl Tx<'_> {
                 )?;
                 Ok(false)
             }
-            Penalty::Deduct { deduct_bp, downgrade } => {
+            Penalty::Deduct {
+                deduct_bp,
+                downgrade,
+            } => {
                 let lots: Vec<(i64, i64)> = {
                     let mut s = self
                         .conn
                         .prepare_cached("SELECT id, amount_cents FROM lots WHERE worker_id = ?1 AND status IN ('frozen', 'held')")
                         .map_err(db_err)?;
-                    let rows = s.query_map(params![worker_id], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?;
+                    let rows = s
+                        .query_map(params![worker_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .map_err(db_err)?;
                     rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
                 };
                 let mut total = 0;
@@ -883,7 +935,11 @@ impl Tx<'_> {
                     }
                 }
                 if total > 0 {
-                    let entry = Entry::new(EntryKind::QaDeduction, worker_id).transfer(ledger::frozen(worker_id), ledger::QA_FUND, total);
+                    let entry = Entry::new(EntryKind::QaDeduction, worker_id).transfer(
+                        ledger::frozen(worker_id),
+                        ledger::QA_FUND,
+                        total,
+                    );
                     self.apply(&entry, now_ms)?;
                     self.conn
                         .prepare_cached(
@@ -898,7 +954,9 @@ impl Tx<'_> {
                 }
                 if downgrade {
                     self.conn
-                        .prepare_cached("UPDATE workers SET tier_penalty = tier_penalty + 1 WHERE id = ?1")
+                        .prepare_cached(
+                            "UPDATE workers SET tier_penalty = tier_penalty + 1 WHERE id = ?1",
+                        )
                         .and_then(|mut s| s.execute(params![worker_id]))
                         .map_err(db_err)?;
                     self.replace_tier(worker_id, cfg)?;
@@ -906,12 +964,19 @@ impl Tx<'_> {
                 let message = format!(
                     "A second low-quality result: {total} cents of your frozen earnings went to the quality fund{}. \
                      A third costs your account.",
-                    if downgrade { " and you move down one tier" } else { "" }
+                    if downgrade {
+                        " and you move down one tier"
+                    } else {
+                        ""
+                    }
                 );
                 self.notice(worker_id, "deduction", &message, now_ms)?;
                 Ok(false)
             }
-            Penalty::Ban { ban, freeze_balance } => {
+            Penalty::Ban {
+                ban,
+                freeze_balance,
+            } => {
                 if freeze_balance {
                     // Held lots are never released; buyers can still be credited from them.
                     self.conn
@@ -941,26 +1006,43 @@ impl Tx<'_> {
     /// The buyer's original failed QA: the buyer gets its price back, from the worker's lot while
     /// it is frozen, else from the QA fund. Not counted as a credit request of the worker (the
     /// penalty ladder already answers for it). Returns (buyer, task, cents).
-    fn auto_credit(&mut self, task_id: &str, now_ms: i64) -> Result<Option<(String, String, i64)>, EngineError> {
+    fn auto_credit(
+        &mut self,
+        task_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<(String, String, i64)>, EngineError> {
         let found: Option<(String, i64)> = self
             .conn
             .prepare_cached("SELECT buyer_id, price_cents FROM tasks WHERE id = ?1 AND status = 'completed' AND funded_by = 'buyer'")
             .and_then(|mut s| s.query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(db_err)?;
-        let Some((buyer_id, price)) = found else { return Ok(None) };
+        let Some((buyer_id, price)) = found else {
+            return Ok(None);
+        };
         let cents = match self.reverse_lot(task_id, &buyer_id, false, now_ms)? {
             Some((_, cents)) => cents,
             None => {
-                let entry = Entry::new(EntryKind::QaCredit, task_id).transfer(ledger::QA_FUND, ledger::available(&buyer_id), price);
+                let entry = Entry::new(EntryKind::QaCredit, task_id).transfer(
+                    ledger::QA_FUND,
+                    ledger::available(&buyer_id),
+                    price,
+                );
                 self.apply(&entry, now_ms)?;
                 self.conn
-                    .prepare_cached("UPDATE tasks SET status = 'credited', credited_at = ?2 WHERE id = ?1")
+                    .prepare_cached(
+                        "UPDATE tasks SET status = 'credited', credited_at = ?2 WHERE id = ?1",
+                    )
                     .and_then(|mut s| s.execute(params![task_id, now_ms]))
                     .map_err(db_err)?;
                 price
             }
         };
-        self.audit("qa", "task.auto_credit", &serde_json::json!({ "task_id": task_id, "cents": cents }), now_ms)?;
+        self.audit(
+            "qa",
+            "task.auto_credit",
+            &serde_json::json!({ "task_id": task_id, "cents": cents }),
+            now_ms,
+        )?;
         Ok(Some((buyer_id, task_id.to_string(), cents)))
     }
 }
@@ -1068,8 +1150,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     })
 }
 
-const LIVE_COLS: &str =
-    "seq, id, type, price_cents, created_at, status, worker_id, attempts, deadline, buyer_id, qa_key";
+const LIVE_COLS: &str = "seq, id, type, price_cents, created_at, status, worker_id, attempts, deadline, buyer_id, qa_key";
 
 fn live_from_row(r: &Row<'_>) -> rusqlite::Result<LiveTask> {
     let status: String = r.get(5)?;
@@ -2096,7 +2177,9 @@ impl Store for SqliteStore {
 
     fn banned_workers(&self) -> StoreFuture<Vec<String>> {
         self.read(|c| {
-            let mut s = c.prepare("SELECT id FROM workers WHERE banned_at IS NOT NULL").map_err(db_err)?;
+            let mut s = c
+                .prepare("SELECT id FROM workers WHERE banned_at IS NOT NULL")
+                .map_err(db_err)?;
             let rows = s.query_map([], |r| r.get(0)).map_err(db_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
         })
