@@ -5,6 +5,7 @@ mod concurrency;
 mod helpers;
 mod lifecycle;
 mod ops;
+mod qa;
 mod realtime;
 mod restart;
 mod rules;

@@ -10,10 +10,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::*;
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn ws(app: &TestApp, token: &str) -> Ws {
+pub(crate) async fn ws(app: &TestApp, token: &str) -> Ws {
     let url = app.url("/api/work/ws").replace("http://", "ws://");
     let mut req = url.into_client_request().unwrap();
     req.headers_mut()
@@ -25,21 +25,21 @@ async fn ws(app: &TestApp, token: &str) -> Ws {
 }
 
 /// A worker socket that has said `ready` for `max` tasks and is parked in the Dispatcher.
-async fn ready_ws(app: &TestApp, token: &str, max: u32) -> Ws {
+pub(crate) async fn ready_ws(app: &TestApp, token: &str, max: u32) -> Ws {
     let mut socket = ws(app, token).await;
     send(&mut socket, json!({"type": "ready", "max": max})).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     socket
 }
 
-async fn send(ws: &mut Ws, frame: Value) {
+pub(crate) async fn send(ws: &mut Ws, frame: Value) {
     ws.send(Message::Text(frame.to_string().into()))
         .await
         .unwrap();
 }
 
 /// The next JSON frame, skipping pings.
-async fn frame(ws: &mut Ws, within: Duration) -> Value {
+pub(crate) async fn frame(ws: &mut Ws, within: Duration) -> Value {
     let deadline = Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

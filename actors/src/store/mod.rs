@@ -559,6 +559,8 @@ pub struct QaStats {
     /// Groups still waiting for a side (or the tie-breaker) to come in.
     pub waiting: u64,
     pub void: u64,
+    /// The QA fund's balance: negative is what QA has cost so far, net of deductions.
+    pub qa_fund_cents: i64,
 }
 
 /// Something the worker is told in `GET /api/worker/me` (a QA warning, deduction or ban).

@@ -2157,6 +2157,9 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             stats.waiting = waiting as u64;
             stats.void = void as u64;
+            stats.qa_fund_cents = c
+                .query_row("SELECT balance_cents FROM accounts WHERE id = ?1", params![ledger::QA_FUND], |r| r.get(0))
+                .map_err(db_err)?;
             Ok(stats)
         })
     }

@@ -167,6 +167,7 @@ async fn qa_stats(state: web::Data<AppState>, _admin: Admin) -> Result<HttpRespo
         "banned_workers": s.banned_workers,
         "waiting": s.waiting,
         "void": s.void,
+        "qa_fund_cents": s.qa_fund_cents,
     })))
 }
 
