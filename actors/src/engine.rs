@@ -518,7 +518,15 @@ impl Engine {
             tokio::time::sleep(wait).await;
             return Ok(None);
         };
-        match tokio::time::timeout(wait, self.request_claim(spec, !wait.is_zero())).await {
+        if wait.is_zero() {
+            // No waiting for a task to arrive, but a pending one is claimed (a durable commit):
+            // the Dispatcher answers at once when nothing matches.
+            return self
+                .request_claim(spec, false)
+                .await
+                .map_err(|_| EngineError::internal("dispatcher dropped a claim"))?;
+        }
+        match tokio::time::timeout(wait, self.request_claim(spec, true)).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(EngineError::internal("dispatcher dropped a claim")),
             // Dropping the receiver withdraws the claim; a task claimed in that instant is undone.

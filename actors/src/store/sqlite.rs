@@ -429,6 +429,19 @@ impl SqliteStore {
         result
     }
 
+    /// Several reads that must agree with each other: one read transaction, one snapshot.
+    fn read_snapshot<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, EngineError>,
+    ) -> StoreFuture<T> {
+        self.read(|c| {
+            c.execute_batch("BEGIN").map_err(db_err)?;
+            let out = f(c);
+            let _ = c.execute_batch("COMMIT");
+            out
+        })
+    }
+
     /// A short point read, answered at once on the caller's thread.
     fn read<T: Send + 'static>(
         &self,
@@ -1839,7 +1852,7 @@ impl Store for SqliteStore {
     }
 
     fn qa_group(&self, group_id: String) -> StoreFuture<Option<QaGroup>> {
-        self.read(move |c| {
+        self.read_snapshot(move |c| {
             let head: Option<(String, String, Option<String>)> = c
                 .prepare_cached("SELECT qa_type, state, expected_output FROM qa_groups WHERE id = ?1")
                 .and_then(|mut s| s.query_row(params![group_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
@@ -2101,7 +2114,7 @@ impl Store for SqliteStore {
     }
 
     fn qa_stats(&self) -> StoreFuture<QaStats> {
-        self.read(|c| {
+        self.read_snapshot(|c| {
             let mut stats = QaStats::default();
             let add = |counts: &mut VerdictCounts, verdict: &str, n: u64| match verdict {
                 "pass" => counts.pass += n,
