@@ -52,7 +52,9 @@ paths = {
  "/api/worker/profile": {"patch": op("Replace parts of the profile; returns the whole profile", "workers",
     {**ok(200, O), **E(400, 401, 403, 413)}, requestBody=body(ref("Profile")))},
  "/api/worker/me": {"get": op("Tier, stats, progress and earnings", "workers", {**ok(200, obj({"worker_id": S, "tier": S, "stats": ref("WorkerStats"), "tier_progress": O,
-    "suspended_until": {"type": "string", "nullable": True}, "earnings": obj({"today_cents": I, "total_cents": I, "withdrawable_cents": I, "frozen_cents": I}), "profile": O})), **E(401, 403)})},
+    "suspended_until": {"type": "string", "nullable": True}, "earnings": obj({"today_cents": I, "total_cents": I, "withdrawable_cents": I, "frozen_cents": I}), "profile": O,
+    "notices": {"type": "array", "items": obj({"kind": {"type": "string", "enum": ["warning", "deduction", "ban"]}, "message": S, "at": S})}})), **E(401, 403)},
+    description="403 BANNED (on every worker call) for a worker banned by the quality penalty ladder.")},
  "/api/admin/config/{key}": {
     "get": op("A platform config document with version and updated_at", "admins", {**ok(200, O), **E(401, 403, 404)},
         parameters=[{"name": "key", "in": "path", "required": True, "schema": {"type": "string", "enum": ["pricing", "tiers", "commissions", "signup", "qa", "rate_limits", "dispatch"]}}]),
@@ -64,6 +66,17 @@ paths = {
     parameters=[idem], requestBody=body(obj({"user_id": S, "amount_cents": I, "reason": S}, ["user_id", "amount_cents", "reason"])))},
  "/api/admin/ledger/audit": {"get": op("The ledger's check of the money invariants", "admins",
     {**ok(200, obj({"ok": B, "sum_cents": I, "accounts": I, "entries": I, "violations": {"type": "array", "items": S}})), **E(401, 403)})},
+ "/api/admin/qa/results": {"get": op("Decided QA comparisons, newest first", "admins",
+    {**ok(200, obj({"data": {"type": "array", "items": ref("QaResult")}, "cursor": {"type": "string", "nullable": True}, "has_more": B})), **E(400, 401, 403)},
+    parameters=[{"name": "worker_id", "in": "query", "schema": S}, {"name": "verdict", "in": "query", "schema": {"type": "string", "enum": ["pass", "flag", "fail"]}},
+                {"name": "cursor", "in": "query", "schema": S}, {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}}])},
+ "/api/admin/qa/inject": {"post": op("Put a benchmark task (known answer, paid by the QA fund) in the queue", "admins",
+    {**ok(201, obj({"task_id": S}), "Created"), **E(400, 401, 403, 413)},
+    requestBody=body(obj({"type": S, "input": O, "expected_output": O, "price_cents": I}, ["type", "input", "expected_output"])))},
+ "/api/admin/qa/stats": {"get": op("QA verdict counts and rates (overall, by tier, by type), flagged and banned workers, comparisons waiting, the QA fund", "admins",
+    {**ok(200, obj({"overall": ref("VerdictCounts"), "by_tier": {"type": "object", "additionalProperties": ref("VerdictCounts")},
+                    "by_type": {"type": "object", "additionalProperties": ref("VerdictCounts")}, "flagged_workers": {"type": "array", "items": O},
+                    "banned_workers": {"type": "array", "items": O}, "waiting": I, "void": I, "qa_fund_cents": I})), **E(401, 403)})},
  "/api/feed": {"get": op("Public activity feed (SSE): task completions and earnings, no inputs, outputs or identities", "realtime",
     {"200": {"description": "text/event-stream of `task_completed` events; `reset` when Last-Event-ID is older than the kept buffer; `shutdown` when the server stops; `: keep-alive` comments when idle",
              "content": {"text/event-stream": {"schema": S}}}, **E(400)}, security=False,
@@ -79,7 +92,7 @@ paths = {
  "/api/ready": {"get": op("Readiness: 200 once the store is open and the actors run", "operations", {**ok(200, O), "503": {"description": "Starting or stopping"}}, security=False)},
  "/metrics": {"get": op("Prometheus metrics", "operations", {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": S}}}}, security=False)},
 }
-codes = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 402: "INSUFFICIENT_BALANCE", 403: "FORBIDDEN, SUSPENDED", 404: "NOT_FOUND",
+codes = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 402: "INSUFFICIENT_BALANCE", 403: "FORBIDDEN, SUSPENDED, BANNED", 404: "NOT_FOUND",
          409: "CONFLICT, TASK_EXPIRED", 413: "PAYLOAD_TOO_LARGE", 429: "RATE_LIMITED (with Retry-After)", 500: "INTERNAL"}
 doc = {
  "openapi": "3.0.3",
@@ -99,5 +112,12 @@ doc = {
    "WorkerStats": obj({"tasks_claimed": I, "tasks_completed": I, "tasks_expired": I, "consecutive_expires": I, "credit_requests": I, "total_earned_cents": I}),
    "Profile": obj({"preferences": obj({"accept": {"type": "array", "items": S}, "reject": {"type": "array", "items": S}, "languages": {"type": "array", "items": S}, "max_tokens": I, "min_price": I}),
                    "schedule": O, "limits": obj({"daily_max_tasks": I, "concurrent": I})}),
+   "VerdictCounts": obj({"total": I, "pass": I, "flag": I, "fail": I, "pass_rate": {"type": "number"}, "flag_rate": {"type": "number"}, "fail_rate": {"type": "number"}}),
+   "QaResult": obj({"task_id": S, "qa_task_id": S, "qa_type": {"type": "string", "enum": ["spot_check", "shadow", "benchmark"]},
+                    "similarity": {"type": "number"}, "dimensions": obj({"factual": {"type": "number"}, "depth": {"type": "number"}, "accuracy": {"type": "number"}}),
+                    "verdict": {"type": "string", "enum": ["pass", "flag", "fail"]}, "worker_ids": {"type": "array", "items": S},
+                    "blamed_worker_id": {"type": "string", "nullable": True}, "tiebreak_task_id": {"type": "string", "nullable": True},
+                    "tiebreak": {"type": "object", "nullable": True, "properties": {"with_task": {"type": "number"}, "with_qa_task": {"type": "number"}}},
+                    "decided_at": {"type": "string", "format": "date-time"}}),
   }}}
 print(json.dumps(doc, indent=1, ensure_ascii=False))

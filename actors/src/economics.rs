@@ -286,6 +286,36 @@ mod tests {
     }
 
     #[test]
+    fn qa_downgrades_and_the_suspicious_spot_check_rate() {
+        let c = cfg();
+        let proven = TierStats {
+            claimed: 60,
+            completed: 60,
+            credit_requests: 0,
+        };
+        assert_eq!(placement(&c, &proven), "proven");
+        assert_eq!(placement_penalised(&c, &proven, 1), "new");
+        assert_eq!(
+            placement_penalised(&c, &proven, 9),
+            "new",
+            "never below the lowest"
+        );
+        // A new worker with 3 credits in 10 tasks is within "new" (max 1.0) but not "proven".
+        let creditted = TierStats {
+            claimed: 10,
+            completed: 10,
+            credit_requests: 3,
+        };
+        assert!(!suspicious(&c, "new", &creditted));
+        assert!(suspicious(&c, "proven", &creditted));
+        assert!(!suspicious(&c, "proven", &TierStats::default()));
+        assert_eq!(c.qa.spot_check_bp("proven", false), 800);
+        assert_eq!(c.qa.spot_check_bp("proven", true), 3000);
+        assert_eq!(c.qa.spot_check_bp("unknown", false), 0);
+        assert_eq!(c.qa.shadow_bp(), 300);
+    }
+
+    #[test]
     fn split_rounds_down_for_the_worker() {
         assert_eq!(split(2, 2500), (1, 1));
         assert_eq!(split(5, 2500), (3, 2));

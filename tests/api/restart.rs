@@ -199,3 +199,46 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
     }
     app.assert_audit().await;
 }
+
+#[tokio::test]
+async fn qa_copies_and_who_may_not_have_them_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut app = start(tmp.path()).await;
+    app.patch_config("rate_limits", generous_limits()).await;
+    app.patch_config("qa", qa_rates(0.0, 1.0)).await;
+    let buyer = app.funded_buyer("restart-qa@example.com", 1000).await;
+    let (a, b) = (app.worker().await, app.worker().await);
+    let original = app.chat_task(&buyer).await;
+    let (s, got) = app.next(&a, 2).await;
+    assert_eq!(
+        (s, got["task_id"].as_str()),
+        (StatusCode::OK, Some(original.as_str()))
+    );
+    app.submit(&a, &original, "Paris, 1889.").await;
+    app.stop();
+
+    // After the restart the Dispatcher no longer remembers who had which input; the store does.
+    let app = start(tmp.path()).await;
+    let (s, v) = app.next(&a, 0).await;
+    assert_eq!(
+        s,
+        StatusCode::NO_CONTENT,
+        "the twin of its own task went to a: {v}"
+    );
+    let (s, twin) = app.next(&b, 2).await;
+    assert_eq!(s, StatusCode::OK);
+    let twin_id = twin["task_id"].as_str().unwrap().to_string();
+    assert_ne!(twin_id, original);
+    app.submit(&b, &twin_id, "Paris, 1889.").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, r) = app.get("/api/admin/qa/results", ADMIN_TOKEN).await;
+        if r["data"][0]["verdict"] == json!("pass") {
+            assert_eq!(r["data"][0]["qa_task_id"], json!(twin_id));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no decision: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.assert_audit().await;
+}
