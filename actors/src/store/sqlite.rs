@@ -2426,3 +2426,76 @@ fn audit_snapshot(c: &Connection) -> Result<AuditReport, EngineError> {
         violations,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoObserver;
+
+    impl BalanceObserver for NoObserver {
+        fn watches(&self, _: &str) -> bool {
+            false
+        }
+        fn observe(&self, _: &[BalanceSnapshot]) {}
+    }
+
+    /// A data directory written before invisible QA (schema 1) opens, gains the QA columns, and
+    /// keeps its data.
+    #[tokio::test]
+    async fn schema_1_data_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clawjobs.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            migrate(&c).unwrap();
+            c.execute_batch(
+                "DROP INDEX tasks_by_qa_key; DROP INDEX tasks_by_qa_group;
+                 ALTER TABLE workers DROP COLUMN qa_pass; ALTER TABLE workers DROP COLUMN qa_flag;
+                 ALTER TABLE workers DROP COLUMN qa_fail; ALTER TABLE workers DROP COLUMN tier_penalty;
+                 ALTER TABLE workers DROP COLUMN banned_at; ALTER TABLE workers DROP COLUMN balance_frozen;
+                 ALTER TABLE tasks DROP COLUMN qa_group; ALTER TABLE tasks DROP COLUMN qa_key;
+                 ALTER TABLE tasks DROP COLUMN qa_role; ALTER TABLE lots DROP COLUMN deducted_cents;
+                 UPDATE meta SET value = '1' WHERE key = 'schema_version';
+                 INSERT INTO users (id, role, created_at) VALUES ('b1', 'buyer', 1);
+                 INSERT INTO balances (user_id) VALUES ('b1');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path(), Box::new(NoObserver)).unwrap();
+        store
+            .admin_credit("b1".into(), 50, "old".into(), "a".into(), 1, None)
+            .await
+            .unwrap();
+        let posted = store
+            .post_task(NewTask {
+                task_id: "t1".into(),
+                buyer_id: "b1".into(),
+                task_type: "chat".into(),
+                input: "{}".into(),
+                constraints: Constraints {
+                    timeout_seconds: 60,
+                    min_output_length: 0,
+                },
+                price_cents: 5,
+                now_ms: 2,
+                idempotency: None,
+                shadow: true,
+            })
+            .await
+            .unwrap();
+        assert!(posted.shadow.is_some());
+        let version: String = store
+            .with_reader(|c| {
+                c.query_row(
+                    "SELECT value FROM meta WHERE key = 'schema_version'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)
+            })
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_string());
+        assert!(store.audit().await.unwrap().ok);
+    }
+}
