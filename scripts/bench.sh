@@ -31,6 +31,13 @@ for run in $(seq "$RUNS"); do
   stop
 done
 
+echo "== the same with the seed's QA rates (shadows, spot-checks: platform-paid copies in the queue)"
+for run in $(seq "$RUNS"); do
+  serve
+  "$BIN" simulate --mode lifecycles --qa seed --url "$URL" --workers "$WORKERS" --posters "$POSTERS" --seconds "$SECONDS_"
+  stop
+done
+
 echo "== post-to-claim latency, $WORKERS parked workers"
 for run in $(seq "$RUNS"); do
   serve

@@ -40,6 +40,10 @@ pub struct SimulateArgs {
     /// The server's process id, to read its memory (ws-idle).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// `off` turns QA copies off so that every task measured is a buyer's; `seed` keeps the
+    /// server's QA rates (shadows and spot-checks then add platform-paid work).
+    #[arg(long, default_value = "off")]
+    pub qa: String,
 }
 
 pub struct Sim {
@@ -140,6 +144,43 @@ async fn raise_rate_limits(sim: &Sim) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sets every spot-check rate and the shadow rate to 0.
+async fn qa_off(sim: &Sim) -> anyhow::Result<()> {
+    let (s, mut doc) = sim
+        .call(
+            reqwest::Method::GET,
+            "/api/admin/config/qa",
+            &sim.admin,
+            None,
+        )
+        .await?;
+    if s != StatusCode::OK {
+        bail!("reading config qa: {s} {doc}");
+    }
+    let obj = doc.as_object_mut().context("qa document")?;
+    for k in ["key", "version", "updated_at", "updated_by"] {
+        obj.remove(k);
+    }
+    obj.insert("shadow_execution_rate".into(), json!(0.0));
+    if let Some(Value::Object(rates)) = obj.get_mut("spot_check_rates") {
+        for rate in rates.values_mut() {
+            *rate = json!(0.0);
+        }
+    }
+    let (s, v) = sim
+        .call(
+            reqwest::Method::PUT,
+            "/api/admin/config/qa",
+            &sim.admin,
+            Some(doc),
+        )
+        .await?;
+    if s != StatusCode::OK {
+        bail!("turning QA off: {s} {v}");
+    }
+    Ok(())
+}
+
 pub fn task_body() -> Value {
     json!({"type": "chat", "input": {"messages": [{"role": "user", "content": "Summarise the plot of Hamlet in one line."}]}})
 }
@@ -155,6 +196,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         admin: args.admin_token.clone(),
     });
     raise_rate_limits(&sim).await?;
+    match args.qa.as_str() {
+        "off" => qa_off(&sim).await?,
+        "seed" => {}
+        other => bail!("--qa is off or seed, not {other}"),
+    }
     match args.mode.as_str() {
         "lifecycles" => lifecycles(sim, &args).await,
         "latency" => latency(sim, &args).await,
@@ -230,6 +276,7 @@ async fn lifecycles(sim: Arc<Sim>, args: &SimulateArgs) -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (start_count, started) = (settled.load(Ordering::Relaxed), Instant::now());
+    let posts_at_start = posted.load(Ordering::Relaxed);
     let mut per_second = vec![];
     let mut last = start_count;
     for _ in 0..args.seconds {
@@ -240,6 +287,7 @@ async fn lifecycles(sim: Arc<Sim>, args: &SimulateArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let total = settled.load(Ordering::Relaxed) - start_count;
+    let posts_measured = posted.load(Ordering::Relaxed) - posts_at_start;
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.await;
@@ -255,11 +303,13 @@ async fn lifecycles(sim: Arc<Sim>, args: &SimulateArgs) -> anyhow::Result<()> {
         )
         .await?;
     println!(
-        "lifecycles: {:.0}/s mean, {median}/s median second, over {elapsed:.1}s (workers={}, posters={}, errors={}); audit {} {}",
+        "lifecycles: {:.0}/s mean, {median}/s median second, over {elapsed:.1}s; buyer posts {:.0}/s (workers={}, posters={}, errors={}, qa={}); audit {} {}",
         total as f64 / elapsed,
+        posts_measured as f64 / elapsed,
         args.workers,
         args.posters,
         errors.load(Ordering::Relaxed),
+        args.qa,
         s.as_u16(),
         audit["ok"]
     );
