@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::realtime::{Ws, frame, ready_ws, send};
+use crate::realtime::{Sse, Ws, frame, ready_ws, send, ws};
 
 const RIGHT: &str = "The Eiffel Tower is in Paris and was finished in 1889.";
 const RIGHT_TOO: &str = "Finished in 1889, the Eiffel Tower stands in Paris, France.";
@@ -220,6 +220,7 @@ async fn a_failed_original_is_credited_and_a_three_way_split_blames_nobody() {
     let buyer = app.funded_buyer("qa-credit@example.com", 10_000).await;
     let start = cents(&app.balance(&buyer.token).await, "available_cents");
     let (a, b, c) = (app.worker().await, app.worker().await, app.worker().await);
+    let mut stream = Sse::open(&app, "/api/tasks/events", Some(&buyer.token), None).await;
 
     let posted = post(&app, &buyer, "Tell me about the Eiffel Tower.").await;
     let original = take(&app, &a).await;
@@ -251,6 +252,18 @@ async fn a_failed_original_is_credited_and_a_three_way_split_blames_nobody() {
     let (_, me_a) = app.get("/api/worker/me", &a.token).await;
     assert_eq!(me_a["earnings"]["frozen_cents"], json!(0), "{me_a}");
     assert_eq!(me_a["notices"][0]["kind"], json!("warning"));
+    // The buyer's stream told the story of its own task only, ending with the credit.
+    let mut seen = vec![];
+    while let Some(ev) = stream.next(Duration::from_secs(2)).await {
+        if ev.event == "task_status" {
+            assert_eq!(ev.data["task_id"], json!(id(&posted)), "{:?}", ev.data);
+            seen.push(ev.data["status"].as_str().unwrap().to_string());
+            if seen.last().map(String::as_str) == Some("credited") {
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, ["pending", "assigned", "completed", "credited"]);
 
     // Three answers that agree with nobody: everyone flagged, nobody penalised.
     let (d, e, f) = (app.worker().await, app.worker().await, app.worker().await);
@@ -360,7 +373,8 @@ async fn benchmarks_walk_the_ladder_from_warning_to_deduction_to_ban() {
     );
     assert_eq!(me["tier"], json!("new"), "{me}");
 
-    // Third: banned, everywhere a worker can call.
+    // Third: banned, everywhere a worker can call, an open socket included.
+    let mut socket = ws(&app, &w.token).await;
     assert_eq!(id(&take(&app, &w).await), benches[2]);
     done(&app, &w, &benches[2], WRONG).await;
     let s = eventually(&app, "/api/admin/qa/stats", ADMIN_TOKEN, |s| {
@@ -394,6 +408,16 @@ async fn benchmarks_walk_the_ladder_from_warning_to_deduction_to_ban() {
         assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {v}");
         assert_eq!(v["error"]["code"], json!("BANNED"), "{path}: {v}");
     }
+    send(
+        &mut socket,
+        json!({"type": "submit", "task_id": t, "output": {"text": "x"}}),
+    )
+    .await;
+    let refused = frame_of(&mut socket, "error").await;
+    assert_eq!(refused["code"], json!("BANNED"), "{refused}");
+    send(&mut socket, json!({"type": "ready", "max": 1})).await;
+    let refused = frame_of(&mut socket, "error").await;
+    assert_eq!(refused["code"], json!("BANNED"), "{refused}");
     let url = app.url("/api/work/ws").replace("http://", "ws://") + "?token=" + &w.token;
     match tokio_tungstenite::connect_async(url).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {

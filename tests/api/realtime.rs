@@ -56,20 +56,25 @@ pub(crate) async fn frame(ws: &mut Ws, within: Duration) -> Value {
 }
 
 /// A minimal SSE reader over a streaming response.
-struct Sse {
+pub(crate) struct Sse {
     res: reqwest::Response,
     buf: String,
 }
 
 #[derive(Debug)]
-struct Event {
-    id: Option<u64>,
-    event: String,
-    data: Value,
+pub(crate) struct Event {
+    pub(crate) id: Option<u64>,
+    pub(crate) event: String,
+    pub(crate) data: Value,
 }
 
 impl Sse {
-    async fn open(app: &TestApp, path: &str, token: Option<&str>, last_id: Option<u64>) -> Sse {
+    pub(crate) async fn open(
+        app: &TestApp,
+        path: &str,
+        token: Option<&str>,
+        last_id: Option<u64>,
+    ) -> Sse {
         let mut req = app
             .client
             .get(app.url(path))
@@ -89,7 +94,7 @@ impl Sse {
         }
     }
 
-    async fn next(&mut self, within: Duration) -> Option<Event> {
+    pub(crate) async fn next(&mut self, within: Duration) -> Option<Event> {
         let deadline = Instant::now() + within;
         loop {
             while let Some(end) = self.buf.find("\n\n") {
