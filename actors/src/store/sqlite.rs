@@ -242,6 +242,18 @@ CREATE INDEX IF NOT EXISTS tasks_by_qa_key ON tasks (qa_key) WHERE qa_key IS NOT
 CREATE INDEX IF NOT EXISTS tasks_by_qa_group ON tasks (qa_group) WHERE qa_group IS NOT NULL;
 "#;
 
+/// Claims a pending task that is in no QA group (?1 task, ?2 worker, ?3 now).
+const CLAIM_PLAIN: &str = "UPDATE tasks SET status = 'assigned', worker_id = ?2, attempts = attempts + 1, assigned_at = ?3,
+        deadline = ?3 + timeout_seconds * 1000
+    WHERE id = ?1 AND status = 'pending' AND qa_key IS NULL
+    RETURNING type, input, timeout_seconds, min_output_length, price_cents, deadline, attempts";
+
+/// Claims a pending QA task once the worker was found not to have had its input.
+const CLAIM_QA: &str = "UPDATE tasks SET status = 'assigned', worker_id = ?2, attempts = attempts + 1, assigned_at = ?3,
+        deadline = ?3 + timeout_seconds * 1000
+    WHERE id = ?1 AND status = 'pending' AND qa_key IS NOT NULL
+    RETURNING type, input, timeout_seconds, min_output_length, price_cents, deadline, attempts";
+
 fn db_err(e: rusqlite::Error) -> EngineError {
     EngineError::Internal(format!("store: {e}"))
 }
@@ -722,18 +734,6 @@ impl Tx<'_> {
         Ok(Some(buyer_id))
     }
 
-    /// The hidden QA side of a task: (paid by the platform, group, key, role).
-    fn qa_tag(&self, task_id: &str) -> Result<(bool, Option<String>, Option<String>), EngineError> {
-        let (funded_by, group, key): (String, Option<String>, Option<String>) = self
-            .conn
-            .prepare_cached("SELECT funded_by, qa_group, qa_key FROM tasks WHERE id = ?1")
-            .and_then(|mut s| {
-                s.query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            })
-            .map_err(db_err)?;
-        Ok((funded_by == FUNDED_BY_PLATFORM, group, key))
-    }
-
     /// Pays a QA task's escrow from the QA fund.
     fn fund_qa_task(
         &mut self,
@@ -1194,6 +1194,34 @@ fn read_task(c: &Connection, task_id: &str) -> Result<Option<TaskRecord>, Engine
         .map_err(db_err)
 }
 
+/// The hidden QA side of a task, read only inside the store.
+struct QaTag {
+    /// A QA copy or benchmark: paid from the QA fund.
+    platform_paid: bool,
+    group: Option<String>,
+}
+
+/// A task with its hidden QA side, in one read (settlement needs both).
+fn read_task_tagged(
+    c: &Connection,
+    task_id: &str,
+) -> Result<Option<(TaskRecord, QaTag)>, EngineError> {
+    c.prepare_cached(&format!(
+        "SELECT {TASK_COLS}, funded_by, qa_group FROM tasks WHERE id = ?1"
+    ))
+    .and_then(|mut s| {
+        s.query_row(params![task_id], |r| {
+            let tag = QaTag {
+                platform_paid: r.get::<_, String>(16)? == FUNDED_BY_PLATFORM,
+                group: r.get(17)?,
+            };
+            Ok((task_from_row(r)?, tag))
+        })
+        .optional()
+    })
+    .map_err(db_err)
+}
+
 fn insert_user(
     c: &Connection,
     id: &str,
@@ -1447,41 +1475,52 @@ impl Store for SqliteStore {
             if claims_today >= profile.limits.daily_max_tasks {
                 return Ok(ClaimOutcome::DailyCapReached);
             }
-            let claimed = c
-                .prepare_cached(
-                    "UPDATE tasks SET status = 'assigned', worker_id = ?2, attempts = attempts + 1, assigned_at = ?3,
-                            deadline = ?3 + timeout_seconds * 1000
-                     WHERE id = ?1 AND status = 'pending'
-                       -- A worker never gets a second task with the same QA key (the same input).
-                       AND (qa_key IS NULL OR NOT EXISTS (
-                            SELECT 1 FROM tasks s JOIN claims c ON c.task_id = s.id
-                            WHERE s.qa_key = tasks.qa_key AND c.worker_id = ?2))
-                     RETURNING type, input, timeout_seconds, min_output_length, price_cents, deadline, attempts",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![task_id, worker_id, now_ms], |r| {
-                        Ok(ClaimedTask {
-                            task_id: task_id.clone(),
-                            task_type: r.get(0)?,
-                            input: r.get(1)?,
-                            constraints: Constraints { timeout_seconds: r.get(2)?, min_output_length: r.get(3)? },
-                            price_cents: r.get(4)?,
-                            deadline_ms: r.get(5)?,
-                            attempt: r.get(6)?,
+            let take = |sql: &str| -> Result<Option<ClaimedTask>, EngineError> {
+                c.prepare_cached(sql)
+                    .and_then(|mut s| {
+                        s.query_row(params![task_id, worker_id, now_ms], |r| {
+                            Ok(ClaimedTask {
+                                task_id: task_id.clone(),
+                                task_type: r.get(0)?,
+                                input: r.get(1)?,
+                                constraints: Constraints { timeout_seconds: r.get(2)?, min_output_length: r.get(3)? },
+                                price_cents: r.get(4)?,
+                                deadline_ms: r.get(5)?,
+                                attempt: r.get(6)?,
+                            })
                         })
+                        .optional()
                     })
-                    .optional()
-                })
-                .map_err(db_err)?;
-            let Some(task) = claimed else {
-                let still: Option<(String, Option<String>)> = c
-                    .prepare_cached("SELECT status, qa_key FROM tasks WHERE id = ?1")
-                    .and_then(|mut s| s.query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-                    .map_err(db_err)?;
-                return Ok(match still {
-                    Some((status, Some(qa_key))) if status == "pending" => ClaimOutcome::NotForWorker { qa_key },
-                    _ => ClaimOutcome::TaskGone,
-                });
+                    .map_err(db_err)
+            };
+            // Tasks outside QA (nearly all) are claimed by one plain statement; a task with a QA
+            // key is checked first: a worker never gets a second task with the same input. (A
+            // correlated subquery in the claim itself made SQLite re-prepare it on every run.)
+            let task = match take(CLAIM_PLAIN)? {
+                Some(t) => t,
+                None => {
+                    let still: Option<(String, Option<String>)> = c
+                        .prepare_cached("SELECT status, qa_key FROM tasks WHERE id = ?1")
+                        .and_then(|mut s| s.query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                        .map_err(db_err)?;
+                    let Some((_, Some(qa_key))) = still.filter(|(status, _)| status == "pending") else {
+                        return Ok(ClaimOutcome::TaskGone);
+                    };
+                    let had_it: bool = c
+                        .prepare_cached(
+                            "SELECT EXISTS (SELECT 1 FROM tasks s JOIN claims c ON c.task_id = s.id
+                                            WHERE s.qa_key = ?1 AND c.worker_id = ?2)",
+                        )
+                        .and_then(|mut s| s.query_row(params![qa_key, worker_id], |r| r.get(0)))
+                        .map_err(db_err)?;
+                    if had_it {
+                        return Ok(ClaimOutcome::NotForWorker { qa_key });
+                    }
+                    match take(CLAIM_QA)? {
+                        Some(t) => t,
+                        None => return Ok(ClaimOutcome::TaskGone),
+                    }
+                }
             };
             c.prepare_cached("INSERT INTO claims (task_id, worker_id, attempt, claimed_at) VALUES (?1, ?2, ?3, ?4)")
                 .and_then(|mut s| s.execute(params![task_id, worker_id, task.attempt, now_ms]))
@@ -1558,7 +1597,8 @@ impl Store for SqliteStore {
         spot_roll_bp: u32,
     ) -> StoreFuture<Settlement> {
         self.write(move |tx| {
-            let task = read_task(tx.conn, &task_id)?.ok_or_else(|| EngineError::NotFound("no such task".into()))?;
+            let (task, tag) =
+                read_task_tagged(tx.conn, &task_id)?.ok_or_else(|| EngineError::NotFound("no such task".into()))?;
             let mine = task.worker_id.as_deref() == Some(worker_id.as_str());
             let (stats, tier, tier_penalty) = tx
                 .worker_stats(&worker_id)?
@@ -1607,7 +1647,7 @@ impl Store for SqliteStore {
             let rate = economics::commission_bp(&cfg, &tier, &task_type, stats.tasks_completed);
             let (earned, commission) = economics::split(task.price_cents, rate);
             // A QA copy pays exactly as any task; its "commission" stays in the QA fund.
-            let (platform_paid, qa_group, _) = tx.qa_tag(&task_id)?;
+            let QaTag { platform_paid, group: qa_group } = tag;
             let commission_to = if platform_paid { ledger::QA_FUND } else { ledger::REVENUE };
             let release_at = now_ms + (cfg.commissions.freeze_seconds as i64) * 1000;
             tx.conn
