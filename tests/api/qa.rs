@@ -28,6 +28,18 @@ async fn take(app: &TestApp, w: &Worker) -> Value {
     v
 }
 
+/// The tie-breaker copy, made by the comparator after the pair disagreed (within 5 s).
+async fn tiebreaker(app: &TestApp, w: &Worker) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (s, v) = app.next(w, 1).await;
+        if s == StatusCode::OK {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no tie-breaker copy");
+    }
+}
+
 async fn nothing_for(app: &TestApp, w: &Worker) {
     let (s, v) = app.next(w, 0).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "expected nothing, got {v}");
@@ -179,14 +191,7 @@ async fn shadows_and_spot_checks_are_paid_by_the_qa_fund_and_compared() {
     assert_eq!(copy["price_cents"], original["price_cents"]);
     done(&app, &b, &id(&copy), WRONG).await;
     // Neither of the two gets the tie-breaker.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let tiebreak = loop {
-        let (s, v) = app.next(&c, 1).await;
-        if s == StatusCode::OK {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "no tie-breaker copy");
-    };
+    let tiebreak = tiebreaker(&app, &c).await;
     nothing_for(&app, &a).await;
     nothing_for(&app, &b).await;
     assert_eq!(tiebreak["input"], original["input"]);
@@ -227,12 +232,7 @@ async fn a_failed_original_is_credited_and_a_three_way_split_blames_nobody() {
     done(&app, &a, &id(&original), WRONG).await;
     let twin = take(&app, &b).await;
     done(&app, &b, &id(&twin), RIGHT).await;
-    let tiebreak = loop {
-        let (s, v) = app.next(&c, 1).await;
-        if s == StatusCode::OK {
-            break v;
-        }
-    };
+    let tiebreak = tiebreaker(&app, &c).await;
     done(&app, &c, &id(&tiebreak), RIGHT_TOO).await;
     let r = &results(&app, "verdict=fail", 1).await[0];
     assert_eq!(r["blamed_worker_id"], json!(a.worker_id));
@@ -273,12 +273,7 @@ async fn a_failed_original_is_credited_and_a_three_way_split_blames_nobody() {
     done(&app, &d, &id(&original), WRONG).await;
     let twin = take(&app, &e).await;
     done(&app, &e, &id(&twin), RIGHT).await;
-    let tiebreak = loop {
-        let (s, v) = app.next(&f, 1).await;
-        if s == StatusCode::OK {
-            break v;
-        }
-    };
+    let tiebreak = tiebreaker(&app, &f).await;
     done(&app, &f, &id(&tiebreak), OTHER_WRONG).await;
     let r = &results(&app, "verdict=flag", 1).await[0];
     assert_eq!(r["blamed_worker_id"], json!(null));

@@ -874,23 +874,35 @@ impl Tx<'_> {
             .prepare_cached("UPDATE lots SET status = 'reversed' WHERE id = ?1")
             .and_then(|mut s| s.execute(params![lot_id]))
             .map_err(db_err)?;
+        self.mark_credited(task_id, now_ms)?;
+        self.unearn(&worker_id, amount, count_credit)?;
+        Ok(Some((worker_id, price)))
+    }
+
+    fn mark_credited(&self, task_id: &str, now_ms: i64) -> Result<(), EngineError> {
         self.conn
             .prepare_cached("UPDATE tasks SET status = 'credited', credited_at = ?2 WHERE id = ?1")
             .and_then(|mut s| s.execute(params![task_id, now_ms]))
             .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Takes `cents` off a worker's earned totals (a reversed lot or a QA deduction); with
+    /// `count_credit`, its record counts a credit request.
+    fn unearn(&self, worker_id: &str, cents: i64, count_credit: bool) -> Result<(), EngineError> {
         self.conn
             .prepare_cached(
                 "UPDATE balances SET total_earned_cents = total_earned_cents - ?2, version = version + 1 WHERE user_id = ?1",
             )
-            .and_then(|mut s| s.execute(params![worker_id, amount]))
+            .and_then(|mut s| s.execute(params![worker_id, cents]))
             .map_err(db_err)?;
         self.conn
             .prepare_cached(
                 "UPDATE workers SET credit_requests = credit_requests + ?3, total_earned_cents = total_earned_cents - ?2 WHERE id = ?1",
             )
-            .and_then(|mut s| s.execute(params![worker_id, amount, i64::from(count_credit)]))
+            .and_then(|mut s| s.execute(params![worker_id, cents, i64::from(count_credit)]))
             .map_err(db_err)?;
-        Ok(Some((worker_id, price)))
+        Ok(())
     }
 }
 
@@ -954,16 +966,7 @@ impl Tx<'_> {
                         total,
                     );
                     self.apply(&entry, now_ms)?;
-                    self.conn
-                        .prepare_cached(
-                            "UPDATE balances SET total_earned_cents = total_earned_cents - ?2, version = version + 1 WHERE user_id = ?1",
-                        )
-                        .and_then(|mut s| s.execute(params![worker_id, total]))
-                        .map_err(db_err)?;
-                    self.conn
-                        .prepare_cached("UPDATE workers SET total_earned_cents = total_earned_cents - ?2 WHERE id = ?1")
-                        .and_then(|mut s| s.execute(params![worker_id, total]))
-                        .map_err(db_err)?;
+                    self.unearn(worker_id, total, false)?;
                 }
                 if downgrade {
                     self.conn
@@ -1041,12 +1044,7 @@ impl Tx<'_> {
                     price,
                 );
                 self.apply(&entry, now_ms)?;
-                self.conn
-                    .prepare_cached(
-                        "UPDATE tasks SET status = 'credited', credited_at = ?2 WHERE id = ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![task_id, now_ms]))
-                    .map_err(db_err)?;
+                self.mark_credited(task_id, now_ms)?;
                 price
             }
         };
