@@ -1,5 +1,6 @@
 //! The `clawjobs` binary: settings, logging, and the start-up of store → actors → web.
 
+mod admin;
 mod settings;
 mod simulate;
 mod simulate_rt;
@@ -37,6 +38,8 @@ enum Command {
     CheckConfig(ServeArgs),
     /// Drive load against a running server (used by scripts/bench.sh).
     Simulate(simulate::SimulateArgs),
+    /// Operator tasks on a stopped server's data directory.
+    Admin(admin::AdminArgs),
 }
 
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -46,10 +49,10 @@ pub struct ServeArgs {
     bind: Option<String>,
     /// Directory of the embedded store.
     #[arg(long)]
-    data_dir: Option<std::path::PathBuf>,
+    pub data_dir: Option<std::path::PathBuf>,
     /// Server settings file.
     #[arg(long, default_value = "config/default.toml")]
-    config: std::path::PathBuf,
+    pub config: std::path::PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +65,7 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(simulate::run(args))
         }
+        Command::Admin(args) => admin::run(args),
         Command::CheckConfig(args) => {
             let settings = Settings::load(&args)?;
             let docs = PlatformConfig::docs_from_toml(&settings.platform_toml()?)
@@ -80,12 +84,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     system.block_on(async move {
         let engine = Engine::start_sqlite(&settings.data_dir, &platform_toml)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot start the engine: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot start: {}", e.for_operator()))?;
         if let Some(token) = &settings.admin_token {
             engine
-                .ensure_admin_token(token)
+                .set_env_admin_token(token)
                 .await
-                .map_err(|e| anyhow::anyhow!("admin token: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("admin token: {}", e.for_operator()))?;
         }
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot bind {}", settings.bind))?;
@@ -115,7 +119,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine
             .shutdown()
             .await
-            .map_err(|e| anyhow::anyhow!("flushing the store: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("flushing the store: {}", e.for_operator()))?;
         tracing::info!("clawjobs stopped");
         Ok(())
     })

@@ -501,6 +501,14 @@ fn validate_dispatch(d: &DispatchDoc) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// The answer for a config key that is not one of [`KEYS`]: it names the ones there are.
+pub fn unknown_key(key: &str) -> EngineError {
+    EngineError::NotFound(format!(
+        "no config document named {key:?}; the documents are: {}",
+        KEYS.join(", ")
+    ))
+}
+
 fn parse_doc<T: serde::de::DeserializeOwned>(key: &str, doc: Value) -> Result<T, EngineError> {
     serde_json::from_value(doc).map_err(|e| EngineError::Validation {
         message: format!("config {key} is not valid: {e}"),
@@ -556,11 +564,7 @@ pub fn normalise_doc(key: &str, mut doc: Value) -> Result<Value, EngineError> {
             validate_dispatch(&d)?;
             back(&d)
         }
-        other => {
-            return Err(EngineError::NotFound(format!(
-                "no config document named {other:?}"
-            )));
-        }
+        other => return Err(unknown_key(other)),
     })
 }
 

@@ -67,13 +67,10 @@ pub struct GetConfig(pub String);
 impl Handler<GetConfig> for ConfigActor {
     type Result = Result<StoredConfig, EngineError>;
     fn handle(&mut self, msg: GetConfig, _: &mut Context<Self>) -> Self::Result {
-        self.docs.get(&msg.0).cloned().ok_or_else(|| {
-            EngineError::NotFound(format!(
-                "no config document named {:?}; known: {}",
-                msg.0,
-                crate::config::KEYS.join(", ")
-            ))
-        })
+        self.docs
+            .get(&msg.0)
+            .cloned()
+            .ok_or_else(|| crate::config::unknown_key(&msg.0))
     }
 }
 

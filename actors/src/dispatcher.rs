@@ -682,6 +682,12 @@ impl Handler<GetGauges> for Dispatcher {
             pending_tasks: (self.pending.len() + self.offered) as u64,
             assigned_tasks: self.held.len() as u64,
             parked_claimers: self.parked.iter().filter(|c| !c.reply.is_closed()).count() as u64,
+            task_watchers: self
+                .watchers
+                .values()
+                .flatten()
+                .filter(|w| !w.is_closed())
+                .count() as u64,
         })
     }
 }

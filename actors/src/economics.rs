@@ -110,10 +110,15 @@ pub fn commission_bp(
     rate
 }
 
-/// Splits a price: the worker gets `floor(price × (10000 − rate) / 10000)`, the platform the rest.
+/// Splits a price into (worker, platform). The rounding rule: the worker gets
+/// `floor(price × (10000 − rate) / 10000)`, but never less than one cent, and the platform keeps
+/// the rest. So the platform's commission absorbs every fraction of a cent, and a task so cheap
+/// that its rounded-down share would be zero (a 1-cent translate at 25 %) pays its worker one cent
+/// and the platform nothing: no accepted task pays its worker nothing.
 pub fn split(price_cents: i64, rate_bp: RateBp) -> (i64, i64) {
     let rate = i128::from(rate_bp.min(10_000));
-    let worker = (i128::from(price_cents) * (10_000 - rate) / 10_000) as i64;
+    let floored = (i128::from(price_cents) * (10_000 - rate) / 10_000) as i64;
+    let worker = floored.max(1).min(price_cents);
     (worker, price_cents - worker)
 }
 
@@ -320,9 +325,15 @@ mod tests {
         assert_eq!(split(2, 2500), (1, 1));
         assert_eq!(split(5, 2500), (3, 2));
         assert_eq!(split(50, 2500), (37, 13));
-        assert_eq!(split(1, 2500), (0, 1));
         assert_eq!(split(100, 0), (100, 0));
-        assert_eq!(split(100, 10_000), (0, 100));
+    }
+
+    #[test]
+    fn split_never_pays_a_worker_nothing() {
+        // floor(1 × 0.75) would be 0: the worker gets the cent and the platform nothing.
+        assert_eq!(split(1, 2500), (1, 0));
+        assert_eq!(split(3, 8000), (1, 2));
+        assert_eq!(split(100, 10_000), (1, 99));
     }
 
     #[test]
@@ -352,10 +363,14 @@ mod tests {
         fn split_conserves_money(price in 1i64..=crate::config::MAX_PRICE_CENTS, rate in 0u32..=10_000) {
             let (w, p) = split(price, rate);
             prop_assert_eq!(w + p, price);
-            prop_assert!(w >= 0 && p >= 0);
-            // The platform keeps at least its rate (rounded down) and never a cent more than needed.
-            prop_assert!(i128::from(p) * 10_000 >= i128::from(price) * i128::from(rate));
+            prop_assert!(w >= 1 && p >= 0);
+            // The platform never keeps more than its rate, rounded up to the cent…
             prop_assert!(i128::from(p - 1) * 10_000 < i128::from(price) * i128::from(rate));
+            // …and keeps exactly that whenever the worker's rounded-down share is a cent or more.
+            let floored = i128::from(price) * i128::from(10_000 - rate) / 10_000;
+            if floored >= 1 {
+                prop_assert!(i128::from(p) * 10_000 >= i128::from(price) * i128::from(rate));
+            }
         }
 
         #[test]

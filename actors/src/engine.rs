@@ -201,15 +201,17 @@ impl Engine {
         Ok(found)
     }
 
-    /// Registers an admin token given at start (stored hashed, like every token).
-    pub async fn ensure_admin_token(&self, token: &str) -> Result<(), EngineError> {
-        let hash = domain::token_hash(token);
-        if self.store.resolve_token(hash.clone()).await?.is_some() {
-            return Ok(());
-        }
+    /// Registers the admin token given at start in `CLAWJOBS_ADMIN_TOKEN` (stored hashed, like
+    /// every token); the one an earlier start registered that way stops working.
+    pub async fn set_env_admin_token(&self, token: &str) -> Result<(), EngineError> {
         self.store
-            .add_token(hash, "admin".into(), Role::Admin, now_ms())
+            .add_admin_token(
+                domain::token_hash(token),
+                ENV_TOKEN_LABEL.to_string(),
+                now_ms(),
+            )
             .await
+            .map(|_| ())
     }
 
     pub async fn register_buyer(

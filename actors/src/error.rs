@@ -50,4 +50,13 @@ impl EngineError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         EngineError::Internal(cause.to_string())
     }
+
+    /// The whole story for an operator (logs, start-up failures): an internal error's cause
+    /// included, which clients are never shown.
+    pub fn for_operator(&self) -> String {
+        match self {
+            EngineError::Internal(cause) => cause.clone(),
+            other => other.to_string(),
+        }
+    }
 }

@@ -147,7 +147,7 @@ impl Entry {
         self
     }
 
-    /// Adds a posting; zero amounts are skipped (a 1-cent task can leave the worker nothing).
+    /// Adds a posting; zero amounts are skipped (a 1-cent task leaves the platform nothing).
     pub fn post(mut self, account: impl Into<String>, amount_cents: i64) -> Entry {
         if amount_cents != 0 {
             self.postings.push(Posting {

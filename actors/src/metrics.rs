@@ -44,6 +44,7 @@ pub struct Gauges {
     pub pending_tasks: u64,
     pub assigned_tasks: u64,
     pub parked_claimers: u64,
+    pub task_watchers: u64,
 }
 
 impl Metrics {
@@ -69,6 +70,11 @@ impl Metrics {
                 "parked_claimers",
                 "Long-poll claims waiting for a task.",
                 g.parked_claimers,
+            ),
+            (
+                "task_watchers",
+                "Buyers long-polling a task until it is final.",
+                g.task_watchers,
             ),
         ] {
             let _ = writeln!(

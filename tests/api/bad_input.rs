@@ -208,3 +208,161 @@ async fn bad_requests_are_refused_and_change_nothing() {
     assert_envelope(&v, "NOT_FOUND");
     app.assert_audit().await;
 }
+
+#[tokio::test]
+async fn a_method_a_route_does_not_serve_gets_405_with_allow_and_the_envelope() {
+    let app = spawn_app().await;
+    let buyer = app.register("allow@example.com").await;
+    for (method, path, allow) in [
+        ("TRACE", "/api/health", "GET"),
+        ("DELETE", "/api/task", "POST"),
+        ("PUT", "/api/task/task_x", "GET"),
+        ("POST", "/api/admin/config/pricing", "GET, PUT"),
+        ("GET", "/api/work/submit", "POST"),
+        ("DELETE", "/api/worker/profile", "PATCH"),
+    ] {
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let r = app.call(m, path, Some(&buyer.token), None).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(
+            r.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+        assert_envelope(&r.json().await.unwrap(), "METHOD_NOT_ALLOWED");
+    }
+}
+
+/// One rule for request bodies: a field the endpoint does not know is refused (a typo would
+/// otherwise be silently ignored), at the top level and inside nested objects alike.
+#[tokio::test]
+async fn unknown_fields_are_refused_everywhere_and_change_nothing() {
+    let app = spawn_app().await;
+    let buyer = app.register("strict@example.com").await;
+    let worker = app.worker().await;
+    let task = app.chat_task(&buyer).await;
+    let before = app.balance(&buyer.token).await;
+    let chat = json!({"messages": [{"role": "user", "content": "hi"}]});
+    for (path, token, body) in [
+        (
+            "/api/task",
+            Some(&buyer.token),
+            json!({"type": "chat", "input": chat, "priority": "high"}),
+        ),
+        (
+            "/api/task",
+            Some(&buyer.token),
+            json!({"type": "chat", "input": chat, "constraints": {"timeout_sec": 30}}),
+        ),
+        (
+            "/api/task/estimate",
+            Some(&buyer.token),
+            json!({"type": "chat", "input": chat, "extra": 1}),
+        ),
+        (
+            "/api/auth/register",
+            None,
+            json!({"email": "new@example.com", "password": "correct horse battery", "name": "x"}),
+        ),
+        (
+            "/api/worker/connect",
+            None,
+            json!({"worker_type": "x", "region": "eu"}),
+        ),
+        (
+            "/api/worker/connect",
+            None,
+            json!({"profile": {"limits": {"concurrent": 1, "daily_max_tasks": 5, "burst": 2}}}),
+        ),
+        (
+            "/api/work/submit",
+            Some(&worker.token),
+            json!({"task_id": task, "output": {"text": "x"}, "note": "y"}),
+        ),
+        (
+            &format!("/api/task/{task}/credit"),
+            Some(&buyer.token),
+            json!({"reason": "x", "amount": 5}),
+        ),
+        (
+            "/api/admin/credit",
+            Some(&app.admin),
+            json!({"user_id": buyer.user_id, "amount_cents": 5, "reason": "x", "memo": "y"}),
+        ),
+    ] {
+        let (s, v) = app
+            .post(path, token.map(String::as_str), body.clone())
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path} {body} → {v}");
+        assert_envelope(&v, "VALIDATION_ERROR");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("unknown field"),
+            "{v}"
+        );
+    }
+    // A body that is there but mistyped is refused too (an empty one means the defaults).
+    for body in [
+        json!({"profile": {"limits": {"concurrent": "two", "daily_max_tasks": 5}}}),
+        json!({"worker_type": 7}),
+    ] {
+        let (s, v) = app.post("/api/worker/connect", None, body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body} → {v}");
+    }
+    let (s, v) = app
+        .json(
+            Method::PATCH,
+            "/api/worker/profile",
+            Some(&worker.token),
+            Some(&json!({"preferences": {"accept": ["chat"], "favourite": "code"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(app.balance(&buyer.token).await, before, "nothing moved");
+    let (_, t) = app.get(&format!("/api/task/{task}"), &buyer.token).await;
+    assert_eq!(t["status"], "pending");
+    app.assert_audit().await;
+}
+
+#[tokio::test]
+async fn errors_name_what_would_have_worked() {
+    let app = spawn_app().await;
+    let buyer = app.register("words@example.com").await;
+    // An unknown config document, read or written: the answer lists the real ones.
+    for method in [Method::GET, Method::PUT] {
+        let (s, v) = app
+            .json(
+                method.clone(),
+                "/api/admin/config/pricnig",
+                Some(&app.admin),
+                Some(&json!({})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        for key in [
+            "pricing",
+            "tiers",
+            "commissions",
+            "signup",
+            "qa",
+            "rate_limits",
+            "dispatch",
+        ] {
+            assert!(message.contains(key), "{method}: {message}");
+        }
+    }
+    // The wrong role: "an admin token", in plain English.
+    let (s, v) = app.get("/api/admin/qa/stats", &buyer.token).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        v["error"]["message"],
+        "this needs an admin token, not a buyer token"
+    );
+}

@@ -14,6 +14,8 @@ pub const ADMIN_TOKEN: &str = "cja_test_admin_token";
 pub struct TestApp {
     pub base: String,
     pub client: Client,
+    /// The admin token this server was started with (`CLAWJOBS_ADMIN_TOKEN`).
+    pub admin: String,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -57,11 +59,14 @@ pub async fn start(data_dir: &Path) -> TestApp {
 }
 
 pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
+    let admin = env
+        .iter()
+        .find(|(k, _)| *k == "CLAWJOBS_ADMIN_TOKEN")
+        .map_or(ADMIN_TOKEN, |(_, v)| *v)
+        .to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_clawjobs"))
-        .envs(env.iter().copied())
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
-        .env("CLAWJOBS_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("CLAWJOBS_WORKERS", "2")
         .env(
             "CLAWJOBS_LOG",
@@ -71,6 +76,8 @@ pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
                 "warn"
             },
         )
+        .env("CLAWJOBS_ADMIN_TOKEN", &admin)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(if std::env::var("TEST_LOG").is_ok() {
             Stdio::inherit()
@@ -110,6 +117,7 @@ pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
     let app = TestApp {
         base,
         client,
+        admin,
         child: Some(child),
         _tmp: None,
     };
@@ -273,7 +281,7 @@ impl TestApp {
     /// Replaces fields of a config document through the admin API.
     pub async fn patch_config(&self, key: &str, changes: Value) {
         let (s, mut doc) = self
-            .get(&format!("/api/admin/config/{key}"), ADMIN_TOKEN)
+            .get(&format!("/api/admin/config/{key}"), &self.admin)
             .await;
         assert_eq!(s, StatusCode::OK, "{doc}");
         merge(&mut doc, changes);
@@ -284,7 +292,7 @@ impl TestApp {
             .json(
                 Method::PUT,
                 &format!("/api/admin/config/{key}"),
-                Some(ADMIN_TOKEN),
+                Some(&self.admin),
                 Some(&doc),
             )
             .await;
@@ -293,7 +301,7 @@ impl TestApp {
 
     /// The ledger audit must pass after every test that moves money.
     pub async fn assert_audit(&self) -> Value {
-        let (s, v) = self.get("/api/admin/ledger/audit", ADMIN_TOKEN).await;
+        let (s, v) = self.get("/api/admin/ledger/audit", &self.admin).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(v["ok"], json!(true), "ledger audit failed: {v}");
         assert_eq!(v["sum_cents"], json!(0));
@@ -361,4 +369,49 @@ pub fn assert_worker_view(task: &Value) {
         ],
         "worker view: {task}"
     );
+}
+
+/// Runs `clawjobs ARGS…` to completion: (exit success, stdout, stderr).
+pub fn clawjobs(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_clawjobs"))
+        .args(args)
+        .env("CLAWJOBS_LOG", "warn")
+        .output()
+        .expect("run clawjobs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits until `check` yields something, looking again every 20 ms: tests wait for the event they
+/// expect, not for a fixed time. Fails the test, naming `what`, if nothing came `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {within:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Until `n` workers are parked in the Dispatcher (read from `/metrics`).
+pub async fn until_parked(app: &TestApp, n: usize) {
+    let want = format!("clawjobs_parked_claimers {n}\n");
+    eventually(
+        &format!("{n} parked workers"),
+        Duration::from_secs(10),
+        || async { app.metrics().await.contains(&want).then_some(()) },
+    )
+    .await
 }

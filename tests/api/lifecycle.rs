@@ -37,7 +37,7 @@ async fn whole_loop_pays_worker_and_platform() {
         );
         tokio::spawn(async move { client.get(url).bearer_auth(token).send().await.unwrap() })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_parked(&app, 1).await;
     let (s, posted) = app
         .post_task(
             &buyer,
@@ -84,7 +84,13 @@ async fn whole_loop_pays_worker_and_platform() {
             (v, started.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the buyer's long-poll", Duration::from_secs(10), || async {
+        app.metrics()
+            .await
+            .contains("clawjobs_task_watchers 1\n")
+            .then_some(())
+    })
+    .await;
     let (s, sub) = app.submit(&worker, &task_id, "def fizzbuzz(): ...").await;
     assert_eq!(s, StatusCode::OK, "{sub}");
     assert_eq!(sub["status"], "accepted");
@@ -137,19 +143,16 @@ async fn earnings_unfreeze_when_the_window_ends_and_credit_is_refused_after() {
     assert_eq!(cents(&sub, "earned_cents"), 1);
     assert_eq!(cents(&app.balance(&worker.token).await, "frozen_cents"), 1);
 
-    let deadline = Instant::now() + Duration::from_secs(6);
-    loop {
-        let b = app.balance(&worker.token).await;
-        if cents(&b, "available_cents") == 1 {
-            assert_eq!(cents(&b, "frozen_cents"), 0);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lot not released within a second of its window: {b}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let b = eventually(
+        "the lot's release within a second of its window",
+        Duration::from_secs(6),
+        || async {
+            let b = app.balance(&worker.token).await;
+            (cents(&b, "available_cents") == 1).then_some(b)
+        },
+    )
+    .await;
+    assert_eq!(cents(&b, "frozen_cents"), 0);
     let (s, v) = app
         .post(
             &format!("/api/task/{task_id}/credit"),
@@ -376,4 +379,40 @@ async fn preferences_decide_which_tasks_a_worker_gets() {
     let (s, offer) = app.next(&coder, 1).await;
     assert_eq!(s, StatusCode::OK, "the chat task is now accepted: {offer}");
     assert_eq!(offer["type"], "chat");
+}
+
+/// The rounding rule: the worker's share is rounded down but never to nothing. A 1-cent
+/// translate at the new tier's 25 % would pay floor(0.75) = 0; it pays the worker the cent.
+#[tokio::test]
+async fn a_one_cent_task_pays_its_worker_a_cent() {
+    let app = spawn_app().await;
+    let buyer = app.register("cent@example.com").await;
+    let worker = app.worker().await;
+    let (s, posted) = app
+        .post_task(
+            &buyer,
+            json!({"type": "translate", "input": {"text": "hola", "to": "en"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{posted}");
+    assert_eq!(cents(&posted, "price_cents"), 1);
+    let task_id = posted["task_id"].as_str().unwrap();
+    let (s, _) = app.next(&worker, 2).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, sub) = app.submit(&worker, task_id, "hello").await;
+    assert_eq!(s, StatusCode::OK, "{sub}");
+    assert_eq!(cents(&sub, "earned_cents"), 1);
+    let b = app.balance(&worker.token).await;
+    assert_eq!(cents(&b, "frozen_cents"), 1);
+    // And a credit gives the buyer the whole cent back.
+    let (s, c) = app
+        .post(
+            &format!("/api/task/{task_id}/credit"),
+            Some(&buyer.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(cents(&c, "credited_cents"), 1);
+    app.assert_audit().await;
 }

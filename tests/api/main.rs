@@ -4,6 +4,7 @@ mod bad_input;
 mod concurrency;
 mod helpers;
 mod lifecycle;
+mod operators;
 mod ops;
 mod qa;
 mod realtime;

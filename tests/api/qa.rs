@@ -52,21 +52,17 @@ async fn done(app: &TestApp, w: &Worker, task_id: &str, text: &str) -> Value {
 }
 
 /// Waits (the comparator works after the submit answers) until `path` satisfies `ok`.
-async fn eventually(app: &TestApp, path: &str, token: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+async fn get_until(app: &TestApp, path: &str, token: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    eventually(path, Duration::from_secs(10), || async {
         let (s, v) = app.get(path, token).await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        if ok(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{path} never got there: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ok(&v).then_some(v)
+    })
+    .await
 }
 
 async fn results(app: &TestApp, query: &str, n: usize) -> Vec<Value> {
-    let v = eventually(
+    let v = get_until(
         app,
         &format!("/api/admin/qa/results?{query}"),
         ADMIN_TOKEN,
@@ -81,7 +77,7 @@ async fn stats(app: &TestApp) -> Value {
 }
 
 async fn notices(app: &TestApp, w: &Worker, n: usize) -> Vec<Value> {
-    let v = eventually(app, "/api/worker/me", &w.token, |v| {
+    let v = get_until(app, "/api/worker/me", &w.token, |v| {
         v["notices"].as_array().is_some_and(|a| a.len() >= n)
     })
     .await;
@@ -237,7 +233,7 @@ async fn a_failed_original_is_credited_and_a_three_way_split_blames_nobody() {
     let r = &results(&app, "verdict=fail", 1).await[0];
     assert_eq!(r["blamed_worker_id"], json!(a.worker_id));
     // The buyer gets the price back without asking; the worker's lot is reversed.
-    let t = eventually(
+    let t = get_until(
         &app,
         &format!("/api/task/{}", id(&posted)),
         &buyer.token,
@@ -372,7 +368,7 @@ async fn benchmarks_walk_the_ladder_from_warning_to_deduction_to_ban() {
     let mut socket = ws(&app, &w.token).await;
     assert_eq!(id(&take(&app, &w).await), benches[2]);
     done(&app, &w, &benches[2], WRONG).await;
-    let s = eventually(&app, "/api/admin/qa/stats", ADMIN_TOKEN, |s| {
+    let s = get_until(&app, "/api/admin/qa/stats", ADMIN_TOKEN, |s| {
         s["banned_workers"]
             .as_array()
             .is_some_and(|b| !b.is_empty())
@@ -693,7 +689,7 @@ async fn qa_copies_look_like_any_task_everywhere_a_worker_looks() {
     let (_, balance) = app.get("/api/balance", &b.token).await;
     assert_nothing_hidden("balance", &balance);
     // Three comparisons were decided: the shadow pair, the spot-check pair, the benchmark.
-    let feed = eventually(&app, "/api/admin/qa/results", ADMIN_TOKEN, |v| {
+    let feed = get_until(&app, "/api/admin/qa/results", ADMIN_TOKEN, |v| {
         v["data"].as_array().is_some_and(|d| d.len() >= 3)
     })
     .await;

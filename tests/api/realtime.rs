@@ -24,11 +24,11 @@ pub(crate) async fn ws(app: &TestApp, token: &str) -> Ws {
     socket
 }
 
-/// A worker socket that has said `ready` for `max` tasks and is parked in the Dispatcher.
+/// A worker socket that has said `ready` for `max` tasks. Tests that need its asks parked in the
+/// Dispatcher wait for them with `parked`.
 pub(crate) async fn ready_ws(app: &TestApp, token: &str, max: u32) -> Ws {
     let mut socket = ws(app, token).await;
     send(&mut socket, json!({"type": "ready", "max": max})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     socket
 }
 
@@ -135,6 +135,7 @@ async fn a_websocket_worker_gets_tasks_pushed_and_is_paid_for_submits() {
     let buyer = app.register("ws1@example.com").await;
     let worker = app.worker().await;
     let mut socket = ready_ws(&app, &worker.token, 1).await;
+    until_parked(&app, 1).await;
 
     let posted_at = Instant::now();
     let task_id = app.chat_task(&buyer).await;
@@ -190,6 +191,7 @@ async fn a_deadline_expiry_reaches_the_socket() {
     let buyer = app.register("ws2@example.com").await;
     let worker = app.worker().await;
     let mut socket = ready_ws(&app, &worker.token, 1).await;
+    until_parked(&app, 1).await;
     let (_, posted) = app
         .post_task(
             &buyer,
@@ -232,15 +234,16 @@ async fn malformed_frames_get_error_frames_and_the_socket_stays_up() {
             (Some("error"), Some("VALIDATION_ERROR")),
             "{bad} → {f}"
         );
+        // The same frame shape as every other error: details is always an object.
+        assert!(f["details"].is_object(), "{bad} → {f}");
     }
     socket
         .send(Message::Binary(vec![1, 2, 3].into()))
         .await
         .unwrap();
-    assert_eq!(
-        frame(&mut socket, Duration::from_secs(2)).await["code"],
-        "VALIDATION_ERROR"
-    );
+    let f = frame(&mut socket, Duration::from_secs(2)).await;
+    assert_eq!(f["code"], "VALIDATION_ERROR");
+    assert!(f["details"].is_object(), "{f}");
     send(
         &mut socket,
         json!({"type": "submit", "task_id": "task_nope", "output": {"text": "x"}}),
@@ -423,7 +426,8 @@ async fn a_graceful_stop_answers_streams_sockets_and_parked_requests() {
                 .map(|r| r.status())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The socket's ask and the long-poll.
+    until_parked(&app, 2).await;
     let started = Instant::now();
     app.stop();
     assert!(
@@ -455,14 +459,26 @@ async fn a_silent_socket_is_closed_and_its_task_follows_the_deadline_rules() {
     let buyer = app.register("idle@example.com").await;
     let worker = app.worker().await;
     let mut socket = ready_ws(&app, &worker.token, 1).await;
+    until_parked(&app, 1).await;
     let (_, posted) = app
         .post_task(
             &buyer,
             json!({"type": "code", "input": {}, "constraints": {"timeout_seconds": 3}}),
         )
         .await;
-    // Not reading means not answering pings: after 2 s of silence the server closes the socket.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Not reading means not answering pings: after 2 s of silence the server closes the socket
+    // (seen in its session count while this client still reads nothing).
+    eventually(
+        "the silent socket's close",
+        Duration::from_secs(10),
+        || async {
+            app.metrics()
+                .await
+                .contains("clawjobs_ws_sessions 0\n")
+                .then_some(())
+        },
+    )
+    .await;
     let mut closed = false;
     while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(2), socket.next()).await {
         if matches!(msg, Ok(Message::Close(_)) | Err(_)) {
@@ -486,6 +502,7 @@ async fn ready_max_sets_how_many_tasks_come_at_once() {
         .worker_with(json!({"profile": {"limits": {"concurrent": 2, "daily_max_tasks": 100}}}))
         .await;
     let mut socket = ready_ws(&app, &worker.token, 5).await;
+    until_parked(&app, 2).await;
     let (a, b) = (app.chat_task(&buyer).await, app.chat_task(&buyer).await);
     let mut got = vec![];
     for _ in 0..2 {
@@ -499,7 +516,7 @@ async fn ready_max_sets_how_many_tasks_come_at_once() {
     );
     // Pause: nothing more comes; a third task goes to someone else.
     send(&mut socket, json!({"type": "ready", "max": 0})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_parked(&app, 0).await;
     send(
         &mut socket,
         json!({"type": "submit", "task_id": a, "output": {"text": "done"}}),

@@ -123,7 +123,11 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The kill lands in the middle of real traffic: once a few hundred posts and settlements are in.
+    eventually("load to build up", Duration::from_secs(30), || async {
+        (posted.lock().unwrap().len() >= 300 && settled.lock().unwrap().len() >= 100).then_some(())
+    })
+    .await;
     app.kill9();
     stop.store(true, Ordering::SeqCst);
     for h in load {
@@ -230,15 +234,15 @@ async fn qa_copies_and_who_may_not_have_them_survive_a_restart() {
     let twin_id = twin["task_id"].as_str().unwrap().to_string();
     assert_ne!(twin_id, original);
     app.submit(&b, &twin_id, "Paris, 1889.").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, r) = app.get("/api/admin/qa/results", ADMIN_TOKEN).await;
-        if r["data"][0]["verdict"] == json!("pass") {
-            assert_eq!(r["data"][0]["qa_task_id"], json!(twin_id));
-            break;
-        }
-        assert!(Instant::now() < deadline, "no decision: {r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let r = eventually(
+        "the comparator's decision",
+        Duration::from_secs(10),
+        || async {
+            let (_, r) = app.get("/api/admin/qa/results", ADMIN_TOKEN).await;
+            (r["data"][0]["verdict"] == json!("pass")).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(r["data"][0]["qa_task_id"], json!(twin_id));
     app.assert_audit().await;
 }

@@ -1,7 +1,5 @@
 //! Lifecycle rules: exclusive claims, deadlines, suspension, failure and refund, idempotency.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -42,7 +40,7 @@ async fn a_claim_is_exclusive() {
                 .status()
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_parked(&app, 8).await;
     app.chat_task(&buyer).await;
     let mut got = 0;
     for h in waiting {

@@ -48,17 +48,27 @@ pub(crate) async fn check(
         .await?
         .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
     if !roles.contains(&p.role) {
-        let wanted: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        let wanted: Vec<String> = roles.iter().map(|r| with_article(r.as_str())).collect();
         return Err(ApiError::forbidden(format!(
-            "this needs a {} token, not a {} token",
+            "this needs {} token, not {} token",
             wanted.join(" or "),
-            p.role.as_str()
+            with_article(p.role.as_str())
         )));
     }
     if p.role == Role::Worker {
         state.engine.check_not_banned(&p.id)?;
     }
     Ok(p)
+}
+
+/// "an admin", "a buyer".
+fn with_article(noun: &str) -> String {
+    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {noun}")
 }
 
 macro_rules! role_extractor {

@@ -85,20 +85,20 @@ impl WorkerSession {
         }
     }
 
-    fn error(&self, code: &str, message: &str, extra: Value, ctx: &mut Context<Self>) {
-        let mut frame = json!({ "type": "error", "code": code, "message": message });
-        if let (Some(f), Value::Object(e)) = (frame.as_object_mut(), extra) {
-            f.extend(e);
+    /// An error frame: the HTTP API's code, message and details (always an object), and the task
+    /// it is about when there is one.
+    fn api_error(&self, e: ApiError, task_id: Option<&str>, ctx: &mut Context<Self>) {
+        let details = if e.details.is_object() {
+            e.details
+        } else {
+            json!({})
+        };
+        let mut frame =
+            json!({ "type": "error", "code": e.code, "message": e.message, "details": details });
+        if let Some(t) = task_id {
+            frame["task_id"] = json!(t);
         }
         self.send(frame, ctx);
-    }
-
-    fn api_error(&self, e: ApiError, task_id: Option<&str>, ctx: &mut Context<Self>) {
-        let mut extra = json!({ "details": e.details });
-        if let Some(t) = task_id {
-            extra["task_id"] = json!(t);
-        }
-        self.error(e.code, &e.message, extra, ctx);
     }
 
     fn close(&self, code: CloseCode, why: &str, ctx: &mut Context<Self>) {
@@ -204,12 +204,8 @@ impl WorkerSession {
         let frame: Frame = match serde_json::from_str(text) {
             Ok(f) => f,
             Err(e) => {
-                return self.error(
-                    "VALIDATION_ERROR",
-                    &format!("bad frame: {e}"),
-                    json!({}),
-                    ctx,
-                );
+                let e = ApiError::validation(format!("bad frame: {e}"));
+                return self.api_error(e, None, ctx);
             }
         };
         match frame {
@@ -344,7 +340,7 @@ impl Handler<Inbound> for WorkerSession {
         match msg {
             Inbound::Frame(AggregatedMessage::Text(text)) => self.on_text(&text, ctx),
             Inbound::Frame(AggregatedMessage::Binary(_)) => {
-                self.error("VALIDATION_ERROR", "frames are JSON text", json!({}), ctx)
+                self.api_error(ApiError::validation("frames are JSON text"), None, ctx)
             }
             Inbound::Frame(AggregatedMessage::Ping(bytes)) => {
                 if self.out.try_send(Out::Pong(bytes)).is_err() {

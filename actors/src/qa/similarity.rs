@@ -145,8 +145,10 @@ fn cosine(a: &BTreeMap<String, u32>, b: &BTreeMap<String, u32>) -> f64 {
     }
 }
 
+/// Rounds to 4 decimals. Adding 0.0 turns a negative zero (a tiny negative rounding error
+/// rounded away) into a plain zero, so no score prints as `-0.0`.
 fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
+    (x * 10_000.0).round() / 10_000.0 + 0.0
 }
 
 /// Scores two outputs against each other (symmetric).
@@ -183,6 +185,21 @@ mod tests {
 
     fn s(a: &str, b: &str) -> Score {
         score(&json!({ "text": a }), &json!({ "text": b }))
+    }
+
+    #[test]
+    fn no_score_is_negative_zero() {
+        assert!(round4(-1e-12).is_sign_positive());
+        assert!(round4(-0.0).is_sign_positive());
+        let x = s("alpha beta", "gamma delta");
+        for d in [
+            x.similarity,
+            x.dimensions.accuracy,
+            x.dimensions.factual,
+            x.dimensions.depth,
+        ] {
+            assert!(d.is_sign_positive(), "{x:?}");
+        }
     }
 
     #[test]

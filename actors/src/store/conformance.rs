@@ -8,15 +8,6 @@ use super::*;
 use crate::config::PlatformConfig;
 use crate::domain::{Role, TaskStatus};
 
-struct NoObserver;
-
-impl BalanceObserver for NoObserver {
-    fn watches(&self, _: &str) -> bool {
-        false
-    }
-    fn observe(&self, _: &[BalanceSnapshot]) {}
-}
-
 fn open_sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = super::sqlite::SqliteStore::open(dir.path(), Box::new(NoObserver)).expect("open");
@@ -231,6 +222,59 @@ async fn tokens_and_config(store: Arc<dyn Store>) {
             .put_config("signup".into(), json!({}), Some(1), "admin".into(), 6)
             .await,
         Err(EngineError::Conflict(_))
+    ));
+}
+
+/// The environment's admin token replaces the one it set before and no other; a token is revoked
+/// by a unique start of its id.
+async fn admin_tokens_rotate_and_revoke(store: Arc<dyn Store>) {
+    let hash = |c: char| c.to_string().repeat(64);
+    let admin = |p: Option<Principal>| p.is_some_and(|p| p.role == Role::Admin);
+    store
+        .add_admin_token(hash('a'), ENV_TOKEN_LABEL.into(), 1)
+        .await
+        .unwrap();
+    store
+        .add_admin_token(hash('b'), "ops".into(), 2)
+        .await
+        .unwrap();
+    store
+        .add_admin_token(hash('c'), ENV_TOKEN_LABEL.into(), 3)
+        .await
+        .unwrap();
+    assert!(
+        !admin(store.resolve_token(hash('a')).await.unwrap()),
+        "the old env token is gone"
+    );
+    assert!(admin(store.resolve_token(hash('b')).await.unwrap()));
+    assert!(admin(store.resolve_token(hash('c')).await.unwrap()));
+    // The same env token again changes nothing.
+    store
+        .add_admin_token(hash('c'), ENV_TOKEN_LABEL.into(), 4)
+        .await
+        .unwrap();
+    let listed: Vec<_> = store
+        .admin_tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.label)
+        .collect();
+    assert_eq!(
+        listed,
+        [Some("ops".to_string()), Some(ENV_TOKEN_LABEL.to_string())]
+    );
+
+    let revoked = store.revoke_admin_token("bbbbbb".into()).await.unwrap();
+    assert_eq!(revoked.label.as_deref(), Some("ops"));
+    assert!(store.resolve_token(hash('b')).await.unwrap().is_none());
+    assert!(matches!(
+        store.revoke_admin_token("bbbbbb".into()).await,
+        Err(EngineError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.revoke_admin_token("cc".into()).await,
+        Err(EngineError::Validation { .. })
     ));
 }
 
@@ -505,4 +549,4 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);
+conformance!(sqlite, open_sqlite: the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);

@@ -45,6 +45,27 @@ pub struct BalanceSnapshot {
     pub version: i64,
 }
 
+/// The label of the admin token `CLAWJOBS_ADMIN_TOKEN` set.
+pub const ENV_TOKEN_LABEL: &str = "env";
+
+/// An admin token as an operator sees it: never the token, only the start of its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdminToken {
+    pub id: String,
+    pub label: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// For tools that open a store without balance actors (the `admin` command, tests).
+pub struct NoObserver;
+
+impl BalanceObserver for NoObserver {
+    fn watches(&self, _: &str) -> bool {
+        false
+    }
+    fn observe(&self, _: &[BalanceSnapshot]) {}
+}
+
 /// A client's `Idempotency-Key`, scoped to the caller and the endpoint.
 #[derive(Debug, Clone)]
 pub struct IdemKey {
@@ -64,6 +85,7 @@ pub struct NewBuyer {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Preferences {
     #[serde(default)]
     pub accept: Vec<String>,
@@ -78,6 +100,7 @@ pub struct Preferences {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     pub daily_max_tasks: u32,
     pub concurrent: u32,
@@ -93,6 +116,7 @@ impl Default for Limits {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkerProfile {
     #[serde(default)]
     pub preferences: Preferences,
@@ -590,6 +614,17 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreFuture<()>;
     fn resolve_token(&self, token_hash: String) -> StoreFuture<Option<Principal>>;
+    /// Adds an admin token under `label` (or relabels it if it exists). The label
+    /// [`ENV_TOKEN_LABEL`] is the environment's: adding one revokes the one it set before.
+    fn add_admin_token(
+        &self,
+        token_hash: String,
+        label: String,
+        now_ms: i64,
+    ) -> StoreFuture<AdminToken>;
+    fn admin_tokens(&self) -> StoreFuture<Vec<AdminToken>>;
+    /// Revokes the one admin token whose id starts with `id`.
+    fn revoke_admin_token(&self, id: String) -> StoreFuture<AdminToken>;
     fn create_worker(&self, w: NewWorker) -> StoreFuture<WorkerRecord>;
     fn worker(&self, worker_id: String) -> StoreFuture<Option<WorkerRecord>>;
     fn update_worker_profile(

@@ -28,7 +28,7 @@ const QUEUE_DEPTH: usize = 16_384;
 /// Read connections kept open.
 const READ_POOL: usize = 8;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS tokens (
   hash TEXT PRIMARY KEY,
   user_id TEXT NOT NULL REFERENCES users(id),
   role TEXT NOT NULL,
-  created_at INTEGER NOT NULL
+  created_at INTEGER NOT NULL,
+  -- An admin token's name: 'env' for the one CLAWJOBS_ADMIN_TOKEN set, or what the operator chose.
+  label TEXT
 );
 CREATE TABLE IF NOT EXISTS workers (
   id TEXT PRIMARY KEY REFERENCES users(id),
@@ -236,6 +238,9 @@ ALTER TABLE tasks ADD COLUMN qa_role TEXT;
 ALTER TABLE lots ADD COLUMN deducted_cents INTEGER NOT NULL DEFAULT 0;
 "#;
 
+/// Version 2 data directories get token labels (admin token rotation).
+const MIGRATE_2_TO_3: &str = "ALTER TABLE tokens ADD COLUMN label TEXT;";
+
 /// Indexes on columns version 2 added (created after the migration).
 const SCHEMA_V2_INDEXES: &str = r#"
 CREATE INDEX IF NOT EXISTS tasks_by_qa_key ON tasks (qa_key) WHERE qa_key IS NOT NULL;
@@ -276,6 +281,8 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    /// The data directory's lock, held while the store is open: one process per directory.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -284,6 +291,51 @@ impl std::fmt::Debug for SqliteStore {
             .field("path", &self.path)
             .finish()
     }
+}
+
+/// Takes the exclusive lock on `data_dir/clawjobs.lock` (released by the OS when the process
+/// ends, however it ends), so that a second process cannot open the same store and recover the
+/// first one's live tasks while it runs.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, EngineError> {
+    use std::io::{Read, Seek, Write};
+    let path = data_dir.join("clawjobs.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| EngineError::internal(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(EngineError::internal(format!(
+                "the data directory {} is in use by another clawjobs process{}: stop it first, or \
+                 give this one its own --data-dir",
+                data_dir.display(),
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                }
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(EngineError::internal(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    // The holder's pid, for the message a second process prints.
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    let _ = file.flush();
+    Ok(file)
 }
 
 fn open_writer(path: &Path) -> Result<Connection, EngineError> {
@@ -339,16 +391,22 @@ fn migrate(conn: &Connection) -> Result<(), EngineError> {
                 "the data directory has schema version {v}, newer than this binary's {SCHEMA_VERSION}"
             )));
         }
-        Some(1) => {
-            conn.execute_batch(MIGRATE_1_TO_2).map_err(db_err)?;
+        Some(found) => {
+            // Each step takes the schema one version further, in order.
+            let steps = [
+                (1, MIGRATE_1_TO_2, "QA columns"),
+                (2, MIGRATE_2_TO_3, "token labels"),
+            ];
+            for (from, sql, what) in steps.into_iter().filter(|(from, ..)| *from >= found) {
+                conn.execute_batch(sql).map_err(db_err)?;
+                tracing::info!("store: migrated schema {from} -> {} ({what})", from + 1);
+            }
             conn.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
                 params![SCHEMA_VERSION.to_string()],
             )
             .map_err(db_err)?;
-            tracing::info!("store: migrated schema 1 -> 2 (QA columns)");
         }
-        Some(_) => {}
     }
     conn.execute_batch(SCHEMA_V2_INDEXES).map_err(db_err)?;
     for account in ledger::PLATFORM_ACCOUNTS {
@@ -373,6 +431,7 @@ impl SqliteStore {
                 data_dir.display()
             ))
         })?;
+        let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join("clawjobs.db");
         let conn = open_writer(&path)?;
         migrate(&conn)?;
@@ -385,6 +444,7 @@ impl SqliteStore {
             jobs: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
             path,
+            _lock: lock,
         })
     }
 
@@ -1255,13 +1315,27 @@ fn insert_token(
     role: Role,
     now_ms: i64,
 ) -> Result<(), EngineError> {
+    insert_labelled_token(c, hash, user_id, role, None, now_ms)
+}
+
+fn insert_labelled_token(
+    c: &Connection,
+    hash: &str,
+    user_id: &str,
+    role: Role,
+    label: Option<&str>,
+    now_ms: i64,
+) -> Result<(), EngineError> {
     c.prepare_cached(
-        "INSERT INTO tokens (hash, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO tokens (hash, user_id, role, created_at, label) VALUES (?1, ?2, ?3, ?4, ?5)",
     )
-    .and_then(|mut s| s.execute(params![hash, user_id, role.as_str(), now_ms]))
+    .and_then(|mut s| s.execute(params![hash, user_id, role.as_str(), now_ms, label]))
     .map_err(db_err)?;
     Ok(())
 }
+
+/// The id an operator names an admin token by: the first characters of its hash.
+const TOKEN_ID_CHARS: usize = 12;
 
 impl Store for SqliteStore {
     fn create_buyer(&self, b: NewBuyer) -> StoreFuture<BalanceSnapshot> {
@@ -1316,6 +1390,95 @@ impl Store for SqliteStore {
                 })
                 .map_err(db_err)?;
             Ok(found.and_then(|(id, role)| Role::parse(&role).map(|role| Principal { id, role })))
+        })
+    }
+
+    fn add_admin_token(
+        &self,
+        token_hash: String,
+        label: String,
+        now_ms: i64,
+    ) -> StoreFuture<AdminToken> {
+        self.write(move |tx| {
+            if label == ENV_TOKEN_LABEL {
+                // The environment's token replaces the one it set before (and only that one).
+                tx.conn
+                    .prepare_cached(
+                        "DELETE FROM tokens WHERE role = 'admin' AND label = ?1 AND hash <> ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![label, token_hash]))
+                    .map_err(db_err)?;
+            }
+            let exists: bool = tx
+                .conn
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM tokens WHERE hash = ?1)")
+                .and_then(|mut s| s.query_row(params![token_hash], |r| r.get(0)))
+                .map_err(db_err)?;
+            if exists {
+                tx.conn
+                    .prepare_cached(
+                        "UPDATE tokens SET label = ?2 WHERE hash = ?1 AND role = 'admin'",
+                    )
+                    .and_then(|mut s| s.execute(params![token_hash, label]))
+                    .map_err(db_err)?;
+            } else {
+                insert_labelled_token(
+                    tx.conn,
+                    &token_hash,
+                    "admin",
+                    Role::Admin,
+                    Some(&label),
+                    now_ms,
+                )?;
+            }
+            Ok(AdminToken {
+                id: token_hash[..TOKEN_ID_CHARS].to_string(),
+                label: Some(label),
+                created_at_ms: now_ms,
+            })
+        })
+    }
+
+    fn admin_tokens(&self) -> StoreFuture<Vec<AdminToken>> {
+        self.read(|c| {
+            let mut s = c
+                .prepare("SELECT hash, label, created_at FROM tokens WHERE role = 'admin' ORDER BY created_at, hash")
+                .map_err(db_err)?;
+            let rows = s
+                .query_map([], |r| {
+                    let hash: String = r.get(0)?;
+                    Ok(AdminToken { id: hash[..TOKEN_ID_CHARS.min(hash.len())].to_string(), label: r.get(1)?, created_at_ms: r.get(2)? })
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+    }
+
+    fn revoke_admin_token(&self, id: String) -> StoreFuture<AdminToken> {
+        self.write(move |tx| {
+            if id.len() < 6 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(EngineError::validation_field("id", "a token id is 6 or more hex characters, as `admin tokens list` shows"));
+            }
+            let found: Vec<(String, Option<String>, i64)> = {
+                let mut s = tx
+                    .conn
+                    .prepare_cached("SELECT hash, label, created_at FROM tokens WHERE role = 'admin' AND substr(hash, 1, ?2) = ?1")
+                    .map_err(db_err)?;
+                let rows = s
+                    .query_map(params![id.to_ascii_lowercase(), id.len() as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(db_err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+            };
+            let (hash, label, created_at_ms) = match found.as_slice() {
+                [one] => one.clone(),
+                [] => return Err(EngineError::NotFound(format!("no admin token {id}"))),
+                _ => return Err(EngineError::Conflict(format!("{id} names {} admin tokens: give more of the id", found.len()))),
+            };
+            tx.conn
+                .prepare_cached("DELETE FROM tokens WHERE hash = ?1")
+                .and_then(|mut s| s.execute(params![hash]))
+                .map_err(db_err)?;
+            Ok(AdminToken { id: hash[..TOKEN_ID_CHARS].to_string(), label, created_at_ms })
         })
     }
 
@@ -2469,17 +2632,8 @@ fn audit_snapshot(c: &Connection) -> Result<AuditReport, EngineError> {
 mod tests {
     use super::*;
 
-    struct NoObserver;
-
-    impl BalanceObserver for NoObserver {
-        fn watches(&self, _: &str) -> bool {
-            false
-        }
-        fn observe(&self, _: &[BalanceSnapshot]) {}
-    }
-
-    /// A data directory written before invisible QA (schema 1) opens, gains the QA columns, and
-    /// keeps its data.
+    /// A data directory written before invisible QA (schema 1) opens, gains the QA columns and the
+    /// token labels, and keeps its data.
     #[tokio::test]
     async fn schema_1_data_is_migrated() {
         let dir = tempfile::tempdir().unwrap();
@@ -2494,6 +2648,7 @@ mod tests {
                  ALTER TABLE workers DROP COLUMN banned_at; ALTER TABLE workers DROP COLUMN balance_frozen;
                  ALTER TABLE tasks DROP COLUMN qa_group; ALTER TABLE tasks DROP COLUMN qa_key;
                  ALTER TABLE tasks DROP COLUMN qa_role; ALTER TABLE lots DROP COLUMN deducted_cents;
+                 ALTER TABLE tokens DROP COLUMN label;
                  UPDATE meta SET value = '1' WHERE key = 'schema_version';
                  INSERT INTO users (id, role, created_at) VALUES ('b1', 'buyer', 1);
                  INSERT INTO balances (user_id) VALUES ('b1');",

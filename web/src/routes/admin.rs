@@ -7,28 +7,28 @@ use clawjobs_actors::store::{StoredConfig, VerdictCounts};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::idempotency;
+use super::{idempotency, resource};
 use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::{AppState, limits};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/api/admin/config/{key}")
+        resource("/api/admin/config/{key}", "GET, PUT")
             .app_data(limits::json(limits::TASK))
             .route(web::get().to(get_config))
             .route(web::put().to(put_config)),
     )
     .service(
-        web::resource("/api/admin/credit")
+        resource("/api/admin/credit", "POST")
             .app_data(limits::json(limits::SMALL))
             .route(web::post().to(credit)),
     )
-    .service(web::resource("/api/admin/ledger/audit").route(web::get().to(audit)))
-    .service(web::resource("/api/admin/qa/results").route(web::get().to(qa_results)))
-    .service(web::resource("/api/admin/qa/stats").route(web::get().to(qa_stats)))
+    .service(resource("/api/admin/ledger/audit", "GET").route(web::get().to(audit)))
+    .service(resource("/api/admin/qa/results", "GET").route(web::get().to(qa_results)))
+    .service(resource("/api/admin/qa/stats", "GET").route(web::get().to(qa_stats)))
     .service(
-        web::resource("/api/admin/qa/inject")
+        resource("/api/admin/qa/inject", "POST")
             .app_data(limits::json(limits::OUTPUT))
             .route(web::post().to(qa_inject)),
     );
@@ -69,6 +69,7 @@ async fn put_config(
 }
 
 #[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 struct CreditBody {
     user_id: String,
     amount_cents: i64,

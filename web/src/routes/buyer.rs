@@ -5,7 +5,7 @@ use clawjobs_actors::engine::{MAX_TASK_WAIT, TaskRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{idempotency, wait_seconds};
+use super::{idempotency, resource, wait_seconds};
 use crate::auth::{Account, Buyer};
 use crate::error::ApiError;
 use crate::views::TaskView;
@@ -13,36 +13,37 @@ use crate::{AppState, limits, password};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/api/auth/register")
+        resource("/api/auth/register", "POST")
             .app_data(limits::json(limits::REGISTER))
             .route(web::post().to(register)),
     )
     .service(
-        web::resource("/api/auth/login")
+        resource("/api/auth/login", "POST")
             .app_data(limits::json(limits::REGISTER))
             .route(web::post().to(login)),
     )
-    .service(web::resource("/api/balance").route(web::get().to(balance)))
+    .service(resource("/api/balance", "GET").route(web::get().to(balance)))
     .service(
-        web::resource("/api/task/estimate")
+        resource("/api/task/estimate", "POST")
             .app_data(limits::json(limits::TASK))
             .route(web::post().to(estimate)),
     )
     .service(
-        web::resource("/api/task")
+        resource("/api/task", "POST")
             .app_data(limits::json(limits::TASK))
             .route(web::post().to(post_task)),
     )
-    .service(web::resource("/api/task/{id}").route(web::get().to(get_task)))
+    .service(resource("/api/task/{id}", "GET").route(web::get().to(get_task)))
     .service(
-        web::resource("/api/task/{id}/credit")
+        resource("/api/task/{id}/credit", "POST")
             .app_data(limits::json(limits::SMALL))
             .route(web::post().to(credit)),
     )
-    .service(web::resource("/api/tasks").route(web::get().to(list_tasks)));
+    .service(resource("/api/tasks", "GET").route(web::get().to(list_tasks)));
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Credentials {
     email: String,
     password: String,
@@ -99,6 +100,7 @@ async fn balance(state: web::Data<AppState>, who: Account) -> Result<HttpRespons
 }
 
 #[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 struct EstimateBody {
     #[serde(rename = "type")]
     task_type: String,
@@ -122,6 +124,7 @@ struct ConstraintsBody {
 }
 
 #[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 struct PostTaskBody {
     #[serde(rename = "type")]
     task_type: String,
@@ -172,6 +175,7 @@ async fn get_task(
 }
 
 #[derive(Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
 struct CreditBody {
     reason: Option<String>,
 }
@@ -181,9 +185,8 @@ async fn credit(
     who: Buyer,
     req: HttpRequest,
     id: web::Path<String>,
-    body: Option<web::Json<CreditBody>>,
+    limits::JsonOrDefault(body): limits::JsonOrDefault<CreditBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.map(|b| b.into_inner()).unwrap_or_default();
     let idem = idempotency(&req, who.id(), &format!("credit:{id}"), &body)?;
     let c = state
         .engine

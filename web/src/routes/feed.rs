@@ -17,8 +17,8 @@ use crate::error::ApiError;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/feed").route(web::get().to(public_feed)))
-        .service(web::resource("/api/tasks/events").route(web::get().to(buyer_events)));
+    cfg.service(super::resource("/api/feed", "GET").route(web::get().to(public_feed)))
+        .service(super::resource("/api/tasks/events", "GET").route(web::get().to(buyer_events)));
 }
 
 fn last_event_id(req: &HttpRequest) -> Result<Option<u64>, ApiError> {

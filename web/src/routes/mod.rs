@@ -7,11 +7,32 @@ pub mod ops;
 pub mod worker;
 pub mod ws;
 
-use actix_web::HttpRequest;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
 use clawjobs_actors::store::IdemKey;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+
+/// A resource that answers a method it does not serve with 405, the error envelope and an `Allow`
+/// header naming the methods it does serve (`allow`, e.g. `"GET, PUT"`).
+pub fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
+        method_not_allowed(&req, allow)
+    }))
+}
+
+fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> HttpResponse {
+    let mut res = ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("{} is not served here; use {allow}", req.method()),
+    )
+    .error_response();
+    res.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    res
+}
 
 /// The `Idempotency-Key` of a money-moving POST, scoped to the caller and the endpoint, with a
 /// hash of the request body so that a reused key with another body is caught.

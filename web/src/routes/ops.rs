@@ -8,10 +8,14 @@ use clawjobs_actors::feed::FeedStats;
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/health", web::get().to(health))
-        .route("/api/ready", web::get().to(ready))
-        .route("/metrics", web::get().to(metrics))
-        .route("/api/openapi.json", web::get().to(openapi));
+    for (path, handler) in [
+        ("/api/health", web::get().to(health)),
+        ("/api/ready", web::get().to(ready)),
+        ("/metrics", web::get().to(metrics)),
+        ("/api/openapi.json", web::get().to(openapi)),
+    ] {
+        cfg.service(super::resource(path, "GET").route(handler));
+    }
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {

@@ -6,7 +6,7 @@ use clawjobs_actors::store::WorkerProfile;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::wait_seconds;
+use super::{resource, wait_seconds};
 use crate::auth::Worker;
 use crate::error::ApiError;
 use crate::views::{ProfileView, SubmitView, WorkView};
@@ -14,22 +14,22 @@ use crate::{AppState, limits};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/api/worker/connect")
+        resource("/api/worker/connect", "POST")
             .app_data(limits::json(limits::REGISTER))
             .route(web::post().to(connect)),
     )
-    .service(web::resource("/api/work/next").route(web::get().to(next)))
+    .service(resource("/api/work/next", "GET").route(web::get().to(next)))
     .service(
-        web::resource("/api/work/submit")
+        resource("/api/work/submit", "POST")
             .app_data(limits::json(limits::OUTPUT))
             .route(web::post().to(submit)),
     )
     .service(
-        web::resource("/api/worker/profile")
+        resource("/api/worker/profile", "PATCH")
             .app_data(limits::json(limits::REGISTER))
             .route(web::patch().to(profile)),
     )
-    .service(web::resource("/api/worker/me").route(web::get().to(me)));
+    .service(resource("/api/worker/me", "GET").route(web::get().to(me)));
 }
 
 #[derive(Deserialize, Default)]
@@ -43,11 +43,10 @@ struct ConnectBody {
 async fn connect(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
-    body: Option<web::Json<ConnectBody>>,
+    limits::JsonOrDefault(body): limits::JsonOrDefault<ConnectBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = req.peer_addr().map(|a| a.ip());
     state.limits.registration(&state.engine.cfg(), ip)?;
-    let body = body.map(|b| b.into_inner()).unwrap_or_default();
     let model_info = body.model_info.unwrap_or_else(|| json!({}));
     let (w, token) = state
         .engine
@@ -84,6 +83,7 @@ async fn next(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SubmitBody {
     task_id: String,
     output: Value,

@@ -14,7 +14,7 @@ use crate::session::{Inbound, OUT_QUEUE, Out, WorkerSession};
 const MAX_FRAME: usize = 256 * 1024 + 4096;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/work/ws").route(web::get().to(connect)));
+    cfg.service(super::resource("/api/work/ws", "GET").route(web::get().to(connect)));
 }
 
 fn token(req: &HttpRequest) -> Option<String> {
