@@ -6,10 +6,23 @@
 #
 # Each mode runs `runs` times (default 3) on a fresh server; the median run is what to quote.
 # The load generator (`clawjobs simulate`) shares the machine with the server, as a client would.
-# For the baseline ratio run ../shared/bench/pg-skip-locked/run.sh back to back with this.
+#
+# ONLY=lifecycles runs just the lifecycle modes (the figure quoted as a ratio). When a PostgreSQL
+# server answers on $PGHOST (see scripts/baseline/README.md), the baseline
+# scripts/baseline/pg-skip-locked/run.sh runs `runs` times before and after the lifecycles, back
+# to back, and the ratio of the medians is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKERS=${1:-32}; POSTERS=${2:-16}; SECONDS_=${3:-10}; RUNS=${4:-3}
+ONLY=${ONLY:-all}
+export PGHOST=${PGHOST:-/var/run/postgresql} PGDATABASE=${PGDATABASE:-baseline}
+baseline_up() { command -v pgbench >/dev/null && psql -qtAc 'select 1' >/dev/null 2>&1; }
+baseline() {
+  for _ in $(seq "$RUNS"); do
+    scripts/baseline/pg-skip-locked/run.sh 16 "$SECONDS_" | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+  done
+}
+median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 cargo build --release --quiet
 BIN=target/release/clawjobs
 export CLAWJOBS_ADMIN_TOKEN=cja_bench_admin CLAWJOBS_LOG=warn
@@ -23,13 +36,34 @@ serve() {
 }
 stop() { kill -TERM "$PID"; wait "$PID" || true; rm -rf "$DATA"; }
 
+BASE=()
+if baseline_up; then
+  echo "== baseline: PostgreSQL SKIP LOCKED lifecycles/s (before)"
+  mapfile -t -O "${#BASE[@]}" BASE < <(baseline)
+  printf '   %s\n' "${BASE[@]}"
+else
+  echo "== (no PostgreSQL on $PGHOST: the baseline ratio is skipped; see scripts/baseline/README.md)"
+fi
+
 echo "== full lifecycles (post → claim → submit → settled), $WORKERS workers, $POSTERS posters, ${SECONDS_}s"
+OURS=()
 for run in $(seq "$RUNS"); do
   serve
-  "$BIN" simulate --mode lifecycles --url "$URL" --workers "$WORKERS" --posters "$POSTERS" --seconds "$SECONDS_"
+  line=$("$BIN" simulate --mode lifecycles --url "$URL" --workers "$WORKERS" --posters "$POSTERS" --seconds "$SECONDS_")
+  echo "$line"
+  OURS+=("$(sed -n 's/^lifecycles: \([0-9]*\)\/s mean.*/\1/p' <<<"$line")")
   echo "   server RSS: $(awk '/VmHWM/ {print $2/1024 " MiB peak"}' /proc/$PID/status)"
   stop
 done
+
+if baseline_up; then
+  echo "== baseline: PostgreSQL SKIP LOCKED lifecycles/s (after)"
+  mapfile -t -O "${#BASE[@]}" BASE < <(baseline)
+  printf '   %s\n' "${BASE[@]:$RUNS}"
+  ours=$(printf '%s\n' "${OURS[@]}" | median)
+  base=$(printf '%s\n' "${BASE[@]}" | median)
+  echo "== ratio: median $ours lifecycles/s ÷ baseline median $base = $(awk -v a="$ours" -v b="$base" 'BEGIN {printf "%.2f", a / b}')×"
+fi
 
 echo "== the same with the seed's QA rates (shadows, spot-checks: platform-paid copies in the queue)"
 for run in $(seq "$RUNS"); do
@@ -37,6 +71,8 @@ for run in $(seq "$RUNS"); do
   "$BIN" simulate --mode lifecycles --qa seed --url "$URL" --workers "$WORKERS" --posters "$POSTERS" --seconds "$SECONDS_"
   stop
 done
+
+[ "$ONLY" = lifecycles ] && exit 0
 
 echo "== post-to-claim latency, $WORKERS parked workers"
 for run in $(seq "$RUNS"); do

@@ -7,6 +7,7 @@ mod lifecycle;
 mod operators;
 mod ops;
 mod qa;
+mod readme;
 mod realtime;
 mod restart;
 mod rules;
