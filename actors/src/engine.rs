@@ -77,7 +77,7 @@ pub struct TaskRequest {
 }
 
 /// A partial profile from `PATCH /api/worker/profile`: only the parts given are replaced.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
     pub preferences: Option<Preferences>,
@@ -402,7 +402,7 @@ impl Engine {
         reason: Option<String>,
         idem: Option<IdemKey>,
     ) -> Result<Credited, EngineError> {
-        if reason.as_ref().is_some_and(|r| r.len() > 2000) {
+        if reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
             return Err(EngineError::validation_field(
                 "reason",
                 "reason is at most 2000 characters",
@@ -441,7 +441,7 @@ impl Engine {
         profile: WorkerProfile,
     ) -> Result<(WorkerRecord, String), EngineError> {
         check_profile(&profile)?;
-        if worker_type.as_ref().is_some_and(|t| t.len() > 64) {
+        if worker_type.as_ref().is_some_and(|t| t.chars().count() > 64) {
             return Err(EngineError::validation_field(
                 "worker_type",
                 "worker_type is at most 64 characters",
@@ -706,7 +706,7 @@ impl Engine {
                 ),
             ));
         }
-        if reason.trim().is_empty() || reason.len() > 2000 {
+        if reason.trim().is_empty() || reason.chars().count() > 2000 {
             return Err(EngineError::validation_field(
                 "reason",
                 "a reason of 1 to 2000 characters is required",
@@ -813,7 +813,7 @@ fn check_profile(p: &WorkerProfile) -> Result<(), EngineError> {
         ("reject", &prefs.reject),
         ("languages", &prefs.languages),
     ] {
-        if list.len() > 64 || list.iter().any(|s| s.is_empty() || s.len() > 64) {
+        if list.len() > 64 || list.iter().any(|s| s.is_empty() || s.chars().count() > 64) {
             return Err(EngineError::validation_field(
                 &format!("preferences.{field}"),
                 format!("preferences.{field} takes at most 64 names of 1 to 64 characters"),

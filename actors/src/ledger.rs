@@ -188,7 +188,7 @@ impl Entry {
 }
 
 /// The ledger's own check of the money invariants, as served by `GET /api/admin/ledger/audit`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AuditReport {
     pub ok: bool,
     pub sum_cents: i64,

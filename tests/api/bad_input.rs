@@ -35,6 +35,9 @@ async fn bad_requests_are_refused_and_change_nothing() {
         json!({"type": "chat", "input": {}, "constraints": {"timeout_seconds": 0}}),
         json!({"type": "chat", "input": {}, "constraints": {"timeout_sec": 30}}),
         json!({"type": "translate", "input": {"segments": []}}),
+        // A struct is read only from an object (serde alone would take an array).
+        json!({"type": "chat", "input": {}, "constraints": [null, null]}),
+        json!(["chat", {}]),
     ] {
         let (s, v) = app.post_task(&buyer, body.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body} → {v}");
@@ -365,4 +368,34 @@ async fn errors_name_what_would_have_worked() {
         v["error"]["message"],
         "this needs an admin token, not a buyer token"
     );
+}
+
+/// JSON Schema calls `60.0` an integer, and so does the server.
+#[tokio::test]
+async fn integral_floats_are_read_as_integers() {
+    let app = spawn_app().await;
+    let buyer = app.register("float@example.com").await;
+    let (s, v) = app
+        .post_task(
+            &buyer,
+            json!({"type": "code", "input": {}, "constraints": {"timeout_seconds": 60.0}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, t) = app
+        .get(
+            &format!("/api/task/{}", v["task_id"].as_str().unwrap()),
+            &buyer.token,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t["constraints"]["timeout_seconds"], 60);
+    let (s, v) = app
+        .post_task(
+            &buyer,
+            json!({"type": "code", "input": {}, "constraints": {"timeout_seconds": 60.5}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    app.assert_audit().await;
 }

@@ -3,11 +3,24 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{
-    HttpRequest, HttpResponse, ResponseError, error::JsonPayloadError, error::QueryPayloadError,
-};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, error::QueryPayloadError};
 use clawjobs_actors::EngineError;
 use serde_json::{Value, json};
+
+/// The error envelope every error answer carries, for the API document.
+#[derive(utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// One of the codes of `docs/API.md` (`VALIDATION_ERROR`, `NOT_FOUND`, …).
+    pub code: String,
+    pub message: String,
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -150,28 +163,6 @@ impl From<EngineError> for ApiError {
             retry_after_seconds: None,
         }
     }
-}
-
-/// Malformed, mistyped or oversized JSON bodies get the same envelope as every other error.
-pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let api = match &err {
-        JsonPayloadError::Overflow { limit }
-        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::too_large(format!(
-            "the request body is larger than this endpoint's limit of {} KB",
-            limit / 1024
-        )),
-        JsonPayloadError::ContentType => {
-            ApiError::validation("the request body must be JSON (Content-Type: application/json)")
-        }
-        JsonPayloadError::Deserialize(e) if e.is_data() => {
-            ApiError::validation(format!("the request body does not fit: {e}"))
-        }
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::validation(format!("the request body is not valid JSON: {e}"))
-        }
-        other => ApiError::validation(format!("the request body could not be read: {other}")),
-    };
-    api.into()
 }
 
 pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {

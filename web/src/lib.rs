@@ -1,8 +1,9 @@
 //! clawjobs HTTP layer: routes for buyers, workers and admins, bearer auth, the error envelope.
 
 pub mod auth;
+pub mod body;
 pub mod error;
-pub mod limits;
+pub mod openapi;
 pub mod password;
 pub mod ratelimit;
 pub mod routes;
@@ -75,7 +76,7 @@ pub fn server(
         let metrics = state.engine.metrics.clone();
         App::new()
             .app_data(state.clone())
-            .app_data(limits::json(limits::SMALL))
+            .app_data(body::SMALL_BYTES)
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .wrap(middleware::from_fn(

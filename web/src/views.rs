@@ -3,10 +3,13 @@
 
 use clawjobs_actors::clock::rfc3339;
 use clawjobs_actors::store::{
-    ClaimedTask, Constraints, Settlement, TaskRecord, WorkerRecord, WorkerStats,
+    BalanceSnapshot, ClaimedTask, Constraints, Limits, Preferences, Settlement, TaskRecord,
+    WorkerRecord, WorkerStats,
 };
 use serde::Serialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 /// Stored JSON text passed through without re-parsing.
 fn raw(text: &str) -> Box<RawValue> {
@@ -14,15 +17,47 @@ fn raw(text: &str) -> Box<RawValue> {
         .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default())
 }
 
+/// One page of a list, newest first; `cursor` fetches the next page while `has_more`.
+#[derive(Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    pub data: Vec<T>,
+    pub cursor: Option<String>,
+    pub has_more: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BalanceView {
+    pub available_cents: i64,
+    pub frozen_cents: i64,
+    pub total_deposited_cents: i64,
+    pub total_earned_cents: i64,
+    pub total_withdrawn_cents: i64,
+}
+
+impl From<&BalanceSnapshot> for BalanceView {
+    fn from(b: &BalanceSnapshot) -> Self {
+        BalanceView {
+            available_cents: b.available_cents,
+            frozen_cents: b.frozen_cents,
+            total_deposited_cents: b.total_deposited_cents,
+            total_earned_cents: b.total_earned_cents,
+            total_withdrawn_cents: b.total_withdrawn_cents,
+        }
+    }
+}
+
 /// A buyer's task.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TaskView {
     pub task_id: String,
     #[serde(rename = "type")]
     pub task_type: String,
+    #[schema(pattern = "^(pending|assigned|completed|failed|credited)$")]
     pub status: &'static str,
     pub price_cents: i64,
+    /// The worker's output, once completed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub output: Option<Box<RawValue>>,
     pub constraints: Constraints,
     pub attempts: u32,
@@ -48,11 +83,12 @@ impl From<&TaskRecord> for TaskView {
 }
 
 /// A task as a worker receives it: exactly these fields.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct WorkView {
     pub task_id: String,
     #[serde(rename = "type")]
     pub task_type: String,
+    #[schema(value_type = Object)]
     pub input: Box<RawValue>,
     pub constraints: Constraints,
     pub price_cents: i64,
@@ -72,8 +108,9 @@ impl From<&ClaimedTask> for WorkView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SubmitView {
+    #[schema(pattern = "^accepted$")]
     pub status: &'static str,
     pub task_id: String,
     pub earned_cents: i64,
@@ -93,25 +130,27 @@ impl From<&Settlement> for SubmitView {
     }
 }
 
-#[derive(Serialize)]
-pub struct ProfileView<'a> {
-    pub worker_id: &'a str,
-    pub worker_type: Option<&'a str>,
-    pub model_info: &'a serde_json::Value,
-    pub preferences: &'a clawjobs_actors::store::Preferences,
-    pub schedule: &'a serde_json::Value,
-    pub limits: &'a clawjobs_actors::store::Limits,
+/// A worker's whole profile.
+#[derive(Serialize, ToSchema)]
+pub struct ProfileView {
+    pub worker_id: String,
+    pub worker_type: Option<String>,
+    #[schema(value_type = Object)]
+    pub model_info: Value,
+    pub preferences: Preferences,
+    pub schedule: Value,
+    pub limits: Limits,
 }
 
-impl<'a> From<&'a WorkerRecord> for ProfileView<'a> {
-    fn from(w: &'a WorkerRecord) -> Self {
+impl From<&WorkerRecord> for ProfileView {
+    fn from(w: &WorkerRecord) -> Self {
         ProfileView {
-            worker_id: &w.worker_id,
-            worker_type: w.worker_type.as_deref(),
-            model_info: &w.model_info,
-            preferences: &w.profile.preferences,
-            schedule: &w.profile.schedule,
-            limits: &w.profile.limits,
+            worker_id: w.worker_id.clone(),
+            worker_type: w.worker_type.clone(),
+            model_info: w.model_info.clone(),
+            preferences: w.profile.preferences.clone(),
+            schedule: w.profile.schedule.clone(),
+            limits: w.profile.limits.clone(),
         }
     }
 }

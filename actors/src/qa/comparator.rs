@@ -142,6 +142,8 @@ impl QaComparator {
                     "input or expected_output is too large".into(),
                 ));
             }
+            // A benchmark is a task of a type the platform sells, priced as one unless told.
+            let priced = economics::price_cents(&cfg, &task_type, &msg.input)?;
             let price_cents = match msg.price_cents {
                 Some(p) if (1..=crate::config::MAX_PRICE_CENTS).contains(&p) => p,
                 Some(_) => {
@@ -153,7 +155,7 @@ impl QaComparator {
                         ),
                     ));
                 }
-                None => economics::price_cents(&cfg, &task_type, &msg.input)?,
+                None => priced,
             };
             let copy = store
                 .inject_benchmark(NewBenchmark {

@@ -84,25 +84,52 @@ pub struct NewBuyer {
     pub now_ms: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// At most 64 names of 1 to 64 characters, as `engine::check_profile` allows.
+fn name_list() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(64)),
+        )
+        .max_items(Some(64))
+        .build()
+}
+
+/// What a worker takes. The bounds are the engine's (`engine::check_profile`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Preferences {
+    /// Task types to take (all when empty).
     #[serde(default)]
+    #[schema(schema_with = name_list)]
     pub accept: Vec<String>,
+    /// Task types never to take.
     #[serde(default)]
+    #[schema(schema_with = name_list)]
     pub reject: Vec<String>,
     #[serde(default)]
+    #[schema(schema_with = name_list)]
     pub languages: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 4294967295_u64)]
     pub max_tokens: Option<u32>,
+    /// The lowest price to take, in cents.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub min_price: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
+    /// Claims per UTC day.
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub daily_max_tasks: u32,
+    /// Tasks held at once.
+    #[schema(minimum = 1, maximum = 100)]
     pub concurrent: u32,
 }
 
@@ -115,18 +142,19 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerProfile {
     #[serde(default)]
     pub preferences: Preferences,
+    /// Free-form (at most 8 KB as JSON).
     #[serde(default)]
     pub schedule: Value,
     #[serde(default)]
     pub limits: Limits,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerStats {
     pub tasks_claimed: u64,
     pub tasks_completed: u64,
@@ -205,7 +233,7 @@ impl WorkerRecord {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Constraints {
     pub timeout_seconds: u32,
     pub min_output_length: u32,
@@ -371,7 +399,7 @@ pub struct StoredConfig {
 }
 
 /// Why a QA task exists. Internal: no worker-facing type carries it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QaType {
     /// A copy of a completed task, made with the worker's tier's spot-check rate.
@@ -546,7 +574,7 @@ pub struct NewBenchmark {
 }
 
 /// A decided QA comparison, for `GET /api/admin/qa/results`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QaResult {
     #[serde(skip)]
     pub seq: i64,
@@ -554,17 +582,20 @@ pub struct QaResult {
     pub qa_task_id: String,
     pub qa_type: QaType,
     pub similarity: f64,
+    #[schema(value_type = Object)]
     pub dimensions: Value,
+    #[schema(value_type = String, pattern = "^(pass|flag|fail)$")]
     pub verdict: String,
     pub worker_ids: Vec<String>,
     pub blamed_worker_id: Option<String>,
     pub tiebreak_task_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub tiebreak: Option<Value>,
     pub decided_at: String,
 }
 
 /// Counts of per-worker verdicts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VerdictCounts {
     pub pass: u64,
     pub flag: u64,
@@ -588,7 +619,7 @@ pub struct QaStats {
 }
 
 /// Something the worker is told in `GET /api/worker/me` (a QA warning, deduction or ban).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WorkerNotice {
     pub kind: String,
     pub message: String,

@@ -1,27 +1,32 @@
 //! Admins: the platform config, manual credits, the ledger audit, invisible QA.
 
+use std::collections::BTreeMap;
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use clawjobs_actors::clock::rfc3339;
+use clawjobs_actors::ledger::AuditReport;
 use clawjobs_actors::qa::comparator::Inject;
-use clawjobs_actors::store::{StoredConfig, VerdictCounts};
+use clawjobs_actors::store::{QaResult, StoredConfig, VerdictCounts};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{idempotency, resource};
+use super::{idempotency, page_limit, parse_cursor, resource};
 use crate::auth::Admin;
-use crate::error::ApiError;
-use crate::{AppState, limits};
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::views::Page;
+use crate::{AppState, body};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/api/admin/config/{key}", "GET, PUT")
-            .app_data(limits::json(limits::TASK))
+            .app_data(body::TASK_BYTES)
             .route(web::get().to(get_config))
             .route(web::put().to(put_config)),
     )
     .service(
         resource("/api/admin/credit", "POST")
-            .app_data(limits::json(limits::SMALL))
+            .app_data(body::SMALL_BYTES)
             .route(web::post().to(credit)),
     )
     .service(resource("/api/admin/ledger/audit", "GET").route(web::get().to(audit)))
@@ -29,7 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/api/admin/qa/stats", "GET").route(web::get().to(qa_stats)))
     .service(
         resource("/api/admin/qa/inject", "POST")
-            .app_data(limits::json(limits::OUTPUT))
+            .app_data(body::OUTPUT_BYTES)
             .route(web::post().to(qa_inject)),
     );
 }
@@ -45,7 +50,16 @@ fn config_view(key: &str, c: &StoredConfig) -> Value {
     doc
 }
 
-async fn get_config(
+#[utoipa::path(get, path = "/api/admin/config/{key}", tag = "admins", security(("bearer" = [])),
+    params(("key" = String, Path, description = "The document",
+        pattern = "^(pricing|tiers|commissions|signup|qa|rate_limits|dispatch)$")),
+    responses(
+        (status = 200, description = "The document with its key, version, updated_at and updated_by", body = Object),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+        (status = 404, description = "No such document (the answer lists the real ones)", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn get_config(
     state: web::Data<AppState>,
     _admin: Admin,
     key: web::Path<String>,
@@ -54,11 +68,27 @@ async fn get_config(
     Ok(HttpResponse::Ok().json(config_view(&key, &c)))
 }
 
-async fn put_config(
+#[utoipa::path(put, path = "/api/admin/config/{key}", tag = "admins", security(("bearer" = [])),
+    params(("key" = String, Path, description = "The document",
+        pattern = "^(pricing|tiers|commissions|signup|qa|rate_limits|dispatch)$")),
+    request_body(content = Object, description = "The whole document, as GET shows it. A `version` \
+        in it must be the stored one (else 409); `key`, `updated_at` and `updated_by` are ignored. \
+        The whole config must still hold together with it (checked across documents), else 400 \
+        and nothing changes."),
+    responses(
+        (status = 200, description = "Stored, audit-logged and in force for the next request", body = Object),
+        (status = 400, description = "Not a valid document, or the config would not hold together", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+        (status = 404, description = "No such document (the answer lists the real ones)", body = ErrorEnvelope),
+        (status = 409, description = "The body's version is not the stored one", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn put_config(
     state: web::Data<AppState>,
     admin: Admin,
     key: web::Path<String>,
-    body: web::Json<Value>,
+    body: body::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let mut doc = body.into_inner();
     if let Some(obj) = doc.as_object_mut() {
@@ -68,19 +98,41 @@ async fn put_config(
     Ok(HttpResponse::Ok().json(config_view(&key, &c)))
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreditBody {
+pub struct AdminCreditBody {
     user_id: String,
+    #[schema(minimum = 1, maximum = 10_000_000)]
     amount_cents: i64,
+    /// Why (kept in the audit log).
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     reason: String,
 }
 
-async fn credit(
+#[derive(Serialize, ToSchema)]
+pub struct AdminCredited {
+    user_id: String,
+    amount_cents: i64,
+    balance_after_cents: i64,
+}
+
+#[utoipa::path(post, path = "/api/admin/credit", tag = "admins", operation_id = "admin_credit", security(("bearer" = [])),
+    params(super::IdempotencyKey),
+    request_body = AdminCreditBody,
+    responses(
+        (status = 200, description = "Credited from platform:promotions, audit-logged", body = AdminCredited),
+        (status = 400, description = "A bad amount or reason", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+        (status = 404, description = "No such user", body = ErrorEnvelope),
+        (status = 409, description = "This Idempotency-Key came with another body", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn credit(
     state: web::Data<AppState>,
     admin: Admin,
     req: HttpRequest,
-    body: web::Json<CreditBody>,
+    body: body::Json<AdminCreditBody>,
 ) -> Result<HttpResponse, ApiError> {
     let idem = idempotency(&req, admin.id(), "admin_credit", &*body)?;
     let c = state
@@ -93,57 +145,85 @@ async fn credit(
             idem,
         )
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "user_id": c.user_id, "amount_cents": c.amount_cents, "balance_after_cents": c.balance_after_cents,
-    })))
+    Ok(HttpResponse::Ok().json(AdminCredited {
+        user_id: c.user_id,
+        amount_cents: c.amount_cents,
+        balance_after_cents: c.balance_after_cents,
+    }))
 }
 
-async fn audit(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/api/admin/ledger/audit", tag = "admins", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The ledger's check of the money invariants", body = AuditReport),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn audit(
+    state: web::Data<AppState>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.engine.audit().await?))
 }
 
-#[derive(Deserialize)]
-struct QaResultsQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct QaResultsQuery {
+    /// Only comparisons this worker took part in.
     worker_id: Option<String>,
+    #[param(pattern = "^(pass|flag|fail)?$")]
     verdict: Option<String>,
+    /// The `cursor` of the page before.
+    #[param(pattern = "^[0-9]{0,18}$")]
     cursor: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
-async fn qa_results(
+#[utoipa::path(get, path = "/api/admin/qa/results", tag = "admins", security(("bearer" = [])),
+    params(QaResultsQuery),
+    responses(
+        (status = 200, description = "Decided QA comparisons, newest first", body = Page<QaResult>),
+        (status = 400, description = "A bad verdict, cursor or limit", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn qa_results(
     state: web::Data<AppState>,
     _admin: Admin,
     q: web::Query<QaResultsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
-    let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| ApiError::validation("cursor is not one this server gave out"))?,
-        ),
-    };
+    let before = parse_cursor(q.cursor.as_deref())?;
+    let limit = page_limit(q.limit)?;
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let (rows, has_more) = state
         .engine
-        .qa_results(
-            nonempty(q.worker_id),
-            nonempty(q.verdict),
-            before,
-            q.limit.unwrap_or(20),
-        )
+        .qa_results(nonempty(q.worker_id), nonempty(q.verdict), before, limit)
         .await?;
-    let cursor = if has_more {
-        rows.last().map(|r| r.seq.to_string())
-    } else {
-        None
-    };
-    Ok(HttpResponse::Ok().json(json!({ "data": rows, "cursor": cursor, "has_more": has_more })))
+    let cursor = has_more
+        .then(|| rows.last().map(|r| r.seq.to_string()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(Page {
+        data: rows,
+        cursor,
+        has_more,
+    }))
 }
 
-async fn qa_stats(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
-    let s = state.engine.qa_stats().await?;
-    let with_rates = |c: &VerdictCounts| {
+/// Verdict counts with their shares of the total (rounded to 4 decimals).
+#[derive(Serialize, ToSchema)]
+pub struct RatedCounts {
+    total: u64,
+    pass: u64,
+    flag: u64,
+    fail: u64,
+    pass_rate: f64,
+    flag_rate: f64,
+    fail_rate: f64,
+}
+
+impl From<&VerdictCounts> for RatedCounts {
+    fn from(c: &VerdictCounts) -> Self {
         let total = c.pass + c.flag + c.fail;
         let rate = |n: u64| {
             if total == 0 {
@@ -152,50 +232,107 @@ async fn qa_stats(state: web::Data<AppState>, _admin: Admin) -> Result<HttpRespo
                 (n as f64 / total as f64 * 10_000.0).round() / 10_000.0
             }
         };
-        json!({
-            "total": total, "pass": c.pass, "flag": c.flag, "fail": c.fail,
-            "pass_rate": rate(c.pass), "flag_rate": rate(c.flag), "fail_rate": rate(c.fail),
-        })
-    };
-    let by = |m: &std::collections::BTreeMap<String, VerdictCounts>| -> Value {
-        m.iter().map(|(k, c)| (k.clone(), with_rates(c))).collect()
-    };
-    Ok(HttpResponse::Ok().json(json!({
-        "overall": with_rates(&s.overall),
-        "by_tier": by(&s.by_tier),
-        "by_type": by(&s.by_type),
-        "flagged_workers": s.flagged_workers,
-        "banned_workers": s.banned_workers,
-        "waiting": s.waiting,
-        "void": s.void,
-        "qa_fund_cents": s.qa_fund_cents,
-    })))
+        RatedCounts {
+            total,
+            pass: c.pass,
+            flag: c.flag,
+            fail: c.fail,
+            pass_rate: rate(c.pass),
+            flag_rate: rate(c.flag),
+            fail_rate: rate(c.fail),
+        }
+    }
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, ToSchema)]
+pub struct QaStatsView {
+    overall: RatedCounts,
+    by_tier: BTreeMap<String, RatedCounts>,
+    by_type: BTreeMap<String, RatedCounts>,
+    /// Workers with flagged results waiting for review, most flags first.
+    #[schema(value_type = Vec<Object>)]
+    flagged_workers: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
+    banned_workers: Vec<Value>,
+    /// Groups waiting for a side or the tie-breaker.
+    waiting: u64,
+    void: u64,
+    /// Negative: what QA has cost so far, net of deductions.
+    qa_fund_cents: i64,
+}
+
+#[utoipa::path(get, path = "/api/admin/qa/stats", tag = "admins", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "QA verdicts overall, by tier and by type; flagged and banned workers; the QA fund", body = QaStatsView),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn qa_stats(
+    state: web::Data<AppState>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    let s = state.engine.qa_stats().await?;
+    let by = |m: &BTreeMap<String, VerdictCounts>| {
+        m.iter()
+            .map(|(k, c)| (k.clone(), RatedCounts::from(c)))
+            .collect()
+    };
+    Ok(HttpResponse::Ok().json(QaStatsView {
+        overall: RatedCounts::from(&s.overall),
+        by_tier: by(&s.by_tier),
+        by_type: by(&s.by_type),
+        flagged_workers: s.flagged_workers,
+        banned_workers: s.banned_workers,
+        waiting: s.waiting,
+        void: s.void,
+        qa_fund_cents: s.qa_fund_cents,
+    }))
+}
+
+/// A benchmark: a task of a priced type with a known answer. The served document narrows `type`
+/// and `input` as for `POST /api/task`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct InjectBody {
+pub struct InjectBody {
     #[serde(rename = "type")]
     task_type: String,
-    input: Value,
-    expected_output: Value,
+    #[schema(value_type = Object)]
+    input: serde_json::Map<String, Value>,
+    #[schema(value_type = Object)]
+    expected_output: serde_json::Map<String, Value>,
+    /// Defaults to the type's price.
+    #[schema(minimum = 1, maximum = 10_000_000)]
     price_cents: Option<i64>,
 }
 
-async fn qa_inject(
+#[derive(Serialize, ToSchema)]
+pub struct Injected {
+    task_id: String,
+}
+
+#[utoipa::path(post, path = "/api/admin/qa/inject", tag = "admins", security(("bearer" = [])),
+    request_body = InjectBody,
+    responses(
+        (status = 201, description = "In the queue, paid by the QA fund", body = Injected),
+        (status = 400, description = "Unknown type, bad input or price", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+        (status = 413, description = "Input or expected output too large", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn qa_inject(
     state: web::Data<AppState>,
     _admin: Admin,
-    body: web::Json<InjectBody>,
+    body: body::Json<InjectBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let task_id = state
         .engine
         .inject_benchmark(Inject {
             task_type: b.task_type,
-            input: b.input,
-            expected_output: b.expected_output,
+            input: Value::Object(b.input),
+            expected_output: Value::Object(b.expected_output),
             price_cents: b.price_cents,
         })
         .await?;
-    Ok(HttpResponse::Created().json(json!({ "task_id": task_id })))
+    Ok(HttpResponse::Created().json(Injected { task_id }))
 }

@@ -87,7 +87,16 @@ async fn open_stream(
         .streaming(body))
 }
 
-async fn public_feed(
+#[utoipa::path(get, path = "/api/feed", tag = "realtime",
+    params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
+           ("last_event_id" = Option<String>, Query, description = "The same, for clients that cannot set headers")),
+    responses(
+        (status = 200, description = "Server-sent events: `task_completed` with type, price, earning and an \
+            anonymous worker label; `reset` when the gap since Last-Event-ID is older than the ring; \
+            `shutdown` when the server stops", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A bad Last-Event-ID", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn public_feed(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -95,7 +104,17 @@ async fn public_feed(
     open_stream(&state, Audience::Public, last).await
 }
 
-async fn buyer_events(
+#[utoipa::path(get, path = "/api/tasks/events", tag = "realtime", security(("bearer" = [])),
+    params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
+           ("last_event_id" = Option<String>, Query, description = "The same, for clients that cannot set headers")),
+    responses(
+        (status = 200, description = "Server-sent events: `task_status` (pending, assigned, completed with the \
+            output, failed, credited) for the buyer's own tasks", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A bad Last-Event-ID", body = crate::error::ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = crate::error::ErrorEnvelope),
+        (status = 403, description = "Not a buyer's token", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn buyer_events(
     state: web::Data<AppState>,
     who: Buyer,
     req: HttpRequest,

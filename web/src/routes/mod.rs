@@ -48,7 +48,7 @@ pub fn idempotency(
     let key = value
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x21..=0x7e).contains(&b)))
         .ok_or_else(|| {
             ApiError::validation("Idempotency-Key must be 1 to 255 visible ASCII characters")
         })?;
@@ -59,6 +59,45 @@ pub fn idempotency(
         key: key.to_string(),
         body_hash: clawjobs_actors::domain::hex(&Sha256::digest(&body)),
     }))
+}
+
+/// The `Idempotency-Key` header of the money-moving POSTs, for the API document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// A repeat with the same key and body gets the first answer and moves no money; the same
+    /// key with another body is 409.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[\\x21-\\x7e]+$"
+    )]
+    _key: Option<String>,
+}
+
+/// A page cursor as this server gives them out: the digits of a sequence number (empty = the
+/// first page). Anything else is refused, so the document's pattern and the server agree.
+pub fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match cursor.filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(c) if c.len() <= 18 && c.bytes().all(|b| b.is_ascii_digit()) => c
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::validation("cursor is not one this server gave out")),
+        Some(_) => Err(ApiError::validation(
+            "cursor is not one this server gave out",
+        )),
+    }
+}
+
+/// A page size: 1 to 100, 20 when left out.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(20),
+        Some(n @ 1..=100) => Ok(n),
+        Some(_) => Err(ApiError::validation("limit must be between 1 and 100")),
+    }
 }
 
 /// Reads a `?wait=N` value in seconds, capped at `max`.

@@ -1,7 +1,8 @@
 //! Operations: health, readiness, metrics, the OpenAPI document.
 
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use clawjobs_actors::feed::FeedStats;
 
@@ -18,24 +19,48 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
-async fn health(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": state.started.elapsed().as_secs(),
-        "store": "sqlite",
-    }))
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(pattern = "^ok$")]
+    status: &'static str,
+    version: &'static str,
+    uptime_seconds: u64,
+    store: &'static str,
 }
 
-async fn ready(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/api/health", tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Health)))]
+pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        store: "sqlite",
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    #[schema(pattern = "^(ready|starting|stopping)$")]
+    status: &'static str,
+}
+
+#[utoipa::path(get, path = "/api/ready", tag = "operations",
+    responses(
+        (status = 200, description = "The store is open and the actors run", body = Readiness),
+        (status = 503, description = "Starting, or stopping", body = Readiness),
+    ))]
+pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     if state.engine.is_ready() {
-        HttpResponse::Ok().json(json!({ "status": "ready" }))
+        HttpResponse::Ok().json(Readiness { status: "ready" })
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({ "status": "starting" }))
+        HttpResponse::ServiceUnavailable().json(Readiness { status: "starting" })
     }
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut text = state.engine.metrics_text().await;
     let (subscribers, dropped) = state.engine.feed.send(FeedStats).await.unwrap_or_default();
     let sessions = state.ws_sessions.load(std::sync::atomic::Ordering::Relaxed);
@@ -72,8 +97,8 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(text)
 }
 
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(include_str!("../../static/openapi.json"))
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document, with the task types and bounds of the live config", body = Object)))]
+pub(crate) async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::document(&state.engine.cfg()))
 }

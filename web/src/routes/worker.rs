@@ -2,52 +2,74 @@
 
 use actix_web::{HttpResponse, web};
 use clawjobs_actors::engine::{MAX_WORK_WAIT, ProfilePatch};
-use clawjobs_actors::store::WorkerProfile;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use clawjobs_actors::store::{WorkerNotice, WorkerProfile, WorkerStats};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{resource, wait_seconds};
 use crate::auth::Worker;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::views::{ProfileView, SubmitView, WorkView};
-use crate::{AppState, limits};
+use crate::{AppState, body};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/api/worker/connect", "POST")
-            .app_data(limits::json(limits::REGISTER))
+            .app_data(body::PROFILE_BYTES)
             .route(web::post().to(connect)),
     )
     .service(resource("/api/work/next", "GET").route(web::get().to(next)))
     .service(
         resource("/api/work/submit", "POST")
-            .app_data(limits::json(limits::OUTPUT))
+            .app_data(body::OUTPUT_BYTES)
             .route(web::post().to(submit)),
     )
     .service(
         resource("/api/worker/profile", "PATCH")
-            .app_data(limits::json(limits::REGISTER))
+            .app_data(body::PROFILE_BYTES)
             .route(web::patch().to(profile)),
     )
     .service(resource("/api/worker/me", "GET").route(web::get().to(me)));
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConnectBody {
+pub struct ConnectBody {
+    #[schema(max_length = 64)]
     worker_type: Option<String>,
-    model_info: Option<Value>,
+    /// Free-form facts about the model behind the worker.
+    #[schema(value_type = Option<Object>)]
+    model_info: Option<serde_json::Map<String, Value>>,
     profile: Option<WorkerProfile>,
 }
 
-async fn connect(
+#[derive(Serialize, ToSchema)]
+pub struct Connected {
+    worker_id: String,
+    /// Shown once: only its SHA-256 is stored.
+    token: String,
+    tier: String,
+    stats: WorkerStats,
+}
+
+#[utoipa::path(post, path = "/api/worker/connect", tag = "workers",
+    request_body(content = Option<ConnectBody>, description = "May be left out"),
+    responses(
+        (status = 201, description = "Connected; the token is shown once", body = Connected),
+        (status = 400, description = "A bad profile or body", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 429, description = "Too many connects from this address", body = ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub(crate) async fn connect(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
-    limits::JsonOrDefault(body): limits::JsonOrDefault<ConnectBody>,
+    body::JsonOrDefault(body): body::JsonOrDefault<ConnectBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = req.peer_addr().map(|a| a.ip());
     state.limits.registration(&state.engine.cfg(), ip)?;
-    let model_info = body.model_info.unwrap_or_else(|| json!({}));
+    let model_info = Value::Object(body.model_info.unwrap_or_default());
     let (w, token) = state
         .engine
         .connect_worker(
@@ -56,20 +78,38 @@ async fn connect(
             body.profile.unwrap_or_default(),
         )
         .await?;
-    Ok(HttpResponse::Created().json(json!({
-        "worker_id": w.worker_id, "token": token, "tier": w.tier, "stats": w.stats,
-    })))
+    Ok(HttpResponse::Created().json(Connected {
+        worker_id: w.worker_id,
+        token,
+        tier: w.tier,
+        stats: w.stats,
+    }))
 }
 
-#[derive(Deserialize)]
-struct WaitQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WorkWait {
+    /// Seconds to wait for a task (at most 15; more is treated as 15).
+    #[param(minimum = 0)]
     wait: Option<f64>,
 }
 
-async fn next(
+#[utoipa::path(get, path = "/api/work/next", tag = "workers", security(("bearer" = [])),
+    params(WorkWait),
+    responses(
+        (status = 200, description = "A task, claimed for this worker until its deadline", body = WorkView),
+        (status = 204, description = "Nothing matched within the wait"),
+        (status = 400, description = "A bad wait", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not a worker's token; SUSPENDED after repeated expiries; BANNED", body = ErrorEnvelope),
+        (status = 409, description = "Already holding limits.concurrent tasks", body = ErrorEnvelope),
+        (status = 429, description = "Too many claims this minute", body = ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub(crate) async fn next(
     state: web::Data<AppState>,
     who: Worker,
-    q: web::Query<WaitQuery>,
+    q: web::Query<WorkWait>,
 ) -> Result<HttpResponse, ApiError> {
     let wait = wait_seconds(q.wait, MAX_WORK_WAIT)?;
     let worker = state.engine.worker(who.id()).await?;
@@ -82,37 +122,56 @@ async fn next(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SubmitBody {
+pub struct SubmitBody {
     task_id: String,
-    output: Value,
+    /// The result, e.g. `{"text": "…"}` (at most 256 KB).
+    #[schema(value_type = Object)]
+    output: serde_json::Map<String, Value>,
 }
 
-async fn submit(
+#[utoipa::path(post, path = "/api/work/submit", tag = "workers", security(("bearer" = [])),
+    request_body = SubmitBody,
+    responses(
+        (status = 200, description = "Accepted and paid (a repeat answers the same and pays nothing)", body = SubmitView),
+        (status = 400, description = "Output shorter than the task's min_output_length, or a bad body", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Another worker's task; not a worker's token; BANNED", body = ErrorEnvelope),
+        (status = 404, description = "No such task", body = ErrorEnvelope),
+        (status = 409, description = "TASK_EXPIRED: the deadline passed and the task went back to the queue", body = ErrorEnvelope),
+        (status = 413, description = "Output larger than 256 KB", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn submit(
     state: web::Data<AppState>,
     who: Worker,
-    body: web::Json<SubmitBody>,
+    body: body::Json<SubmitBody>,
 ) -> Result<HttpResponse, ApiError> {
-    if !body.output.is_object() {
-        return Err(ApiError::validation(
-            "output must be a JSON object, e.g. {\"text\": \"...\"}",
-        ));
-    }
+    let body = body.into_inner();
     if body.task_id.is_empty() || body.task_id.len() > 64 {
         return Err(ApiError::not_found("no such task"));
     }
+    let output = Value::Object(body.output);
     let settled = state
         .engine
-        .submit(who.id(), &body.task_id, &body.output)
+        .submit(who.id(), &body.task_id, &output)
         .await?;
     Ok(HttpResponse::Ok().json(SubmitView::from(&settled)))
 }
 
-async fn profile(
+#[utoipa::path(patch, path = "/api/worker/profile", tag = "workers", security(("bearer" = [])),
+    request_body = ProfilePatch,
+    responses(
+        (status = 200, description = "The whole profile after the change", body = ProfileView),
+        (status = 400, description = "A bad profile", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not a worker's token; BANNED", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn profile(
     state: web::Data<AppState>,
     who: Worker,
-    body: web::Json<ProfilePatch>,
+    body: body::Json<ProfilePatch>,
 ) -> Result<HttpResponse, ApiError> {
     let w = state
         .engine
@@ -121,22 +180,52 @@ async fn profile(
     Ok(HttpResponse::Ok().json(ProfileView::from(&w)))
 }
 
-async fn me(state: web::Data<AppState>, who: Worker) -> Result<HttpResponse, ApiError> {
+#[derive(Serialize, ToSchema)]
+pub struct Earnings {
+    today_cents: i64,
+    total_cents: i64,
+    withdrawable_cents: i64,
+    frozen_cents: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    worker_id: String,
+    tier: String,
+    stats: WorkerStats,
+    /// What the next tier needs.
+    #[schema(value_type = Object)]
+    tier_progress: Value,
+    suspended_until: Option<String>,
+    earnings: Earnings,
+    profile: ProfileView,
+    /// QA warnings, deductions and bans, newest first.
+    notices: Vec<WorkerNotice>,
+}
+
+#[utoipa::path(get, path = "/api/worker/me", tag = "workers", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Tier, stats, progress, earnings, profile and notices", body = Me),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not a worker's token; BANNED", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn me(state: web::Data<AppState>, who: Worker) -> Result<HttpResponse, ApiError> {
     let me = state.engine.worker_me(who.id()).await?;
     let w = &me.worker;
-    Ok(HttpResponse::Ok().json(json!({
-        "worker_id": w.worker_id,
-        "tier": w.tier,
-        "stats": w.stats,
-        "tier_progress": me.tier_progress,
-        "suspended_until": w.suspended_until(clawjobs_actors::clock::now_ms()).map(clawjobs_actors::clock::rfc3339),
-        "earnings": {
-            "today_cents": me.today_cents,
-            "total_cents": me.balance.total_earned_cents,
-            "withdrawable_cents": me.balance.available_cents,
-            "frozen_cents": me.balance.frozen_cents,
+    let now = clawjobs_actors::clock::now_ms();
+    Ok(HttpResponse::Ok().json(Me {
+        worker_id: w.worker_id.clone(),
+        tier: w.tier.clone(),
+        stats: w.stats,
+        tier_progress: me.tier_progress,
+        suspended_until: w.suspended_until(now).map(clawjobs_actors::clock::rfc3339),
+        earnings: Earnings {
+            today_cents: me.today_cents,
+            total_cents: me.balance.total_earned_cents,
+            withdrawable_cents: me.balance.available_cents,
+            frozen_cents: me.balance.frozen_cents,
         },
-        "profile": ProfileView::from(w),
-        "notices": me.notices,
-    })))
+        profile: ProfileView::from(w),
+        notices: me.notices,
+    }))
 }

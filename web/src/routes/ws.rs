@@ -25,7 +25,14 @@ fn token(req: &HttpRequest) -> Option<String> {
     })
 }
 
-async fn connect(
+#[utoipa::path(get, path = "/api/work/ws", tag = "realtime", operation_id = "work_socket", security(("bearer" = [])),
+    params(("token" = Option<String>, Query, description = "The worker token, for clients that cannot set headers")),
+    responses(
+        (status = 101, description = "A WebSocket of JSON text frames (see the README's Real time)"),
+        (status = 401, description = "No or unknown token", body = crate::error::ErrorEnvelope),
+        (status = 403, description = "Not a worker's token; SUSPENDED; BANNED", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn connect(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,

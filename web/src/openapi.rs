@@ -1,0 +1,150 @@
+//! The OpenAPI document served at `/api/openapi.json`, generated from the handlers and the very
+//! types they read and write (utoipa), so it cannot drift from the server. What depends on the
+//! live platform config — which task types are priced, what each type's price rule reads from
+//! its input, the task timeout bounds — is filled in from that config when the document is
+//! served, so a client (or a fuzzer) is told exactly what this server accepts now.
+
+use clawjobs_actors::config::{MAX_PRICE_CENTS, PlatformConfig, PriceRule};
+use clawjobs_actors::domain::TaskType;
+use serde_json::{Map, Value, json};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+
+use crate::routes::{admin, buyer, feed, ops, worker, ws};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "clawjobs",
+        description = "Real-time marketplace for AI task work. Every error is \
+            {\"error\": {\"code\", \"message\", \"details\"}}; a method a path does not serve is 405 \
+            with Allow; request bodies refuse fields they do not know. See docs/API.md."
+    ),
+    paths(
+        buyer::register, buyer::login, buyer::balance, buyer::estimate, buyer::post_task,
+        buyer::get_task, buyer::credit, buyer::list_tasks,
+        worker::connect, worker::next, worker::submit, worker::profile, worker::me,
+        admin::get_config, admin::put_config, admin::credit, admin::audit, admin::qa_results,
+        admin::qa_stats, admin::qa_inject,
+        feed::public_feed, feed::buyer_events, ws::connect,
+        ops::health, ops::ready, ops::metrics, ops::openapi,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "buyers"), (name = "workers"), (name = "admins"), (name = "realtime"),
+        (name = "operations"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Bodies that carry a task type and its input.
+const TASK_BODIES: [&str; 3] = ["EstimateBody", "PostTaskBody", "InjectBody"];
+
+/// The document for the config in force.
+pub fn document(cfg: &PlatformConfig) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+    let schemas = &mut doc["components"]["schemas"];
+    for name in TASK_BODIES {
+        if let Some(body) = schemas.get_mut(name) {
+            *body = by_task_type(body, cfg);
+        }
+    }
+    let email = &mut schemas["RegisterBody"]["properties"]["email"];
+    if email.is_object() {
+        email["pattern"] = json!(clawjobs_actors::domain::EMAIL_PATTERN);
+    }
+    let timeout = &mut schemas["ConstraintsBody"]["properties"]["timeout_seconds"];
+    if timeout.is_object() {
+        timeout["minimum"] = json!(cfg.dispatch.min_timeout_seconds);
+        timeout["maximum"] = json!(cfg.dispatch.max_timeout_seconds);
+    }
+    doc
+}
+
+/// `body` once per priced task type, each with the input its price rule accepts: the server
+/// refuses an unpriced type, and an input its type's rule cannot read, with 400.
+fn by_task_type(body: &Value, cfg: &PlatformConfig) -> Value {
+    let mut variants: Vec<Value> = cfg
+        .pricing
+        .iter()
+        .filter(|(name, _)| TaskType::parse(name).is_ok())
+        .map(|(name, rule)| variant(body, json!({ "type": "string", "enum": [name] }), rule))
+        .collect();
+    // `skill:NAME` falls back to the `skill` rule.
+    if let Some(rule) = cfg.pricing.get("skill") {
+        let skill_name = json!({
+            "type": "string",
+            "pattern": format!("^skill:[a-z0-9_-]{{1,{}}}$", TaskType::MAX_LEN - "skill:".len()),
+        });
+        variants.push(variant(body, skill_name, rule));
+    }
+    let mut out = Map::new();
+    if let Some(d) = body.get("description") {
+        out.insert("description".into(), d.clone());
+    }
+    out.insert("anyOf".into(), Value::Array(variants));
+    Value::Object(out)
+}
+
+fn variant(body: &Value, task_type: Value, rule: &PriceRule) -> Value {
+    let mut v = body.clone();
+    v["properties"]["type"] = task_type;
+    let input = &mut v["properties"]["input"];
+    *input = json!({ "type": "object" });
+    if rule.multi_turn.is_some() {
+        // The number of user messages picks the price; a missing list counts as one turn.
+        input["properties"] = json!({ "messages": { "type": ["array", "null"] } });
+    } else if rule.per_segment {
+        // The price is base × segments, and no price is above MAX_PRICE_CENTS.
+        let most = (MAX_PRICE_CENTS / rule.base_cents.max(1)).max(1);
+        input["properties"] = json!({
+            "segments": { "type": ["array", "null"], "minItems": 1, "maxItems": most }
+        });
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_bodies_follow_the_pricing_config() {
+        let cfg = PlatformConfig::builtin();
+        let doc = document(&cfg);
+        let post = &doc["components"]["schemas"]["PostTaskBody"]["anyOf"];
+        let types: Vec<&Value> = post
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| &v["properties"]["type"])
+            .collect();
+        for name in cfg.pricing.keys() {
+            assert!(types.iter().any(|t| t["enum"][0] == json!(name)), "{name}");
+        }
+        assert!(types.iter().any(|t| t["pattern"].is_string()), "skill:NAME");
+        let chat = post
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["properties"]["type"]["enum"][0] == "chat")
+            .unwrap();
+        assert_eq!(chat["additionalProperties"], json!(false));
+        assert!(chat["properties"]["input"]["properties"]["messages"].is_object());
+        let timeout =
+            &doc["components"]["schemas"]["ConstraintsBody"]["properties"]["timeout_seconds"];
+        assert_eq!(timeout["maximum"], json!(cfg.dispatch.max_timeout_seconds));
+    }
+}
