@@ -112,6 +112,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             // …then in-flight requests drain and the server stops.
             handle.stop(true).await;
         });
+        #[cfg(debug_assertions)]
+        crash_on_sigusr1(&engine);
         tracing::info!(%addr, data_dir = %settings.data_dir.display(), "clawjobs listening");
         // Tests and scripts read this line to learn the port.
         println!("clawjobs listening on http://{addr}");
@@ -123,6 +125,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("clawjobs stopped");
         Ok(())
     })
+}
+
+/// Debug builds only: with `CLAWJOBS_DEBUG_CRASH=dispatcher,feed_hub,qa_comparator`, SIGUSR1
+/// makes those actors panic, so that tests can watch the Supervisor restart them.
+#[cfg(debug_assertions)]
+fn crash_on_sigusr1(engine: &Engine) {
+    let Ok(names) = std::env::var("CLAWJOBS_DEBUG_CRASH") else {
+        return;
+    };
+    let Ok(mut usr1) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+    else {
+        return;
+    };
+    let engine = engine.clone();
+    actix_web::rt::spawn(async move {
+        while usr1.recv().await.is_some() {
+            let names: Vec<&str> = names.split(',').map(str::trim).collect();
+            tracing::warn!(?names, "crashing actors on request");
+            engine.crash(&names);
+        }
+    });
 }
 
 /// SIGTERM or SIGINT.

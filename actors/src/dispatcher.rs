@@ -21,6 +21,7 @@ use crate::error::EngineError;
 use crate::feed::{Audience, FeedHub, Publish};
 use crate::metrics::{Gauges, Metrics};
 use crate::queue::{Barred, Pending, PendingIndex, Want};
+use crate::slot::Slot;
 use crate::store::{
     Assignment, ClaimOutcome, ClaimedTask, ExpireOutcome, FailedTask, LiveTask, QaCopy, Store,
 };
@@ -119,7 +120,7 @@ pub struct Dispatcher {
     /// Who already had which QA input (a cache of the store's own check in the claim).
     barred: Barred,
     watchers: HashMap<String, Vec<oneshot::Sender<()>>>,
-    feed: Addr<FeedHub>,
+    feed: Slot<FeedHub>,
     /// Shutting down: nobody is parked any more.
     closing: bool,
 }
@@ -129,7 +130,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         config: ConfigHandle,
         metrics: Arc<Metrics>,
-        feed: Addr<FeedHub>,
+        feed: Slot<FeedHub>,
     ) -> Self {
         Dispatcher {
             store,
@@ -449,6 +450,8 @@ impl Actor for Dispatcher {
         });
     }
 }
+
+crate::crash_on_request!(Dispatcher);
 
 /// A worker asks for a task. The answer comes on `reply`; with `park`, only once one is claimed.
 #[derive(Message)]

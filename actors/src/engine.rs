@@ -16,8 +16,8 @@ use crate::clock::{day_start_ms, now_ms};
 use crate::config::{ConfigHandle, PlatformConfig};
 use crate::config_actor::{ConfigActor, GetConfig, PutConfig};
 use crate::dispatcher::{
-    Claim, ClaimReply, ClaimSpec, Dispatcher, GetGauges, Recover, Release, Shutdown, TaskExpired,
-    TaskFinal, TaskPending, Watch, status_event,
+    Claim, ClaimReply, ClaimSpec, Dispatcher, GetGauges, Release, Shutdown, TaskExpired, TaskFinal,
+    TaskPending, Watch, status_event,
 };
 use crate::domain::{self, Principal, Role, TaskType};
 use crate::economics;
@@ -25,7 +25,9 @@ use crate::error::EngineError;
 use crate::feed::{Audience, CloseAll, FeedHub, Publish};
 use crate::ledger::AuditReport;
 use crate::metrics::Metrics;
+use crate::nodes::Nodes;
 use crate::qa::comparator::{BanList, Inject, Judge, QaComparator};
+use crate::slot::Slot;
 use crate::store::sqlite::SqliteStore;
 use crate::store::*;
 use crate::supervisor::Supervisor;
@@ -38,6 +40,10 @@ pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 pub const MAX_TASK_WAIT: Duration = Duration::from_secs(30);
 /// Longest a worker may wait on `GET /api/work/next?wait=`.
 pub const MAX_WORK_WAIT: Duration = Duration::from_secs(15);
+/// A claim the Dispatcher dropped (it panicked) is asked again after this pause…
+const CLAIM_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// …for at least this long, even without a wait: the Supervisor restarts it within a second.
+const CLAIM_RETRY_WINDOW: Duration = Duration::from_secs(2);
 /// Tokens remembered in memory after their first lookup.
 const TOKEN_CACHE: usize = 100_000;
 
@@ -47,10 +53,10 @@ pub struct Engine {
     pub config: ConfigHandle,
     pub metrics: Arc<Metrics>,
     bank: Bank,
-    dispatcher: Addr<Dispatcher>,
-    pub feed: Addr<FeedHub>,
+    dispatcher: Slot<Dispatcher>,
+    pub feed: Slot<FeedHub>,
     config_actor: Addr<ConfigActor>,
-    comparator: Addr<QaComparator>,
+    comparator: Slot<QaComparator>,
     banned: BanList,
     tokens: Arc<RwLock<HashMap<String, Principal>>>,
     ready: Arc<AtomicBool>,
@@ -104,49 +110,25 @@ impl Engine {
         let metrics = Arc::new(Metrics::default());
         let bank = seed.into_bank(store.clone());
         let config_actor = ConfigActor::new(store.clone(), config.clone(), docs).start();
-        // The Dispatcher and the FeedHub get their own threads: every claim goes through the one,
-        // every event through the other.
-        let feed = FeedHub::start_in_arbiter(&Arbiter::new().handle(), |_| FeedHub::default());
-        let dispatcher = {
-            let (store, config, metrics, feed) =
-                (store.clone(), config.clone(), metrics.clone(), feed.clone());
-            Dispatcher::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-                Dispatcher::new(store, config, metrics, feed)
-            })
-        };
-        let live = store.live_tasks().await?;
-        if !live.is_empty() {
-            tracing::info!(tasks = live.len(), "recovered live tasks");
-        }
-        dispatcher
-            .send(Recover(live))
-            .await
-            .map_err(EngineError::internal)?;
         let banned: BanList = Arc::new(RwLock::new(
             store.banned_workers().await?.into_iter().collect(),
         ));
         let benchmarks = crate::qa::benchmarks::load(crate::qa::benchmarks::shipped())?;
-        let comparator = {
-            let (store, config, metrics, dispatcher, feed, banned) = (
-                store.clone(),
-                config.clone(),
-                metrics.clone(),
-                dispatcher.clone(),
-                feed.clone(),
-                banned.clone(),
-            );
-            QaComparator::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-                QaComparator::new(store, config, metrics, dispatcher, feed, banned, benchmarks)
-            })
-        };
-        // Groups left undecided by a stop are looked at again (those still waiting stay waiting).
-        for group in store.qa_undecided().await? {
-            comparator.do_send(Judge(group));
-        }
+        // The FeedHub, the Dispatcher and the QaComparator get a thread each (every event goes
+        // through the first, every claim through the second), and the Supervisor restarts any
+        // of them that panics.
+        let nodes = Nodes::start(
+            store.clone(),
+            config.clone(),
+            metrics.clone(),
+            banned.clone(),
+            benchmarks,
+        )
+        .await?;
         Supervisor::new(
             store.clone(),
             config.clone(),
-            dispatcher.clone(),
+            nodes.clone(),
             metrics.clone(),
         )
         .start();
@@ -155,10 +137,10 @@ impl Engine {
             config,
             metrics,
             bank,
-            dispatcher,
-            feed,
+            dispatcher: nodes.dispatcher,
+            feed: nodes.feed,
             config_actor,
-            comparator,
+            comparator: nodes.comparator,
             banned,
             tokens: Arc::default(),
             ready: Arc::new(AtomicBool::new(false)),
@@ -520,19 +502,23 @@ impl Engine {
             tokio::time::sleep(wait).await;
             return Ok(None);
         };
-        if wait.is_zero() {
-            // No waiting for a task to arrive, but a pending one is claimed (a durable commit):
-            // the Dispatcher answers at once when nothing matches.
-            return self
-                .request_claim(spec, false)
-                .await
-                .map_err(|_| EngineError::internal("dispatcher dropped a claim"))?;
-        }
-        match tokio::time::timeout(wait, self.request_claim(spec, true)).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Err(EngineError::internal("dispatcher dropped a claim")),
-            // Dropping the receiver withdraws the claim; a task claimed in that instant is undone.
-            Err(_) => Ok(None),
+        // Without a wait a pending task is still claimed (a durable commit): the Dispatcher
+        // answers at once when nothing matches.
+        let park = !wait.is_zero();
+        let deadline = tokio::time::Instant::now() + wait.max(CLAIM_RETRY_WINDOW);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.request_claim(spec.clone(), park)).await {
+                Ok(Ok(reply)) => return reply,
+                // The Dispatcher died with the claim (a panic): the Supervisor is starting a
+                // new one from the store; ask it.
+                Ok(Err(_)) if !left.is_zero() => {
+                    tokio::time::sleep(CLAIM_RETRY_PAUSE.min(left)).await;
+                }
+                Ok(Err(_)) => return Err(EngineError::internal("dispatcher dropped a claim")),
+                // Dropping the receiver withdraws the claim; a task claimed in that instant is undone.
+                Err(_) => return Ok(None),
+            }
         }
     }
 
@@ -771,6 +757,21 @@ impl Engine {
     pub async fn metrics_text(&self) -> String {
         let gauges = self.dispatcher.send(GetGauges).await.unwrap_or_default();
         self.metrics.render(gauges)
+    }
+
+    /// Makes the named actors (`feed_hub`, `dispatcher`, `qa_comparator`) panic, for the tests
+    /// of the Supervisor's restarts. Debug builds only.
+    #[cfg(debug_assertions)]
+    pub fn crash(&self, actors: &[&str]) {
+        use crate::slot::Crash;
+        for a in actors {
+            match *a {
+                "feed_hub" => self.feed.do_send(Crash),
+                "dispatcher" => self.dispatcher.do_send(Crash),
+                "qa_comparator" => self.comparator.do_send(Crash),
+                other => tracing::warn!(actor = other, "no such actor to crash"),
+            }
+        }
     }
 
     pub fn live_balance_actors(&self) -> usize {

@@ -38,6 +38,9 @@ struct Subscriber {
 
 #[derive(Default)]
 pub struct FeedHub {
+    /// The first id this hub gave out: a client resuming from an older one missed events that
+    /// a hub before this one (an earlier process, or one that panicked) sent.
+    first_id: u64,
     next_id: u64,
     public_ring: VecDeque<Stored>,
     buyer_ring: VecDeque<Stored>,
@@ -64,6 +67,21 @@ fn fan_out(subs: &mut Vec<Subscriber>, wire: &Bytes, dropped: &mut u64) {
 }
 
 impl FeedHub {
+    /// A hub whose ids start above every id an earlier hub gave out: the clock's milliseconds
+    /// times 1,000 (ids stay increasing across restarts unless a hub publishes more than 1,000
+    /// events a millisecond for its whole life, or the clock goes back).
+    pub fn new() -> FeedHub {
+        Self::starting_at((crate::clock::now_ms().max(0) as u64).saturating_mul(1_000))
+    }
+
+    pub fn starting_at(first_id: u64) -> FeedHub {
+        FeedHub {
+            first_id,
+            next_id: first_id,
+            ..FeedHub::default()
+        }
+    }
+
     fn ring(&mut self, audience: &Audience) -> &mut VecDeque<Stored> {
         match audience {
             Audience::Public => &mut self.public_ring,
@@ -81,7 +99,6 @@ impl Actor for FeedHub {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1 << 20);
-        self.next_id = 1;
         // Forget buyers whose streams all ended.
         ctx.run_interval(std::time::Duration::from_secs(30), |act, _| {
             act.buyers.retain(|_, subs| {
@@ -155,10 +172,13 @@ impl Handler<Subscribe> for FeedHub {
         }
         if let Some(last) = msg.last_event_id {
             let audience = msg.audience.clone();
-            let ring = self.ring(&audience);
-            let oldest = ring.front().map(|s| s.id);
-            // Events after `last` that this ring no longer holds: the client cannot catch up.
-            if oldest.is_some_and(|o| last + 1 < o) {
+            let (first_id, next_id) = (self.first_id, self.next_id);
+            let oldest = self.ring(&audience).front().map_or(next_id, |s| s.id);
+            // Events after `last` that this hub no longer holds, or an id from before this hub
+            // (or never given out): the client cannot catch up.
+            let gone = last.saturating_add(1) < oldest;
+            let foreign = last.saturating_add(1) < first_id || last >= next_id;
+            if gone || foreign {
                 let data = json!({
                     "reason": "events after Last-Event-ID are no longer kept",
                     "last_event_id": last,
@@ -170,10 +190,12 @@ impl Handler<Subscribe> for FeedHub {
                     return;
                 }
             }
+            // A client of another hub gets everything this one kept.
+            let after = if foreign { 0 } else { last };
             let ring = self.ring(&audience);
             for s in ring
                 .iter()
-                .filter(|s| s.id > last && s.audience == audience)
+                .filter(|s| s.id > after && s.audience == audience)
             {
                 if msg.tx.try_send(s.wire.clone()).is_err() {
                     // Too much to replay into this queue: the client resumes again from what it got.
@@ -247,7 +269,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_full_subscriber_is_dropped_and_the_others_get_everything() {
-        let hub = FeedHub::default().start();
+        let hub = FeedHub::starting_at(1).start();
         let (slow_tx, mut slow_rx) = mpsc::channel(2);
         let (fast_tx, mut fast_rx) = mpsc::channel(1000);
         hub.send(Subscribe {
@@ -280,7 +302,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn resume_replays_the_missed_events_or_says_reset() {
-        let hub = FeedHub::default().start();
+        let hub = FeedHub::starting_at(1).start();
         publish(&hub, 5);
         let (tx, mut rx) = mpsc::channel(100);
         hub.send(Subscribe {
@@ -308,9 +330,47 @@ mod tests {
         assert_eq!(got.len(), RING + 1);
     }
 
+    /// After a restart (of the process, or of a hub that panicked) ids go on above the old ones,
+    /// and a client resuming from an id this hub never gave out is told to reset.
+    #[actix_rt::test]
+    async fn a_new_hub_resets_clients_of_an_old_one() {
+        let hub = FeedHub::starting_at(1_000).start();
+        publish(&hub, 3);
+        for last in [500, 5_000] {
+            let (tx, mut rx) = mpsc::channel(100);
+            hub.send(Subscribe {
+                audience: Audience::Public,
+                last_event_id: Some(last),
+                tx,
+            })
+            .await
+            .unwrap();
+            let got = drain(&mut rx).await;
+            assert!(got[0].starts_with("event: reset\n"), "{last}: {got:?}");
+            assert_eq!(
+                got.len(),
+                4,
+                "{last}: the reset, then all three kept events"
+            );
+        }
+        // A client of this hub resumes normally.
+        let (tx, mut rx) = mpsc::channel(100);
+        hub.send(Subscribe {
+            audience: Audience::Public,
+            last_event_id: Some(1_001),
+            tx,
+        })
+        .await
+        .unwrap();
+        let got = drain(&mut rx).await;
+        assert_eq!(got.len(), 1);
+        assert!(got[0].starts_with("id: 1002\n"), "{got:?}");
+        assert!(FeedHub::new().first_id > 1_000_000_000_000_000);
+    }
+
     #[actix_rt::test]
     async fn buyers_see_only_their_own_events() {
-        let hub = FeedHub::default().start();
+        let hub = FeedHub::starting_at(1).start();
         let (tx, mut rx) = mpsc::channel(100);
         hub.send(Subscribe {
             audience: Audience::Buyer("a".into()),
@@ -331,3 +391,4 @@ mod tests {
         assert!(got.iter().all(|e| e.contains("\"b\":\"a\"")));
     }
 }
+crate::crash_on_request!(FeedHub);

@@ -14,8 +14,10 @@ pub mod error;
 pub mod feed;
 pub mod ledger;
 pub mod metrics;
+pub mod nodes;
 pub mod qa;
 pub mod queue;
+pub mod slot;
 pub mod store;
 pub mod supervisor;
 

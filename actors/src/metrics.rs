@@ -36,6 +36,7 @@ counters! {
     qa_decided_total: "QA comparisons decided.",
     qa_fails_total: "QA comparisons that blamed a worker.",
     workers_banned_total: "Workers banned by the QA penalty ladder.",
+    actor_restarts_total: "Actors (FeedHub, Dispatcher, QaComparator) restarted after a panic.",
 }
 
 /// Point-in-time values that are not counters.

@@ -1,5 +1,7 @@
-//! Supervisor: the node's schedules. It releases frozen earnings as their windows end (checked
-//! every second), returns overdue assigned tasks to the Dispatcher (the safety net behind the
+//! Supervisor: keeps the node's actors running and runs its schedules. A FeedHub, Dispatcher or
+//! QaComparator that panicked is restarted within a quarter of a second and rebuilt from the
+//! store (see [`crate::nodes`]). It releases frozen earnings as their windows end (checked every
+//! second), returns overdue assigned tasks to the Dispatcher (the safety net behind the
 //! Dispatcher's own timers, for tasks whose timer was lost in a restart or lives on another node),
 //! and fails pending tasks nobody took within `dispatch.pending_ttl_seconds`, refunding them.
 
@@ -10,10 +12,13 @@ use actix::prelude::*;
 
 use crate::clock::now_ms;
 use crate::config::ConfigHandle;
-use crate::dispatcher::{Dispatcher, Overdue, TasksFailed};
+use crate::dispatcher::{Overdue, TasksFailed};
 use crate::metrics::Metrics;
+use crate::nodes::Nodes;
 use crate::store::Store;
 
+/// How often the actors are checked for a panic.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
 const UNFREEZE_EVERY: Duration = Duration::from_secs(1);
 const OVERDUE_EVERY: Duration = Duration::from_secs(5);
 /// An assigned task this far past its deadline is handed back by the sweep.
@@ -24,25 +29,56 @@ const BATCH: u32 = 1_000;
 pub struct Supervisor {
     store: Arc<dyn Store>,
     config: ConfigHandle,
-    dispatcher: Addr<Dispatcher>,
+    nodes: Nodes,
     metrics: Arc<Metrics>,
     unfreezing: bool,
+    reviving: bool,
 }
 
 impl Supervisor {
     pub fn new(
         store: Arc<dyn Store>,
         config: ConfigHandle,
-        dispatcher: Addr<Dispatcher>,
+        nodes: Nodes,
         metrics: Arc<Metrics>,
     ) -> Self {
         Supervisor {
             store,
             config,
-            dispatcher,
+            nodes,
             metrics,
             unfreezing: false,
+            reviving: false,
         }
+    }
+
+    /// Restarts the actors that panicked.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        let nodes = &self.nodes;
+        if self.reviving
+            || (nodes.feed.alive() && nodes.dispatcher.alive() && nodes.comparator.alive())
+        {
+            return;
+        }
+        self.reviving = true;
+        let nodes = self.nodes.clone();
+        let fut = async move { nodes.revive().await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            act.reviving = false;
+            match res {
+                Ok(revived) => {
+                    for actor in revived {
+                        tracing::error!(
+                            actor,
+                            "an actor panicked and was restarted from the store"
+                        );
+                        Metrics::inc(&act.metrics.actor_restarts_total);
+                    }
+                }
+                // The next look tries again.
+                Err(e) => tracing::error!(error = %e, "restarting an actor failed"),
+            }
+        }));
     }
 
     fn unfreeze(&mut self, ctx: &mut Context<Self>) {
@@ -86,7 +122,7 @@ impl Supervisor {
         ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
             Ok(tasks) => {
                 for t in tasks {
-                    act.dispatcher.do_send(Overdue(t));
+                    act.nodes.dispatcher.do_send(Overdue(t));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "overdue sweep failed"),
@@ -104,7 +140,7 @@ impl Supervisor {
                     count = failed.len(),
                     "failed and refunded stale pending tasks"
                 );
-                act.dispatcher.do_send(TasksFailed(failed));
+                act.nodes.dispatcher.do_send(TasksFailed(failed));
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "stale sweep failed"),
@@ -118,6 +154,7 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.unfreeze(ctx);
         self.stale(ctx);
+        ctx.run_interval(WATCH_EVERY, |act, ctx| act.watch(ctx));
         ctx.run_interval(UNFREEZE_EVERY, |act, ctx| act.unfreeze(ctx));
         ctx.run_interval(OVERDUE_EVERY, |act, ctx| act.overdue(ctx));
         ctx.run_interval(STALE_EVERY, |act, ctx| act.stale(ctx));

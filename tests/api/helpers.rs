@@ -319,6 +319,17 @@ impl TestApp {
         }
     }
 
+    /// Sends `signal` (e.g. "USR1") to the server.
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            let status = Command::new("kill")
+                .args([&format!("-{signal}"), &c.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success());
+        }
+    }
+
     /// SIGKILL: no chance to flush anything. Takes `&self` so that load tasks may still hold the app.
     pub fn kill9(&self) {
         if let Some(c) = &self.child {

@@ -11,3 +11,4 @@ mod readme;
 mod realtime;
 mod restart;
 mod rules;
+mod supervision;

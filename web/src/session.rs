@@ -148,11 +148,12 @@ impl WorkerSession {
                 return Ok(None);
             };
             spec.exclude = exclude;
-            match engine.request_claim(spec, true).await {
-                Ok(reply) => reply.map_err(ApiError::from),
-                Err(_) => Err(ApiError::from(EngineError::internal(
-                    "dispatcher dropped a claim",
-                ))),
+            // A claim dropped by a Dispatcher that panicked is asked again of its successor.
+            loop {
+                match engine.request_claim(spec.clone(), true).await {
+                    Ok(reply) => return reply.map_err(ApiError::from),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
             }
         };
         ctx.spawn(fut.into_actor(self).map(

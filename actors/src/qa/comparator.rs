@@ -21,6 +21,7 @@ use crate::economics;
 use crate::error::EngineError;
 use crate::feed::FeedHub;
 use crate::metrics::Metrics;
+use crate::slot::Slot;
 use crate::store::{Constraints, NewBenchmark, QaApplied, Store};
 
 use super::benchmarks::Benchmark;
@@ -33,8 +34,8 @@ pub struct QaComparator {
     store: Arc<dyn Store>,
     config: ConfigHandle,
     metrics: Arc<Metrics>,
-    dispatcher: Addr<Dispatcher>,
-    feed: Addr<FeedHub>,
+    dispatcher: Slot<Dispatcher>,
+    feed: Slot<FeedHub>,
     banned: BanList,
     benchmarks: Vec<Benchmark>,
     next_benchmark: usize,
@@ -46,8 +47,8 @@ impl QaComparator {
         store: Arc<dyn Store>,
         config: ConfigHandle,
         metrics: Arc<Metrics>,
-        dispatcher: Addr<Dispatcher>,
-        feed: Addr<FeedHub>,
+        dispatcher: Slot<Dispatcher>,
+        feed: Slot<FeedHub>,
         banned: BanList,
         benchmarks: Vec<Benchmark>,
     ) -> Self {
@@ -202,6 +203,8 @@ impl Actor for QaComparator {
         });
     }
 }
+
+crate::crash_on_request!(QaComparator);
 
 /// A task of this QA group is in (or the node restarted with the group undecided): look again.
 #[derive(Message)]
