@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod qa;
 pub mod queue;
+pub mod rules;
 pub mod slot;
 pub mod store;
 pub mod supervisor;

@@ -19,7 +19,8 @@ use crate::config::PlatformConfig;
 use crate::domain::{Principal, Role, TaskStatus};
 use crate::economics;
 use crate::error::EngineError;
-use crate::ledger::{self, AuditReport, Entry, EntryKind, UserBalance};
+use crate::ledger::{self, AuditReport, Entry, UserBalance};
+use crate::rules::{self, penalty::FrozenLot};
 
 /// Most commands one commit carries.
 const MAX_BATCH: usize = 1024;
@@ -776,14 +777,12 @@ impl Tx<'_> {
         let Some((buyer_id, price_cents, funded_by, qa_group)) = found else {
             return Ok(None);
         };
-        let payer = if funded_by == FUNDED_BY_PLATFORM {
-            ledger::QA_FUND.to_string()
-        } else {
-            ledger::available(&buyer_id)
-        };
-        let entry = Entry::new(EntryKind::TaskRefund, task_id)
-            .for_task(task_id)
-            .transfer(ledger::ESCROW, &payer, price_cents);
+        let entry = rules::money::refund(
+            task_id,
+            &buyer_id,
+            funded_by == FUNDED_BY_PLATFORM,
+            price_cents,
+        );
         self.apply(&entry, now_ms)?;
         if let Some(group) = qa_group {
             self.conn
@@ -801,10 +800,7 @@ impl Tx<'_> {
         price_cents: i64,
         now_ms: i64,
     ) -> Result<(), EngineError> {
-        let entry = Entry::new(EntryKind::QaPay, task_id)
-            .for_task(task_id)
-            .transfer(ledger::QA_FUND, ledger::ESCROW, price_cents);
-        self.apply(&entry, now_ms)?;
+        self.apply(&rules::money::qa_pay(task_id, price_cents), now_ms)?;
         Ok(())
     }
 
@@ -921,15 +917,14 @@ impl Tx<'_> {
         let Some((lot_id, worker_id, amount, commission, deducted)) = lot else {
             return Ok(None);
         };
-        let price = amount + commission + deducted;
-        let mut entry = Entry::new(EntryKind::BuyerCredit, task_id)
-            .post(ledger::frozen(&worker_id), -amount)
-            .post(ledger::REVENUE, -commission);
-        if deducted > 0 {
-            entry = entry.post(ledger::QA_FUND, -deducted);
-        }
-        entry = entry.post(ledger::available(buyer_id), price);
-        self.apply(&entry, now_ms)?;
+        let lot = rules::money::Lot {
+            worker_id: &worker_id,
+            amount_cents: amount,
+            commission_cents: commission,
+            deducted_cents: deducted,
+        };
+        let price = lot.price_cents();
+        self.apply(&rules::money::reversal(task_id, buyer_id, &lot), now_ms)?;
         self.conn
             .prepare_cached("UPDATE lots SET status = 'reversed' WHERE id = ?1")
             .and_then(|mut s| s.execute(params![lot_id]))
@@ -968,115 +963,74 @@ impl Tx<'_> {
 
 impl Tx<'_> {
     /// Walks `worker_id` one step down the penalty ladder for a QA fail (its `qa_fail` count is
-    /// already raised). Returns whether the worker is now banned.
+    /// already raised), as [`rules::penalty::plan`] says. Returns whether the worker is now banned.
     fn penalise(
         &mut self,
         worker_id: &str,
         now_ms: i64,
         cfg: &PlatformConfig,
     ) -> Result<bool, EngineError> {
-        use crate::qa::penalty::{Penalty, for_fail};
         let fails: u32 = self
             .conn
             .prepare_cached("SELECT qa_fail FROM workers WHERE id = ?1")
             .and_then(|mut s| s.query_row(params![worker_id], |r| r.get(0)))
             .map_err(db_err)?;
-        match for_fail(fails, &cfg.qa.penalty) {
-            Penalty::Warning => {
-                self.notice(
-                    worker_id,
-                    "warning",
-                    "A recent result of yours fell well short of what other workers delivered for the same task. \
-                     Another one costs part of your frozen earnings and a tier; a third, your account.",
-                    now_ms,
-                )?;
-                Ok(false)
-            }
-            Penalty::Deduct {
-                deduct_bp,
-                downgrade,
-            } => {
-                let lots: Vec<(i64, i64)> = {
-                    let mut s = self
-                        .conn
-                        .prepare_cached("SELECT id, amount_cents FROM lots WHERE worker_id = ?1 AND status IN ('frozen', 'held')")
-                        .map_err(db_err)?;
-                    let rows = s
-                        .query_map(params![worker_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .map_err(db_err)?;
-                    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
-                };
-                let mut total = 0;
-                for (lot_id, amount) in lots {
-                    let cut = (i128::from(amount) * i128::from(deduct_bp) / 10_000) as i64;
-                    if cut > 0 {
-                        self.conn
-                            .prepare_cached(
-                                "UPDATE lots SET amount_cents = amount_cents - ?2, deducted_cents = deducted_cents + ?2 WHERE id = ?1",
-                            )
-                            .and_then(|mut s| s.execute(params![lot_id, cut]))
-                            .map_err(db_err)?;
-                        total += cut;
-                    }
-                }
-                if total > 0 {
-                    let entry = Entry::new(EntryKind::QaDeduction, worker_id).transfer(
-                        ledger::frozen(worker_id),
-                        ledger::QA_FUND,
-                        total,
-                    );
-                    self.apply(&entry, now_ms)?;
-                    self.unearn(worker_id, total, false)?;
-                }
-                if downgrade {
-                    self.conn
-                        .prepare_cached(
-                            "UPDATE workers SET tier_penalty = tier_penalty + 1 WHERE id = ?1",
-                        )
-                        .and_then(|mut s| s.execute(params![worker_id]))
-                        .map_err(db_err)?;
-                    self.replace_tier(worker_id, cfg)?;
-                }
-                let message = format!(
-                    "A second low-quality result: {total} cents of your frozen earnings went to the quality fund{}. \
-                     A third costs your account.",
-                    if downgrade {
-                        " and you move down one tier"
-                    } else {
-                        ""
-                    }
-                );
-                self.notice(worker_id, "deduction", &message, now_ms)?;
-                Ok(false)
-            }
-            Penalty::Ban {
-                ban,
-                freeze_balance,
-            } => {
-                if freeze_balance {
-                    // Held lots are never released; buyers can still be credited from them.
-                    self.conn
-                        .prepare_cached("UPDATE lots SET status = 'held' WHERE worker_id = ?1 AND status = 'frozen'")
-                        .and_then(|mut s| s.execute(params![worker_id]))
-                        .map_err(db_err)?;
-                }
-                self.conn
-                    .prepare_cached(
-                        "UPDATE workers SET banned_at = CASE WHEN ?2 THEN coalesce(banned_at, ?3) ELSE banned_at END,
-                                balance_frozen = max(balance_frozen, ?4)
-                         WHERE id = ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![worker_id, ban, now_ms, freeze_balance]))
-                    .map_err(db_err)?;
-                let message = if ban {
-                    "Repeated low-quality results: this account is banned and its balance is frozen pending review."
-                } else {
-                    "Repeated low-quality results: your balance is frozen pending review."
-                };
-                self.notice(worker_id, "ban", message, now_ms)?;
-                Ok(ban)
-            }
+        let lots: Vec<FrozenLot> = {
+            let mut s = self
+                .conn
+                .prepare_cached("SELECT id, amount_cents FROM lots WHERE worker_id = ?1 AND status IN ('frozen', 'held')")
+                .map_err(db_err)?;
+            let rows = s
+                .query_map(params![worker_id], |r| {
+                    Ok(FrozenLot {
+                        lot_id: r.get(0)?,
+                        amount_cents: r.get(1)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+        };
+        let plan = rules::penalty::plan(worker_id, fails, &lots, &cfg.qa.penalty);
+        for (lot_id, cut) in &plan.cuts {
+            self.conn
+                .prepare_cached(
+                    "UPDATE lots SET amount_cents = amount_cents - ?2, deducted_cents = deducted_cents + ?2 WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![lot_id, cut]))
+                .map_err(db_err)?;
         }
+        if let Some(entry) = &plan.entry {
+            self.apply(entry, now_ms)?;
+            self.unearn(worker_id, plan.deducted_cents, false)?;
+        }
+        if plan.downgrade {
+            self.conn
+                .prepare_cached("UPDATE workers SET tier_penalty = tier_penalty + 1 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![worker_id]))
+                .map_err(db_err)?;
+            self.replace_tier(worker_id, cfg)?;
+        }
+        if plan.freeze_balance {
+            // Held lots are never released; buyers can still be credited from them.
+            self.conn
+                .prepare_cached(
+                    "UPDATE lots SET status = 'held' WHERE worker_id = ?1 AND status = 'frozen'",
+                )
+                .and_then(|mut s| s.execute(params![worker_id]))
+                .map_err(db_err)?;
+        }
+        if plan.ban || plan.freeze_balance {
+            self.conn
+                .prepare_cached(
+                    "UPDATE workers SET banned_at = CASE WHEN ?2 THEN coalesce(banned_at, ?3) ELSE banned_at END,
+                            balance_frozen = max(balance_frozen, ?4)
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![worker_id, plan.ban, now_ms, plan.freeze_balance]))
+                .map_err(db_err)?;
+        }
+        self.notice(worker_id, plan.notice.kind, &plan.notice.message, now_ms)?;
+        Ok(plan.ban)
     }
 
     /// The buyer's original failed QA: the buyer gets its price back, from the worker's lot while
@@ -1098,12 +1052,7 @@ impl Tx<'_> {
         let cents = match self.reverse_lot(task_id, &buyer_id, false, now_ms)? {
             Some((_, cents)) => cents,
             None => {
-                let entry = Entry::new(EntryKind::QaCredit, task_id).transfer(
-                    ledger::QA_FUND,
-                    ledger::available(&buyer_id),
-                    price,
-                );
-                self.apply(&entry, now_ms)?;
+                self.apply(&rules::money::qa_credit(task_id, &buyer_id, price), now_ms)?;
                 self.mark_credited(task_id, now_ms)?;
                 price
             }
@@ -1349,12 +1298,7 @@ impl Store for SqliteStore {
                 b.now_ms,
             )?;
             insert_token(tx.conn, &b.token_hash, &b.user_id, Role::Buyer, b.now_ms)?;
-            if b.signup_credit_cents > 0 {
-                let entry = Entry::new(EntryKind::SignupCredit, &b.user_id).transfer(
-                    ledger::PROMOTIONS,
-                    ledger::available(&b.user_id),
-                    b.signup_credit_cents,
-                );
+            if let Some(entry) = rules::money::signup_credit(&b.user_id, b.signup_credit_cents) {
                 tx.apply(&entry, b.now_ms)?;
             }
             read_balance(tx.conn, &b.user_id)?
@@ -1557,10 +1501,7 @@ impl Store for SqliteStore {
                     })
                     .map_err(db_err)?;
                 let seq = tx.conn.last_insert_rowid();
-                let entry = Entry::new(EntryKind::TaskPay, &t.task_id)
-                    .for_task(&t.task_id)
-                    .transfer(ledger::available(&t.buyer_id), ledger::ESCROW, t.price_cents);
-                tx.apply(&entry, t.now_ms)?;
+                tx.apply(&rules::money::task_pay(&t.buyer_id, &t.task_id, t.price_cents), t.now_ms)?;
                 let shadow = if t.shadow {
                     let task = tx.open_group(&t.task_id, QaType::Shadow, t.now_ms)?;
                     Some(QaCopy { task, barred: Vec::new() })
@@ -1805,12 +1746,24 @@ impl Store for SqliteStore {
                 ));
             }
             let task_type = crate::domain::TaskType::parse(&task.task_type)?;
-            let rate = economics::commission_bp(&cfg, &tier, &task_type, stats.tasks_completed);
-            let (earned, commission) = economics::split(task.price_cents, rate);
-            // A QA copy pays exactly as any task; its "commission" stays in the QA fund.
             let QaTag { platform_paid, group: qa_group } = tag;
-            let commission_to = if platform_paid { ledger::QA_FUND } else { ledger::REVENUE };
-            let release_at = now_ms + (cfg.commissions.freeze_seconds as i64) * 1000;
+            let settled = rules::settlement::settle(
+                &cfg,
+                &rules::settlement::Submitted {
+                    task_id: &task_id,
+                    task_type: &task_type,
+                    price_cents: task.price_cents,
+                    platform_paid,
+                    in_qa_group: qa_group.is_some(),
+                    worker_id: &worker_id,
+                    stats,
+                    tier: &tier,
+                    tier_penalty,
+                    now_ms,
+                    spot_roll_bp,
+                },
+            );
+            let (earned, commission) = (settled.earned_cents, settled.commission_cents);
             tx.conn
                 .prepare_cached(
                     "UPDATE tasks SET status = 'completed', output = ?2, earned_cents = ?3, commission_cents = ?4,
@@ -1824,23 +1777,12 @@ impl Store for SqliteStore {
                     "INSERT INTO lots (worker_id, task_id, amount_cents, commission_cents, created_at, release_at, status)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'frozen')",
                 )
-                .and_then(|mut s| s.execute(params![worker_id, task_id, earned, commission, now_ms, release_at]))
+                .and_then(|mut s| s.execute(params![worker_id, task_id, earned, commission, now_ms, settled.release_at_ms]))
                 .map_err(db_err)?;
-            let entry = Entry::new(EntryKind::TaskSettle, &task_id)
-                .for_task(&task_id)
-                .post(ledger::ESCROW, -task.price_cents)
-                .post(ledger::frozen(&worker_id), earned)
-                .post(commission_to, commission);
-            tx.apply(&entry, now_ms)?;
-            // Spot-check: a buyer's task that is in no QA group yet may get a copy.
-            let spot_check = if !platform_paid && qa_group.is_none() {
-                let suspicious = economics::suspicious(&cfg, &tier, &stats.tier_stats());
-                if spot_roll_bp < cfg.qa.spot_check_bp(&tier, suspicious) {
-                    let task = tx.open_group(&task_id, QaType::SpotCheck, now_ms)?;
-                    Some(QaCopy { task, barred: vec![worker_id.clone()] })
-                } else {
-                    None
-                }
+            tx.apply(&settled.entry, now_ms)?;
+            let spot_check = if settled.spot_check {
+                let task = tx.open_group(&task_id, QaType::SpotCheck, now_ms)?;
+                Some(QaCopy { task, barred: vec![worker_id.clone()] })
             } else {
                 None
             };
@@ -1848,11 +1790,7 @@ impl Store for SqliteStore {
                 .prepare_cached("UPDATE balances SET total_earned_cents = total_earned_cents + ?2, version = version + 1 WHERE user_id = ?1")
                 .and_then(|mut s| s.execute(params![worker_id, earned]))
                 .map_err(db_err)?;
-            let mut stats = stats;
-            stats.tasks_completed += 1;
-            stats.consecutive_expires = 0;
-            stats.total_earned_cents += earned;
-            let new_tier = economics::placement_penalised(&cfg, &stats.tier_stats(), tier_penalty).to_string();
+            let rules::settlement::Settled { stats, tier: new_tier, .. } = settled;
             tx.conn
                 .prepare_cached(
                     "UPDATE workers SET tasks_completed = tasks_completed + 1, consecutive_expires = 0,
@@ -1895,28 +1833,33 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             let Some((buyer_id, attempts)) = found else { return Ok(ExpireOutcome::Stale) };
             // The worker who let it lapse: count it, and suspend after too many in a row.
-            let (mut stats, tier, tier_penalty) = tx
+            let (stats, tier, tier_penalty) = tx
                 .worker_stats(&worker_id)?
                 .ok_or_else(|| EngineError::internal("expired task's worker is missing"))?;
-            stats.tasks_expired += 1;
-            stats.consecutive_expires += 1;
-            let d = &cfg.dispatch;
-            let suspended_until_ms = (stats.consecutive_expires >= u64::from(d.expiries_before_suspension))
-                .then(|| now_ms + (d.suspension_seconds as i64) * 1000);
+            let lapsed = rules::expiry::lapse(
+                &cfg,
+                &rules::expiry::Lapse { stats, tier: &tier, tier_penalty, attempts, now_ms },
+            );
+            let suspended_until_ms = lapsed.suspended_until_ms;
             tx.conn
                 .prepare_cached(
-                    "UPDATE workers SET tasks_expired = tasks_expired + 1,
-                            consecutive_expires = CASE WHEN ?2 IS NULL THEN consecutive_expires + 1 ELSE 0 END,
-                            suspended_until = coalesce(?2, suspended_until)
+                    "UPDATE workers SET tasks_expired = ?2, consecutive_expires = ?3,
+                            suspended_until = coalesce(?4, suspended_until)
                      WHERE id = ?1",
                 )
-                .and_then(|mut s| s.execute(params![worker_id, suspended_until_ms]))
+                .and_then(|mut s| {
+                    s.execute(params![
+                        worker_id,
+                        lapsed.stats.tasks_expired as i64,
+                        lapsed.stats.consecutive_expires as i64,
+                        suspended_until_ms
+                    ])
+                })
                 .map_err(db_err)?;
-            let placed = economics::placement_penalised(&cfg, &stats.tier_stats(), tier_penalty);
-            if placed != tier {
-                tx.set_tier(&worker_id, placed)?;
+            if lapsed.tier != tier {
+                tx.set_tier(&worker_id, &lapsed.tier)?;
             }
-            if attempts >= d.max_attempts {
+            if lapsed.fails {
                 tx.refund(&task_id, now_ms)?;
                 return Ok(ExpireOutcome::Failed { buyer_id, suspended_until_ms });
             }
@@ -1943,19 +1886,13 @@ impl Store for SqliteStore {
                 let task = read_task(tx.conn, &task_id)?
                     .filter(|t| t.buyer_id == buyer_id)
                     .ok_or_else(|| EngineError::NotFound("no such task".into()))?;
-                if task.status != TaskStatus::Completed {
-                    return Err(EngineError::Conflict(format!(
-                        "only a completed task can be credited; this one is {}",
-                        task.status.as_str()
-                    )));
-                }
                 let in_window: bool = tx
                     .conn
                     .prepare_cached("SELECT EXISTS (SELECT 1 FROM lots WHERE task_id = ?1 AND release_at > ?2)")
                     .and_then(|mut s| s.query_row(params![task_id, now_ms], |r| r.get(0)))
                     .map_err(db_err)?;
-                let reversed = if in_window { tx.reverse_lot(&task_id, &buyer_id, true, now_ms)? } else { None };
-                let Some((worker_id, price)) = reversed else {
+                rules::money::check_credit(task.status, in_window)?;
+                let Some((worker_id, price)) = tx.reverse_lot(&task_id, &buyer_id, true, now_ms)? else {
                     return Err(EngineError::Conflict("the refund window for this task has closed".into()));
                 };
                 tx.replace_tier(&worker_id, &cfg)?;
@@ -2027,12 +1964,7 @@ impl Store for SqliteStore {
                 rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
             };
             for (lot_id, worker_id, task_id, amount) in &due {
-                if *amount > 0 {
-                    let entry = Entry::new(EntryKind::Unfreeze, task_id).transfer(
-                        ledger::frozen(worker_id),
-                        ledger::available(worker_id),
-                        *amount,
-                    );
+                if let Some(entry) = rules::money::unfreeze(task_id, worker_id, *amount) {
                     tx.apply(&entry, now_ms)?;
                 }
                 tx.conn
@@ -2199,7 +2131,7 @@ impl Store for SqliteStore {
                             .and_then(|mut s| s.query_row(params![task_id], |r| r.get(0)).optional())
                             .map_err(db_err)?
                             .flatten();
-                        if cfg.qa.auto_credit_on_fail && original_worker.as_deref() == Some(worker_id.as_str()) {
+                        if rules::penalty::credits_buyer(&cfg, worker_id, original_worker.as_deref()) {
                             applied.auto_credit = tx.auto_credit(&task_id, now_ms)?;
                         }
                     }
@@ -2416,9 +2348,7 @@ impl Store for SqliteStore {
                 if tx.available(&user_id)?.is_none() {
                     return Err(EngineError::NotFound(format!("no user {user_id}")));
                 }
-                let entry = Entry::new(EntryKind::AdminCredit, &user_id)
-                    .transfer(ledger::PROMOTIONS, ledger::available(&user_id), amount_cents);
-                tx.apply(&entry, now_ms)?;
+                tx.apply(&rules::money::admin_credit(&user_id, amount_cents), now_ms)?;
                 tx.audit(
                     &admin_id,
                     "admin.credit",

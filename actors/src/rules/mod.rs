@@ -1,0 +1,18 @@
+//! Every decision of the marketplace, as plain functions of plain data. A store backend reads
+//! what a rule needs inside its transaction, asks the rule, and writes what the rule answers —
+//! the rows, the journal entry — atomically. A new backend writes storage, not policy; the rules
+//! are tested here without a database.
+//!
+//! - [`crate::economics`]: price, commission, the earning split, tier placement.
+//! - [`settlement`]: an accepted submit — the split, the lot, the entry, the stats and tier, the
+//!   spot-check roll.
+//! - [`expiry`]: a missed deadline — the count, the suspension, the tier, requeue or fail.
+//! - [`penalty`]: a QA fail — the ladder step, the notice the worker reads, the deduction, the
+//!   ban; and whether the buyer is credited.
+//! - [`money`]: the journal entries of every other movement (pay, refund, credit reversal,
+//!   unfreeze, the QA fund's payments, signup and admin credits).
+
+pub mod expiry;
+pub mod money;
+pub mod penalty;
+pub mod settlement;
