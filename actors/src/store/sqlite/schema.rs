@@ -1,0 +1,273 @@
+//! The schema, its version, and the migrations that bring an older data directory up to it.
+
+use super::*;
+
+pub(super) const SCHEMA_VERSION: i64 = 3;
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+  id TEXT PRIMARY KEY,
+  role TEXT NOT NULL,
+  email TEXT UNIQUE,
+  password_hash TEXT,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+  hash TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  role TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  -- An admin token's name: 'env' for the one CLAWJOBS_ADMIN_TOKEN set, or what the operator chose.
+  label TEXT
+);
+CREATE TABLE IF NOT EXISTS workers (
+  id TEXT PRIMARY KEY REFERENCES users(id),
+  worker_type TEXT,
+  model_info TEXT NOT NULL,
+  profile TEXT NOT NULL,
+  tier TEXT NOT NULL,
+  tasks_claimed INTEGER NOT NULL DEFAULT 0,
+  tasks_completed INTEGER NOT NULL DEFAULT 0,
+  tasks_expired INTEGER NOT NULL DEFAULT 0,
+  consecutive_expires INTEGER NOT NULL DEFAULT 0,
+  credit_requests INTEGER NOT NULL DEFAULT 0,
+  total_earned_cents INTEGER NOT NULL DEFAULT 0,
+  suspended_until INTEGER,
+  -- Invisible QA: per-worker verdicts, tiers held down by downgrades, the ban.
+  qa_pass INTEGER NOT NULL DEFAULT 0,
+  qa_flag INTEGER NOT NULL DEFAULT 0,
+  qa_fail INTEGER NOT NULL DEFAULT 0,
+  tier_penalty INTEGER NOT NULL DEFAULT 0,
+  banned_at INTEGER,
+  balance_frozen INTEGER NOT NULL DEFAULT 0,
+  -- Claims made on the UTC day starting at claims_day (ms), for limits.daily_max_tasks.
+  claims_day INTEGER NOT NULL DEFAULT 0,
+  claims_today INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  last_seen INTEGER
+);
+-- A user's two ledger accounts (available, frozen) and running totals.
+CREATE TABLE IF NOT EXISTS balances (
+  user_id TEXT PRIMARY KEY REFERENCES users(id),
+  available_cents INTEGER NOT NULL DEFAULT 0 CHECK (available_cents >= 0),
+  frozen_cents INTEGER NOT NULL DEFAULT 0 CHECK (frozen_cents >= 0),
+  total_deposited_cents INTEGER NOT NULL DEFAULT 0,
+  total_earned_cents INTEGER NOT NULL DEFAULT 0,
+  total_withdrawn_cents INTEGER NOT NULL DEFAULT 0,
+  version INTEGER NOT NULL DEFAULT 0
+);
+-- The platform's and the outside world's ledger accounts.
+CREATE TABLE IF NOT EXISTS accounts (
+  id TEXT PRIMARY KEY,
+  balance_cents INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS entries (
+  id INTEGER PRIMARY KEY,
+  kind TEXT NOT NULL,
+  ref_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS postings (
+  id INTEGER PRIMARY KEY,
+  entry_id INTEGER NOT NULL REFERENCES entries(id),
+  account TEXT NOT NULL,
+  amount_cents INTEGER NOT NULL,
+  task_id TEXT
+);
+CREATE TABLE IF NOT EXISTS tasks (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  buyer_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  input TEXT NOT NULL,
+  timeout_seconds INTEGER NOT NULL,
+  min_output_length INTEGER NOT NULL,
+  price_cents INTEGER NOT NULL CHECK (price_cents > 0),
+  status TEXT NOT NULL,
+  worker_id TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  assigned_at INTEGER,
+  deadline INTEGER,
+  output TEXT,
+  earned_cents INTEGER,
+  commission_cents INTEGER,
+  completed_at INTEGER,
+  credited_at INTEGER,
+  funded_by TEXT NOT NULL DEFAULT 'buyer',
+  created_at INTEGER NOT NULL,
+  -- Invisible QA (never shown to workers): the comparison group, the input key no worker gets
+  -- twice, and the part the task plays (original, copy, tiebreak, benchmark).
+  qa_group TEXT,
+  qa_key TEXT,
+  qa_role TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_by_buyer ON tasks (buyer_id, seq);
+CREATE INDEX IF NOT EXISTS tasks_live ON tasks (status, seq) WHERE status IN ('pending', 'assigned');
+CREATE INDEX IF NOT EXISTS tasks_held ON tasks (worker_id) WHERE status = 'assigned';
+-- One row per claim: who held which task, so a late submit is told TASK_EXPIRED.
+CREATE TABLE IF NOT EXISTS claims (
+  task_id TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  claimed_at INTEGER NOT NULL,
+  PRIMARY KEY (task_id, attempt)
+);
+-- Each earning is its own lot, released when its window ends or reversed by a buyer's credit.
+CREATE TABLE IF NOT EXISTS lots (
+  id INTEGER PRIMARY KEY,
+  worker_id TEXT NOT NULL,
+  task_id TEXT NOT NULL UNIQUE,
+  amount_cents INTEGER NOT NULL CHECK (amount_cents >= 0),
+  commission_cents INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  release_at INTEGER NOT NULL,
+  -- frozen, released, reversed, or held (a banned worker's: never released).
+  status TEXT NOT NULL,
+  -- Taken into the QA fund by a penalty.
+  deducted_cents INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS lots_due ON lots (release_at) WHERE status = 'frozen';
+CREATE INDEX IF NOT EXISTS lots_by_worker ON lots (worker_id, created_at);
+CREATE TABLE IF NOT EXISTS idempotency (
+  scope TEXT NOT NULL,
+  key TEXT NOT NULL,
+  body_hash TEXT NOT NULL,
+  response TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (scope, key)
+);
+CREATE TABLE IF NOT EXISTS config (
+  key TEXT PRIMARY KEY,
+  doc TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  updated_by TEXT
+);
+-- A buyer's task with its QA copies, or one benchmark task.
+CREATE TABLE IF NOT EXISTS qa_groups (
+  id TEXT PRIMARY KEY,
+  qa_type TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  qa_task_id TEXT NOT NULL,
+  tiebreak_task_id TEXT,
+  expected_output TEXT,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS qa_groups_undecided ON qa_groups (state) WHERE state IN ('open', 'tiebreak');
+CREATE TABLE IF NOT EXISTS qa_results (
+  seq INTEGER PRIMARY KEY,
+  group_id TEXT NOT NULL UNIQUE,
+  task_id TEXT NOT NULL,
+  qa_task_id TEXT NOT NULL,
+  qa_type TEXT NOT NULL,
+  similarity REAL NOT NULL,
+  dimensions TEXT NOT NULL,
+  verdict TEXT NOT NULL,
+  worker_ids TEXT NOT NULL,
+  blamed_worker_id TEXT,
+  tiebreak_task_id TEXT,
+  tiebreak TEXT,
+  decided_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS qa_results_by_verdict ON qa_results (verdict, seq);
+-- Each worker's verdict in a decided comparison, with its tier then.
+CREATE TABLE IF NOT EXISTS qa_outcomes (
+  worker_id TEXT NOT NULL,
+  result_seq INTEGER NOT NULL,
+  tier TEXT NOT NULL,
+  qa_type TEXT NOT NULL,
+  verdict TEXT NOT NULL,
+  PRIMARY KEY (worker_id, result_seq)
+);
+CREATE TABLE IF NOT EXISTS worker_notices (
+  id INTEGER PRIMARY KEY,
+  worker_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  message TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS worker_notices_by_worker ON worker_notices (worker_id, id);
+CREATE TABLE IF NOT EXISTS audit_log (
+  id INTEGER PRIMARY KEY,
+  actor_id TEXT NOT NULL,
+  action TEXT NOT NULL,
+  details TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+"#;
+
+/// Version 1 data directories get the QA columns.
+pub(super) const MIGRATE_1_TO_2: &str = r#"
+ALTER TABLE workers ADD COLUMN qa_pass INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN qa_flag INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN qa_fail INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN tier_penalty INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN banned_at INTEGER;
+ALTER TABLE workers ADD COLUMN balance_frozen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN qa_group TEXT;
+ALTER TABLE tasks ADD COLUMN qa_key TEXT;
+ALTER TABLE tasks ADD COLUMN qa_role TEXT;
+ALTER TABLE lots ADD COLUMN deducted_cents INTEGER NOT NULL DEFAULT 0;
+"#;
+
+/// Version 2 data directories get token labels (admin token rotation).
+pub(super) const MIGRATE_2_TO_3: &str = "ALTER TABLE tokens ADD COLUMN label TEXT;";
+
+/// Indexes on columns version 2 added (created after the migration).
+pub(super) const SCHEMA_V2_INDEXES: &str = r#"
+CREATE INDEX IF NOT EXISTS tasks_by_qa_key ON tasks (qa_key) WHERE qa_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_by_qa_group ON tasks (qa_group) WHERE qa_group IS NOT NULL;
+"#;
+
+pub(super) fn migrate(conn: &Connection) -> Result<(), EngineError> {
+    conn.execute_batch(SCHEMA).map_err(db_err)?;
+    let found: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?;
+    match found.and_then(|v| v.parse::<i64>().ok()) {
+        None => {
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                params![SCHEMA_VERSION.to_string()],
+            )
+            .map_err(db_err)?;
+        }
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(EngineError::internal(format!(
+                "the data directory has schema version {v}, newer than this binary's {SCHEMA_VERSION}"
+            )));
+        }
+        Some(found) => {
+            // Each step takes the schema one version further, in order.
+            let steps = [
+                (1, MIGRATE_1_TO_2, "QA columns"),
+                (2, MIGRATE_2_TO_3, "token labels"),
+            ];
+            for (from, sql, what) in steps.into_iter().filter(|(from, ..)| *from >= found) {
+                conn.execute_batch(sql).map_err(db_err)?;
+                tracing::info!("store: migrated schema {from} -> {} ({what})", from + 1);
+            }
+            conn.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                params![SCHEMA_VERSION.to_string()],
+            )
+            .map_err(db_err)?;
+        }
+    }
+    conn.execute_batch(SCHEMA_V2_INDEXES).map_err(db_err)?;
+    for account in ledger::PLATFORM_ACCOUNTS {
+        conn.execute(
+            "INSERT OR IGNORE INTO accounts (id) VALUES (?1)",
+            params![account],
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
