@@ -26,7 +26,7 @@ pub const KEYS: &[&str] = &[
 pub type RateBp = u32;
 
 /// Largest price any one task may have, as a guard against typos in the pricing document.
-pub const MAX_PRICE_CENTS: i64 = 10_000_000;
+pub use crate::limits::MAX_PRICE_CENTS;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

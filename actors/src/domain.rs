@@ -86,7 +86,7 @@ pub fn hex(bytes: &[u8]) -> String {
 pub struct TaskType(String);
 
 impl TaskType {
-    pub const MAX_LEN: usize = 64;
+    pub const MAX_LEN: usize = crate::limits::MAX_TASK_TYPE_CHARS;
 
     pub fn parse(raw: &str) -> Result<TaskType, EngineError> {
         let bad = || {
@@ -184,7 +184,7 @@ pub const EMAIL_PATTERN: &str =
     r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@.\s\x00-\x1f\x7f-\x9f]+(\.[^@.\s\x00-\x1f\x7f-\x9f]+)+$";
 
 impl Email {
-    pub const MAX_CHARS: usize = 254;
+    pub const MAX_CHARS: usize = crate::limits::MAX_EMAIL_CHARS;
 
     pub fn parse(raw: &str) -> Result<Email, EngineError> {
         let bad = || EngineError::validation_field("email", "email is not a valid address");
@@ -209,7 +209,7 @@ impl Email {
 /// A password as accepted at registration: 8 to 256 characters.
 pub fn check_password(raw: &str) -> Result<(), EngineError> {
     let n = raw.chars().count();
-    if !(8..=256).contains(&n) {
+    if !crate::limits::PASSWORD_CHARS.contains(&n) {
         return Err(EngineError::validation_field(
             "password",
             "password must be 8 to 256 characters long",

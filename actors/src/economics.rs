@@ -51,7 +51,7 @@ pub fn price_cents(
         return rule
             .base_cents
             .checked_mul(segments)
-            .filter(|p| *p <= crate::config::MAX_PRICE_CENTS)
+            .filter(|p| *p <= crate::limits::MAX_PRICE_CENTS)
             .ok_or_else(|| EngineError::validation_field("input.segments", "too many segments"));
     }
     Ok(rule.base_cents)
@@ -360,7 +360,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn split_conserves_money(price in 1i64..=crate::config::MAX_PRICE_CENTS, rate in 0u32..=10_000) {
+        fn split_conserves_money(price in 1i64..=crate::limits::MAX_PRICE_CENTS, rate in 0u32..=10_000) {
             let (w, p) = split(price, rate);
             prop_assert_eq!(w + p, price);
             prop_assert!(w >= 1 && p >= 0);

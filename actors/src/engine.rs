@@ -24,6 +24,7 @@ use crate::economics;
 use crate::error::EngineError;
 use crate::feed::{Audience, CloseAll, FeedHub, Publish};
 use crate::ledger::AuditReport;
+use crate::limits::*;
 use crate::metrics::Metrics;
 use crate::nodes::Nodes;
 use crate::qa::comparator::{BanList, Inject, Judge, QaComparator};
@@ -32,14 +33,6 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::*;
 use crate::supervisor::Supervisor;
 
-/// Largest task input, as JSON text.
-pub const MAX_INPUT_BYTES: usize = 128 * 1024;
-/// Largest submitted output, as JSON text.
-pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
-/// Longest a buyer may wait on `GET /api/task/{id}?wait=`.
-pub const MAX_TASK_WAIT: Duration = Duration::from_secs(30);
-/// Longest a worker may wait on `GET /api/work/next?wait=`.
-pub const MAX_WORK_WAIT: Duration = Duration::from_secs(15);
 /// A claim the Dispatcher dropped (it panicked) is asked again after this pause…
 const CLAIM_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// …for at least this long, even without a wait: the Supervisor restarts it within a second.
@@ -276,7 +269,7 @@ impl Engine {
             ));
         }
         let min_output_length = req.min_output_length.unwrap_or(0);
-        if min_output_length as usize > MAX_OUTPUT_BYTES / 2 {
+        if min_output_length > MAX_MIN_OUTPUT_CHARS {
             return Err(EngineError::validation_field(
                 "constraints.min_output_length",
                 "min_output_length is too large",
@@ -384,10 +377,13 @@ impl Engine {
         reason: Option<String>,
         idem: Option<IdemKey>,
     ) -> Result<Credited, EngineError> {
-        if reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
+        if reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+        {
             return Err(EngineError::validation_field(
                 "reason",
-                "reason is at most 2000 characters",
+                format!("reason is at most {MAX_REASON_CHARS} characters"),
             ));
         }
         let credited = self
@@ -423,10 +419,13 @@ impl Engine {
         profile: WorkerProfile,
     ) -> Result<(WorkerRecord, String), EngineError> {
         check_profile(&profile)?;
-        if worker_type.as_ref().is_some_and(|t| t.chars().count() > 64) {
+        if worker_type
+            .as_ref()
+            .is_some_and(|t| t.chars().count() > MAX_WORKER_TYPE_CHARS)
+        {
             return Err(EngineError::validation_field(
                 "worker_type",
-                "worker_type is at most 64 characters",
+                format!("worker_type is at most {MAX_WORKER_TYPE_CHARS} characters"),
             ));
         }
         let token = domain::new_token(Role::Worker);
@@ -551,9 +550,10 @@ impl Engine {
         self.check_not_banned(worker_id)?;
         let text = serde_json::to_string(output).map_err(EngineError::internal)?;
         if text.len() > MAX_OUTPUT_BYTES {
-            return Err(EngineError::PayloadTooLarge(
-                "output is larger than 256 KB".into(),
-            ));
+            return Err(EngineError::PayloadTooLarge(format!(
+                "output is larger than {} KB",
+                MAX_OUTPUT_BYTES / 1024
+            )));
         }
         let settled = self
             .store
@@ -683,19 +683,16 @@ impl Engine {
         admin_id: &str,
         idem: Option<IdemKey>,
     ) -> Result<AdminCredited, EngineError> {
-        if !(1..=crate::config::MAX_PRICE_CENTS).contains(&amount_cents) {
+        if !(1..=MAX_PRICE_CENTS).contains(&amount_cents) {
             return Err(EngineError::validation_field(
                 "amount_cents",
-                format!(
-                    "amount_cents must be between 1 and {}",
-                    crate::config::MAX_PRICE_CENTS
-                ),
+                format!("amount_cents must be between 1 and {MAX_PRICE_CENTS}"),
             ));
         }
-        if reason.trim().is_empty() || reason.chars().count() > 2000 {
+        if reason.trim().is_empty() || reason.chars().count() > MAX_REASON_CHARS {
             return Err(EngineError::validation_field(
                 "reason",
-                "a reason of 1 to 2000 characters is required",
+                format!("a reason of 1 to {MAX_REASON_CHARS} characters is required"),
             ));
         }
         self.store
@@ -800,9 +797,10 @@ fn check_input(input: &Value) -> Result<String, EngineError> {
     }
     let text = serde_json::to_string(input).map_err(EngineError::internal)?;
     if text.len() > MAX_INPUT_BYTES {
-        return Err(EngineError::PayloadTooLarge(
-            "input is larger than 128 KB".into(),
-        ));
+        return Err(EngineError::PayloadTooLarge(format!(
+            "input is larger than {} KB",
+            MAX_INPUT_BYTES / 1024
+        )));
     }
     Ok(text)
 }
@@ -814,10 +812,14 @@ fn check_profile(p: &WorkerProfile) -> Result<(), EngineError> {
         ("reject", &prefs.reject),
         ("languages", &prefs.languages),
     ] {
-        if list.len() > 64 || list.iter().any(|s| s.is_empty() || s.chars().count() > 64) {
+        let too_long = |s: &String| s.is_empty() || s.chars().count() > MAX_PROFILE_NAME_CHARS;
+        if list.len() > MAX_PROFILE_NAMES || list.iter().any(too_long) {
             return Err(EngineError::validation_field(
                 &format!("preferences.{field}"),
-                format!("preferences.{field} takes at most 64 names of 1 to 64 characters"),
+                format!(
+                    "preferences.{field} takes at most {MAX_PROFILE_NAMES} names of 1 to \
+                     {MAX_PROFILE_NAME_CHARS} characters"
+                ),
             ));
         }
     }
@@ -827,10 +829,10 @@ fn check_profile(p: &WorkerProfile) -> Result<(), EngineError> {
             "min_price must not be negative",
         ));
     }
-    if p.limits.concurrent == 0 || p.limits.concurrent > 100 {
+    if !(1..=MAX_CONCURRENT_TASKS).contains(&p.limits.concurrent) {
         return Err(EngineError::validation_field(
             "limits.concurrent",
-            "limits.concurrent must be between 1 and 100",
+            format!("limits.concurrent must be between 1 and {MAX_CONCURRENT_TASKS}"),
         ));
     }
     if p.limits.daily_max_tasks == 0 {
@@ -839,10 +841,10 @@ fn check_profile(p: &WorkerProfile) -> Result<(), EngineError> {
             "limits.daily_max_tasks must be at least 1",
         ));
     }
-    if p.schedule.to_string().len() > 8 * 1024 {
+    if p.schedule.to_string().len() > MAX_SCHEDULE_BYTES {
         return Err(EngineError::validation_field(
             "schedule",
-            "schedule is larger than 8 KB",
+            format!("schedule is larger than {} KB", MAX_SCHEDULE_BYTES / 1024),
         ));
     }
     Ok(())

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod feed;
 pub mod ledger;
+pub mod limits;
 pub mod metrics;
 pub mod nodes;
 pub mod qa;

@@ -26,10 +26,10 @@ pub const REGISTER_BYTES: Limit = Limit(16 * 1024);
 /// Worker connect and profile: three lists of 64 names of 64 characters fit even when every
 /// character is sent as a `\u` escape pair.
 pub const PROFILE_BYTES: Limit = Limit(192 * 1024);
-/// A task: 128 KB of input, and a little room for the rest of the body.
-pub const TASK_BYTES: Limit = Limit(128 * 1024 + 1024);
+/// A task: its input, and a little room for the rest of the body.
+pub const TASK_BYTES: Limit = Limit(clawjobs_actors::limits::MAX_INPUT_BYTES + 1024);
 /// A submitted output (or a benchmark's expected output).
-pub const OUTPUT_BYTES: Limit = Limit(256 * 1024 + 1024);
+pub const OUTPUT_BYTES: Limit = Limit(clawjobs_actors::limits::MAX_OUTPUT_BYTES + 1024);
 /// Small bodies (credits): a 2,000-character reason fits even when every character is escaped.
 pub const SMALL_BYTES: Limit = Limit(32 * 1024);
 

@@ -22,19 +22,63 @@ pub struct ErrorBody {
     pub details: Value,
 }
 
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $variant:ident => $code:literal, $status:ident;)*) => {
+        /// Every error code of the API with its HTTP status: the one table HTTP answers and
+        /// WebSocket error frames both use.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    ValidationError => "VALIDATION_ERROR", BAD_REQUEST;
+    Unauthorized => "UNAUTHORIZED", UNAUTHORIZED;
+    InsufficientBalance => "INSUFFICIENT_BALANCE", PAYMENT_REQUIRED;
+    Forbidden => "FORBIDDEN", FORBIDDEN;
+    /// A worker suspended for letting tasks expire.
+    Suspended => "SUSPENDED", FORBIDDEN;
+    /// A worker banned by the QA penalty ladder.
+    Banned => "BANNED", FORBIDDEN;
+    NotFound => "NOT_FOUND", NOT_FOUND;
+    MethodNotAllowed => "METHOD_NOT_ALLOWED", METHOD_NOT_ALLOWED;
+    Conflict => "CONFLICT", CONFLICT;
+    /// A submit after the task's deadline: it went back to the queue.
+    TaskExpired => "TASK_EXPIRED", CONFLICT;
+    PayloadTooLarge => "PAYLOAD_TOO_LARGE", PAYLOAD_TOO_LARGE;
+    RateLimited => "RATE_LIMITED", TOO_MANY_REQUESTS;
+    Internal => "INTERNAL", INTERNAL_SERVER_ERROR;
+}
+
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub details: Value,
     pub retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
             code,
             message: message.into(),
             details: json!({}),
@@ -43,23 +87,27 @@ impl ApiError {
     }
 
     pub fn validation(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
+        Self::new(ErrorCode::ValidationError, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+        Self::new(ErrorCode::Unauthorized, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", message)
+        Self::new(ErrorCode::PayloadTooLarge, message)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 }
 
@@ -68,8 +116,8 @@ impl std::fmt::Display for ApiError {
         write!(
             f,
             "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
+            self.status().as_u16(),
+            self.code.as_str(),
             self.message
         )
     }
@@ -77,43 +125,31 @@ impl std::fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut res = HttpResponse::build(self.status);
+        let mut res = HttpResponse::build(self.status());
         if let Some(s) = self.retry_after_seconds {
             res.insert_header((header::RETRY_AFTER, HeaderValue::from(s)));
         }
-        let details = if self.details.is_null() {
-            json!({})
-        } else {
-            self.details.clone()
-        };
         res.json(
-            json!({ "error": { "code": self.code, "message": self.message, "details": details } }),
+            json!({ "error": { "code": self.code.as_str(), "message": self.message, "details": self.details } }),
         )
     }
 }
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        let (status, code, message, details) = match e {
-            EngineError::Validation { message, details } => (
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                message,
-                details,
-            ),
-            EngineError::Unauthorized(m) => {
-                (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m, Value::Null)
-            }
-            EngineError::Forbidden(m) => (StatusCode::FORBIDDEN, "FORBIDDEN", m, Value::Null),
-            EngineError::NotFound(m) => (StatusCode::NOT_FOUND, "NOT_FOUND", m, Value::Null),
-            EngineError::Conflict(m) => (StatusCode::CONFLICT, "CONFLICT", m, Value::Null),
+        use ErrorCode as C;
+        let (code, message, details) = match e {
+            EngineError::Validation { message, details } => (C::ValidationError, message, details),
+            EngineError::Unauthorized(m) => (C::Unauthorized, m, Value::Null),
+            EngineError::Forbidden(m) => (C::Forbidden, m, Value::Null),
+            EngineError::NotFound(m) => (C::NotFound, m, Value::Null),
+            EngineError::Conflict(m) => (C::Conflict, m, Value::Null),
             EngineError::TaskExpired => (
-                StatusCode::CONFLICT,
-                "TASK_EXPIRED",
+                C::TaskExpired,
                 "the task's deadline passed and it went back to the queue".to_string(),
                 Value::Null,
             ),
@@ -121,45 +157,39 @@ impl From<EngineError> for ApiError {
                 needed_cents,
                 available_cents,
             } => (
-                StatusCode::PAYMENT_REQUIRED,
-                "INSUFFICIENT_BALANCE",
+                C::InsufficientBalance,
                 format!("this needs {needed_cents} cents and the balance has {available_cents}"),
                 json!({ "needed_cents": needed_cents, "available_cents": available_cents }),
             ),
             EngineError::Suspended { until } => (
-                StatusCode::FORBIDDEN,
-                "SUSPENDED",
+                C::Suspended,
                 format!("this worker is suspended until {until} for letting tasks expire"),
                 json!({ "suspended_until": until }),
             ),
             EngineError::Banned => (
-                StatusCode::FORBIDDEN,
-                "BANNED",
+                C::Banned,
                 "this worker is banned for repeated low-quality results; its balance is frozen"
                     .to_string(),
                 Value::Null,
             ),
-            EngineError::PayloadTooLarge(m) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                m,
-                Value::Null,
-            ),
+            EngineError::PayloadTooLarge(m) => (C::PayloadTooLarge, m, Value::Null),
             EngineError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "INTERNAL",
+                    C::Internal,
                     "something went wrong on our side".to_string(),
                     Value::Null,
                 )
             }
         };
         ApiError {
-            status,
             code,
             message,
-            details,
+            details: if details.is_null() {
+                json!({})
+            } else {
+                details
+            },
             retry_after_seconds: None,
         }
     }
@@ -171,4 +201,33 @@ pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Err
 
 pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::validation(format!("bad path: {err}")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_one_status_per_code_and_unique_names() {
+        let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        assert_eq!(ErrorCode::TaskExpired.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            ErrorCode::RateLimited.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        // Every engine error lands on a code of the table, with details as an object.
+        for e in [
+            EngineError::TaskExpired,
+            EngineError::Banned,
+            EngineError::validation("x"),
+            EngineError::internal("cause"),
+        ] {
+            let api = ApiError::from(e);
+            assert!(ErrorCode::ALL.contains(&api.code));
+            assert!(api.details.is_object());
+        }
+    }
 }

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
+use crate::error::ErrorCode;
 use crate::routes::{admin, buyer, feed, ops, worker, ws};
 
 #[derive(OpenApi)]
@@ -60,6 +61,11 @@ pub fn document(cfg: &PlatformConfig) -> Value {
         if let Some(body) = schemas.get_mut(name) {
             *body = by_task_type(body, cfg);
         }
+    }
+    let code = &mut schemas["ErrorBody"]["properties"]["code"];
+    if code.is_object() {
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        code["enum"] = json!(codes);
     }
     let email = &mut schemas["RegisterBody"]["properties"]["email"];
     if email.is_object() {
@@ -146,5 +152,60 @@ mod tests {
         let timeout =
             &doc["components"]["schemas"]["ConstraintsBody"]["properties"]["timeout_seconds"];
         assert_eq!(timeout["maximum"], json!(cfg.dispatch.max_timeout_seconds));
+    }
+
+    /// utoipa takes bounds as literals; they must be the engine's own (`limits`).
+    #[test]
+    fn declared_bounds_are_the_engine_s() {
+        use clawjobs_actors::limits::*;
+        let doc = document(&PlatformConfig::builtin());
+        let s = &doc["components"]["schemas"];
+        let prop = |schema: &str, field: &str| s[schema]["properties"][field].clone();
+        assert_eq!(
+            prop("TaskCreditBody", "reason")["maxLength"],
+            json!(MAX_REASON_CHARS)
+        );
+        assert_eq!(
+            prop("AdminCreditBody", "reason")["maxLength"],
+            json!(MAX_REASON_CHARS)
+        );
+        assert_eq!(
+            prop("AdminCreditBody", "amount_cents")["maximum"],
+            json!(MAX_PRICE_CENTS)
+        );
+        assert_eq!(
+            prop("ConnectBody", "worker_type")["maxLength"],
+            json!(MAX_WORKER_TYPE_CHARS)
+        );
+        assert_eq!(
+            prop("ConstraintsBody", "min_output_length")["maximum"],
+            json!(MAX_MIN_OUTPUT_CHARS)
+        );
+        assert_eq!(
+            prop("Limits", "concurrent")["maximum"],
+            json!(MAX_CONCURRENT_TASKS)
+        );
+        assert_eq!(
+            prop("Preferences", "accept")["maxItems"],
+            json!(MAX_PROFILE_NAMES)
+        );
+        assert_eq!(
+            prop("Preferences", "accept")["items"]["maxLength"],
+            json!(MAX_PROFILE_NAME_CHARS)
+        );
+        assert_eq!(
+            prop("RegisterBody", "email")["maxLength"],
+            json!(MAX_EMAIL_CHARS)
+        );
+        assert_eq!(
+            prop("RegisterBody", "password")["minLength"],
+            json!(PASSWORD_CHARS.start())
+        );
+        assert_eq!(
+            prop("RegisterBody", "password")["maxLength"],
+            json!(PASSWORD_CHARS.end())
+        );
+        let inject = &s["InjectBody"]["anyOf"][0]["properties"]["price_cents"];
+        assert_eq!(inject["maximum"], json!(MAX_PRICE_CENTS));
     }
 }

@@ -15,7 +15,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use arc_swap::ArcSwap;
 use clawjobs_actors::config::PlatformConfig;
 use governor::clock::{Clock, DefaultClock};
@@ -67,8 +66,7 @@ fn check<K: std::hash::Hash + Eq + Clone>(
         let wait = not_until.wait_time_from(clock.now());
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
+            crate::error::ErrorCode::RateLimited,
             format!("too many {what}; try again in {seconds} s"),
         );
         e.retry_after_seconds = Some(seconds.max(1));

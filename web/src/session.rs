@@ -88,13 +88,9 @@ impl WorkerSession {
     /// An error frame: the HTTP API's code, message and details (always an object), and the task
     /// it is about when there is one.
     fn api_error(&self, e: ApiError, task_id: Option<&str>, ctx: &mut Context<Self>) {
-        let details = if e.details.is_object() {
-            e.details
-        } else {
-            json!({})
-        };
-        let mut frame =
-            json!({ "type": "error", "code": e.code, "message": e.message, "details": details });
+        let mut frame = json!({
+            "type": "error", "code": e.code.as_str(), "message": e.message, "details": e.details,
+        });
         if let Some(t) = task_id {
             frame["task_id"] = json!(t);
         }

@@ -136,8 +136,8 @@ impl QaComparator {
             let input = serde_json::to_string(&msg.input).map_err(EngineError::internal)?;
             let expected =
                 serde_json::to_string(&msg.expected_output).map_err(EngineError::internal)?;
-            if input.len() > crate::engine::MAX_INPUT_BYTES
-                || expected.len() > crate::engine::MAX_OUTPUT_BYTES
+            if input.len() > crate::limits::MAX_INPUT_BYTES
+                || expected.len() > crate::limits::MAX_OUTPUT_BYTES
             {
                 return Err(EngineError::PayloadTooLarge(
                     "input or expected_output is too large".into(),
@@ -146,13 +146,13 @@ impl QaComparator {
             // A benchmark is a task of a type the platform sells, priced as one unless told.
             let priced = economics::price_cents(&cfg, &task_type, &msg.input)?;
             let price_cents = match msg.price_cents {
-                Some(p) if (1..=crate::config::MAX_PRICE_CENTS).contains(&p) => p,
+                Some(p) if (1..=crate::limits::MAX_PRICE_CENTS).contains(&p) => p,
                 Some(_) => {
                     return Err(EngineError::validation_field(
                         "price_cents",
                         format!(
                             "price_cents must be between 1 and {}",
-                            crate::config::MAX_PRICE_CENTS
+                            crate::limits::MAX_PRICE_CENTS
                         ),
                     ));
                 }

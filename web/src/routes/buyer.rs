@@ -1,7 +1,8 @@
 //! Buyers: accounts, balance, tasks.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use clawjobs_actors::engine::{MAX_TASK_WAIT, TaskRequest};
+use clawjobs_actors::engine::TaskRequest;
+use clawjobs_actors::limits::MAX_TASK_WAIT;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};

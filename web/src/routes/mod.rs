@@ -24,8 +24,7 @@ pub fn resource(path: &str, allow: &'static str) -> Resource {
 
 fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> HttpResponse {
     let mut res = ApiError::new(
-        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
+        crate::error::ErrorCode::MethodNotAllowed,
         format!("{} is not served here; use {allow}", req.method()),
     )
     .error_response();
@@ -48,7 +47,10 @@ pub fn idempotency(
     let key = value
         .to_str()
         .ok()
-        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x21..=0x7e).contains(&b)))
+        .filter(|k| {
+            (1..=clawjobs_actors::limits::MAX_IDEMPOTENCY_KEY_BYTES).contains(&k.len())
+                && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        })
         .ok_or_else(|| {
             ApiError::validation("Idempotency-Key must be 1 to 255 visible ASCII characters")
         })?;

@@ -1,7 +1,8 @@
 //! Workers: connect, claim, submit, profile.
 
 use actix_web::{HttpResponse, web};
-use clawjobs_actors::engine::{MAX_WORK_WAIT, ProfilePatch};
+use clawjobs_actors::engine::ProfilePatch;
+use clawjobs_actors::limits::MAX_WORK_WAIT;
 use clawjobs_actors::store::{WorkerNotice, WorkerProfile, WorkerStats};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -148,7 +149,7 @@ pub(crate) async fn submit(
     body: body::Json<SubmitBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    if body.task_id.is_empty() || body.task_id.len() > 64 {
+    if body.task_id.is_empty() || body.task_id.len() > clawjobs_actors::limits::MAX_TASK_ID_BYTES {
         return Err(ApiError::not_found("no such task"));
     }
     let output = Value::Object(body.output);
