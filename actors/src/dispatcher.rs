@@ -17,11 +17,10 @@ use tokio::sync::oneshot;
 
 use crate::clock::now_ms;
 use crate::config::ConfigHandle;
+use crate::effects::{Effect, Publisher};
 use crate::error::EngineError;
-use crate::feed::{Audience, FeedHub, Publish};
 use crate::metrics::{Gauges, Metrics};
 use crate::queue::{Barred, Pending, PendingIndex, Want};
-use crate::slot::Slot;
 use crate::store::{
     Assignment, ClaimOutcome, ClaimedTask, ExpireOutcome, FailedTask, LiveTask, QaCopy, Store,
 };
@@ -45,24 +44,6 @@ pub struct ClaimSpec {
 #[rtype(result = "()")]
 pub struct TaskExpired {
     pub task_id: String,
-}
-
-/// A buyer-stream event about a task's status.
-pub fn status_event(
-    buyer_id: &str,
-    task_id: &str,
-    status: &str,
-    extra: serde_json::Value,
-) -> Publish {
-    let mut data = serde_json::json!({ "task_id": task_id, "status": status, "at": crate::clock::rfc3339(now_ms()) });
-    if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
-        d.extend(e);
-    }
-    Publish {
-        audience: Audience::Buyer(buyer_id.to_string()),
-        event: "task_status",
-        data,
-    }
 }
 
 impl ClaimSpec {
@@ -120,7 +101,8 @@ pub struct Dispatcher {
     /// Who already had which QA input (a cache of the store's own check in the claim).
     barred: Barred,
     watchers: HashMap<String, Vec<oneshot::Sender<()>>>,
-    feed: Slot<FeedHub>,
+    /// Tells the buyers' streams what happened to their tasks.
+    publisher: Publisher,
     /// Shutting down: nobody is parked any more.
     closing: bool,
 }
@@ -130,13 +112,13 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         config: ConfigHandle,
         metrics: Arc<Metrics>,
-        feed: Slot<FeedHub>,
+        publisher: Publisher,
     ) -> Self {
         Dispatcher {
             store,
             config,
             metrics,
-            feed,
+            publisher,
             closing: false,
             pending: PendingIndex::default(),
             offered: 0,
@@ -213,12 +195,12 @@ impl Dispatcher {
                     deadline_ms: ct.deadline_ms,
                 };
                 // Published before the worker hears of it, so the buyer's stream stays in order.
-                self.feed.do_send(status_event(
+                self.publisher.publish([Effect::status(
                     &task.buyer_id,
                     &task.task_id,
                     "assigned",
                     serde_json::json!({}),
-                ));
+                )]);
                 if let Some(key) = &task.qa_key {
                     self.bar(key, &claimer.spec.worker_id);
                 }
@@ -298,12 +280,12 @@ impl Dispatcher {
 
     /// A task that was assigned is pending again: tell its buyer, then offer it.
     fn requeue(&mut self, task: Pending, ctx: &mut Context<Self>) {
-        self.feed.do_send(status_event(
+        self.publisher.publish([Effect::status(
             &task.buyer_id,
             &task.task_id,
             "pending",
             serde_json::json!({}),
-        ));
+        )]);
         self.offer(task, ctx);
     }
 
@@ -406,12 +388,12 @@ impl Dispatcher {
 
     /// A task failed and was refunded: tell its buyer and wake whoever waits on it.
     fn failed(&mut self, buyer_id: &str, task_id: &str) {
-        self.feed.do_send(status_event(
+        self.publisher.publish([Effect::status(
             buyer_id,
             task_id,
             "failed",
             serde_json::json!({}),
-        ));
+        )]);
         self.wake(task_id);
     }
 
@@ -477,7 +459,7 @@ impl Handler<Claim> for Dispatcher {
 }
 
 /// A task was committed as pending (posted, or a QA copy); `barred` workers must not get it.
-#[derive(Message)]
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct TaskPending {
     pub task: LiveTask,

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::prelude::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::balance::{self, Bank};
@@ -16,18 +16,18 @@ use crate::clock::{day_start_ms, now_ms};
 use crate::config::{ConfigHandle, PlatformConfig};
 use crate::config_actor::{ConfigActor, GetConfig, PutConfig};
 use crate::dispatcher::{
-    Claim, ClaimReply, ClaimSpec, Dispatcher, GetGauges, Release, Shutdown, TaskExpired, TaskFinal,
-    TaskPending, Watch, status_event,
+    Claim, ClaimReply, ClaimSpec, Dispatcher, GetGauges, Release, Shutdown, TaskExpired, Watch,
 };
 use crate::domain::{self, Principal, Role, TaskType};
 use crate::economics;
+use crate::effects::{self, Publisher};
 use crate::error::EngineError;
-use crate::feed::{Audience, CloseAll, FeedHub, Publish};
+use crate::feed::{CloseAll, FeedHub};
 use crate::ledger::AuditReport;
 use crate::limits::*;
 use crate::metrics::Metrics;
 use crate::nodes::Nodes;
-use crate::qa::comparator::{BanList, Inject, Judge, QaComparator};
+use crate::qa::comparator::{BanList, Inject, QaComparator};
 use crate::slot::Slot;
 use crate::store::sqlite::SqliteStore;
 use crate::store::*;
@@ -50,6 +50,8 @@ pub struct Engine {
     pub feed: Slot<FeedHub>,
     config_actor: Addr<ConfigActor>,
     comparator: Slot<QaComparator>,
+    /// Hands what a command caused to the actors it concerns.
+    publisher: Publisher,
     banned: BanList,
     tokens: Arc<RwLock<HashMap<String, Principal>>>,
     ready: Arc<AtomicBool>,
@@ -134,6 +136,7 @@ impl Engine {
             feed: nodes.feed,
             config_actor,
             comparator: nodes.comparator,
+            publisher: nodes.publisher,
             banned,
             tokens: Arc::default(),
             ready: Arc::new(AtomicBool::new(false)),
@@ -293,29 +296,11 @@ impl Engine {
         let mut posted = self.bank.post_task(task).await?;
         if !posted.replayed {
             Metrics::inc(&self.metrics.tasks_posted_total);
-            // The buyer hears "pending" before the Dispatcher can hand the task out.
-            self.feed.do_send(status_event(
-                buyer_id,
-                &posted.task_id,
-                "pending",
-                json!({ "type": task_type, "price_cents": posted.price_cents }),
-            ));
-            let shadow = posted.shadow.take();
-            self.dispatcher.do_send(TaskPending::from(LiveTask {
-                seq: posted.seq,
-                task_id: posted.task_id.clone(),
-                task_type,
-                price_cents: posted.price_cents,
-                created_at_ms: posted.created_at_ms,
-                buyer_id: buyer_id.to_string(),
-                assigned: None,
-                qa_key: shadow.as_ref().map(|_| posted.task_id.clone()),
-            }));
-            if let Some(copy) = shadow {
-                Metrics::inc(&self.metrics.qa_copies_total);
-                self.dispatcher.do_send(TaskPending::from(copy));
-            }
+            self.publisher
+                .publish(effects::posted(buyer_id, &task_type, &posted));
         }
+        // The twin is the Dispatcher's business, never part of an answer.
+        posted.shadow = None;
         Ok(posted)
     }
 
@@ -398,15 +383,8 @@ impl Engine {
             )
             .await?;
         Metrics::inc(&self.metrics.tasks_credited_total);
-        self.feed.do_send(status_event(
-            buyer_id,
-            task_id,
-            "credited",
-            json!({ "credited_cents": credited.credited_cents }),
-        ));
-        self.dispatcher.do_send(TaskFinal {
-            task_id: task_id.to_string(),
-        });
+        self.publisher
+            .publish(effects::credited(buyer_id, &credited));
         Ok(credited)
     }
 
@@ -568,36 +546,8 @@ impl Engine {
             .await?;
         if !settled.repeated {
             Metrics::inc(&self.metrics.tasks_completed_total);
-            if settled.buyer_id != QA_BUYER {
-                self.feed.do_send(status_event(
-                    &settled.buyer_id,
-                    task_id,
-                    "completed",
-                    json!({ "output": output }),
-                ));
-            }
-            // QA copies are announced like any completion: the public feed must not tell them apart.
-            self.feed.do_send(Publish {
-                audience: Audience::Public,
-                event: "task_completed",
-                data: json!({
-                    "task_type": settled.task_type,
-                    "price_cents": settled.earned_cents + settled.commission_cents,
-                    "earned_cents": settled.earned_cents,
-                    "worker": feed_label(worker_id),
-                    "at": crate::clock::rfc3339(now_ms()),
-                }),
-            });
-            self.dispatcher.do_send(TaskFinal {
-                task_id: task_id.to_string(),
-            });
-            if let Some(copy) = settled.spot_check.clone() {
-                Metrics::inc(&self.metrics.qa_copies_total);
-                self.dispatcher.do_send(TaskPending::from(copy));
-            }
-            if let Some(group) = &settled.qa_group {
-                self.comparator.do_send(Judge(group.clone()));
-            }
+            self.publisher
+                .publish(effects::settled(worker_id, output, &settled));
         }
         Ok(settled)
     }
@@ -779,12 +729,6 @@ impl Engine {
 /// A uniform draw in [0, 10000), compared with a rate in basis points.
 fn roll_bp() -> u32 {
     rand::random_range(0..10_000)
-}
-
-/// A short, stable, anonymous label for a worker in the public feed.
-fn feed_label(worker_id: &str) -> String {
-    let digest = domain::token_hash(&format!("feed-label:{worker_id}"));
-    format!("lobster-{}", &digest[..6])
 }
 
 /// A task input must be a JSON object of at most 128 KB; returns its JSON text.

@@ -9,6 +9,7 @@ pub mod config_actor;
 pub mod dispatcher;
 pub mod domain;
 pub mod economics;
+pub mod effects;
 pub mod engine;
 pub mod error;
 pub mod feed;

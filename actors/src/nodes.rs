@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::config::ConfigHandle;
 use crate::dispatcher::{Dispatcher, Recover};
+use crate::effects::Publisher;
 use crate::error::EngineError;
 use crate::feed::FeedHub;
 use crate::metrics::Metrics;
@@ -25,8 +26,8 @@ struct Parts {
     store: Arc<dyn Store>,
     config: ConfigHandle,
     metrics: Arc<Metrics>,
-    banned: BanList,
     benchmarks: Vec<Benchmark>,
+    publisher: Publisher,
 }
 
 #[derive(Clone)]
@@ -34,6 +35,8 @@ pub struct Nodes {
     pub feed: Slot<FeedHub>,
     pub dispatcher: Slot<Dispatcher>,
     pub comparator: Slot<QaComparator>,
+    /// Tells all three (and the ban list) what commands caused.
+    pub publisher: Publisher,
     parts: Parts,
 }
 
@@ -46,20 +49,30 @@ impl Nodes {
         banned: BanList,
         benchmarks: Vec<Benchmark>,
     ) -> Result<Nodes, EngineError> {
+        // The actors publish to each other, so their slots (and the publisher) come first.
+        let (feed, dispatcher, comparator) = (Slot::empty(), Slot::empty(), Slot::empty());
+        let publisher = Publisher::new(
+            feed.clone(),
+            dispatcher.clone(),
+            comparator.clone(),
+            banned,
+            metrics.clone(),
+        );
         let parts = Parts {
             store,
             config,
             metrics,
-            banned,
             benchmarks,
+            publisher: publisher.clone(),
         };
-        let feed = Slot::start(FeedHub::new);
-        let dispatcher = Slot::start(parts.dispatcher(&feed));
-        let comparator = Slot::start(parts.comparator(&dispatcher, &feed));
+        feed.restart(FeedHub::new);
+        dispatcher.restart(parts.dispatcher());
+        comparator.restart(parts.comparator());
         let nodes = Nodes {
             feed,
             dispatcher,
             comparator,
+            publisher,
             parts,
         };
         nodes.recover_dispatcher().await?;
@@ -75,13 +88,12 @@ impl Nodes {
             revived.push("feed_hub");
         }
         if !self.dispatcher.alive() {
-            self.dispatcher.restart(self.parts.dispatcher(&self.feed));
+            self.dispatcher.restart(self.parts.dispatcher());
             self.recover_dispatcher().await?;
             revived.push("dispatcher");
         }
         if !self.comparator.alive() {
-            self.comparator
-                .restart(self.parts.comparator(&self.dispatcher, &self.feed));
+            self.comparator.restart(self.parts.comparator());
             self.rejudge().await?;
             revived.push("qa_comparator");
         }
@@ -111,33 +123,13 @@ impl Nodes {
 }
 
 impl Parts {
-    fn dispatcher(&self, feed: &Slot<FeedHub>) -> impl FnOnce() -> Dispatcher + Send + 'static {
-        let (store, config, metrics, feed) = (
-            self.store.clone(),
-            self.config.clone(),
-            self.metrics.clone(),
-            feed.clone(),
-        );
-        move || Dispatcher::new(store, config, metrics, feed)
+    fn dispatcher(&self) -> impl FnOnce() -> Dispatcher + Send + 'static {
+        let p = self.clone();
+        move || Dispatcher::new(p.store, p.config, p.metrics, p.publisher)
     }
 
-    fn comparator(
-        &self,
-        dispatcher: &Slot<Dispatcher>,
-        feed: &Slot<FeedHub>,
-    ) -> impl FnOnce() -> QaComparator + Send + 'static {
+    fn comparator(&self) -> impl FnOnce() -> QaComparator + Send + 'static {
         let p = self.clone();
-        let (dispatcher, feed) = (dispatcher.clone(), feed.clone());
-        move || {
-            QaComparator::new(
-                p.store,
-                p.config,
-                p.metrics,
-                dispatcher,
-                feed,
-                p.banned,
-                p.benchmarks,
-            )
-        }
+        move || QaComparator::new(p.store, p.config, p.metrics, p.publisher, p.benchmarks)
     }
 }

@@ -14,7 +14,9 @@ struct Running<A: Actor> {
 }
 
 pub struct Slot<A: Actor> {
-    running: Arc<ArcSwap<Running<A>>>,
+    /// None until the actor is first started (slots are made before the actors that hold each
+    /// other's slots).
+    running: Arc<ArcSwap<Option<Running<A>>>>,
 }
 
 impl<A: Actor> Clone for Slot<A> {
@@ -29,11 +31,18 @@ impl<A> Slot<A>
 where
     A: Actor<Context = Context<A>> + Send,
 {
+    /// A slot with no actor in it yet: [`Slot::restart`] starts one.
+    pub fn empty() -> Slot<A> {
+        Slot {
+            running: Arc::new(ArcSwap::from_pointee(None)),
+        }
+    }
+
     /// Starts `make()` on a new arbiter.
     pub fn start(make: impl FnOnce() -> A + Send + 'static) -> Slot<A> {
-        Slot {
-            running: Arc::new(ArcSwap::from_pointee(Self::spawn(make))),
-        }
+        let slot = Self::empty();
+        slot.restart(make);
+        slot
     }
 
     fn spawn(make: impl FnOnce() -> A + Send + 'static) -> Running<A> {
@@ -42,20 +51,21 @@ where
         Running { addr, arbiter }
     }
 
-    /// The address of the actor running now.
-    pub fn get(&self) -> Addr<A> {
-        self.running.load().addr.clone()
-    }
-
     /// Whether the actor in the slot still has its mailbox (false once it panicked).
     pub fn alive(&self) -> bool {
-        self.running.load().addr.connected()
+        self.running
+            .load()
+            .as_ref()
+            .as_ref()
+            .is_some_and(|r| r.addr.connected())
     }
 
     /// Puts a new `make()` in the slot, on a new arbiter; the old arbiter's thread is stopped.
     pub fn restart(&self, make: impl FnOnce() -> A + Send + 'static) {
-        let old = self.running.swap(Arc::new(Self::spawn(make)));
-        old.arbiter.stop();
+        let old = self.running.swap(Arc::new(Some(Self::spawn(make))));
+        if let Some(old) = old.as_ref() {
+            old.arbiter.stop();
+        }
     }
 }
 
@@ -68,18 +78,35 @@ impl<A: Actor> Slot<A> {
         A: Handler<M>,
         A::Context: actix::dev::ToEnvelope<A, M>,
     {
-        self.running.load().addr.do_send(msg)
+        match self.running.load().as_ref() {
+            Some(r) => r.addr.do_send(msg),
+            None => tracing::warn!("a message to an actor that was never started was dropped"),
+        }
     }
 
     /// `Addr::send` to the actor running now.
-    pub fn send<M>(&self, msg: M) -> actix::dev::Request<A, M>
+    pub fn send<M>(
+        &self,
+        msg: M,
+    ) -> impl Future<Output = Result<M::Result, MailboxError>> + use<A, M>
     where
         M: Message + Send + 'static,
         M::Result: Send,
         A: Handler<M>,
         A::Context: actix::dev::ToEnvelope<A, M>,
     {
-        self.running.load().addr.send(msg)
+        let sent = self
+            .running
+            .load()
+            .as_ref()
+            .as_ref()
+            .map(|r| r.addr.send(msg));
+        async move {
+            match sent {
+                Some(request) => request.await,
+                None => Err(MailboxError::Closed),
+            }
+        }
     }
 }
 

@@ -11,17 +11,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::prelude::*;
-use serde_json::json;
 
 use crate::clock::now_ms;
 use crate::config::ConfigHandle;
-use crate::dispatcher::{Dispatcher, TaskFinal, TaskPending, status_event};
 use crate::domain::{self, TaskType};
 use crate::economics;
+use crate::effects::{self, Effect, Publisher};
 use crate::error::EngineError;
-use crate::feed::FeedHub;
 use crate::metrics::Metrics;
-use crate::slot::Slot;
 use crate::store::{Constraints, NewBenchmark, QaApplied, Store};
 
 use super::benchmarks::Benchmark;
@@ -34,9 +31,8 @@ pub struct QaComparator {
     store: Arc<dyn Store>,
     config: ConfigHandle,
     metrics: Arc<Metrics>,
-    dispatcher: Slot<Dispatcher>,
-    feed: Slot<FeedHub>,
-    banned: BanList,
+    /// Tie-breakers to the queue, automatic credits to buyers' streams, bans to the ban list.
+    publisher: Publisher,
     benchmarks: Vec<Benchmark>,
     next_benchmark: usize,
     last_benchmark_ms: i64,
@@ -47,18 +43,14 @@ impl QaComparator {
         store: Arc<dyn Store>,
         config: ConfigHandle,
         metrics: Arc<Metrics>,
-        dispatcher: Slot<Dispatcher>,
-        feed: Slot<FeedHub>,
-        banned: BanList,
+        publisher: Publisher,
         benchmarks: Vec<Benchmark>,
     ) -> Self {
         QaComparator {
             store,
             config,
             metrics,
-            dispatcher,
-            feed,
-            banned,
+            publisher,
             benchmarks,
             next_benchmark: 0,
             last_benchmark_ms: now_ms(),
@@ -73,28 +65,10 @@ impl QaComparator {
         if a.failed {
             Metrics::inc(&self.metrics.qa_fails_total);
         }
-        if let Some(copy) = a.tiebreak {
-            Metrics::inc(&self.metrics.qa_copies_total);
-            self.dispatcher.do_send(TaskPending::from(copy));
-        }
-        if let Some((buyer_id, task_id, cents)) = a.auto_credit {
+        if a.auto_credit.is_some() {
             Metrics::inc(&self.metrics.tasks_credited_total);
-            self.feed.do_send(status_event(
-                &buyer_id,
-                &task_id,
-                "credited",
-                json!({ "credited_cents": cents, "reason": "quality_check" }),
-            ));
-            self.dispatcher.do_send(TaskFinal { task_id });
         }
-        if !a.banned.is_empty()
-            && let Ok(mut set) = self.banned.write()
-        {
-            for w in a.banned {
-                Metrics::inc(&self.metrics.workers_banned_total);
-                set.insert(w);
-            }
-        }
+        self.publisher.publish(effects::qa_applied(&a));
     }
 
     /// The next benchmark of the shipped set, priced by the current config.
@@ -118,8 +92,7 @@ impl QaComparator {
     ) -> impl Future<Output = Result<String, EngineError>> + 'static + use<> {
         let cfg = self.config.get();
         let store = self.store.clone();
-        let dispatcher = self.dispatcher.clone();
-        let metrics = self.metrics.clone();
+        let publisher = self.publisher.clone();
         async move {
             let task_type = TaskType::parse(&msg.task_type)?;
             for (field, v) in [
@@ -173,8 +146,7 @@ impl QaComparator {
                 })
                 .await?;
             let task_id = copy.task.task_id.clone();
-            Metrics::inc(&metrics.qa_copies_total);
-            dispatcher.do_send(TaskPending::from(copy));
+            publisher.publish([Effect::Pending(copy.into())]);
             Ok(task_id)
         }
     }
