@@ -162,8 +162,8 @@ impl Dispatcher {
     fn claim(&mut self, task: Pending, claimer: Claimer, ctx: &mut Context<Self>) {
         self.offered += 1;
         let fut = self.store.claim(
-            task.task_id.clone(),
-            claimer.spec.worker_id.clone(),
+            task.task_id.as_str().into(),
+            claimer.spec.worker_id.as_str().into(),
             now_ms(),
         );
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
@@ -264,9 +264,11 @@ impl Dispatcher {
     }
 
     fn unclaim(&mut self, task: Pending, a: Assignment, ctx: &mut Context<Self>) {
-        let fut = self
-            .store
-            .unclaim(task.task_id.clone(), a.worker_id.clone(), a.attempt);
+        let fut = self.store.unclaim(
+            task.task_id.as_str().into(),
+            a.worker_id.as_str().into(),
+            a.attempt,
+        );
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(Some(_)) => act.requeue(task, ctx),
             Ok(None) => {}
@@ -328,8 +330,8 @@ impl Dispatcher {
         ctx: &mut Context<Self>,
     ) {
         let fut = self.store.expire(
-            task.task_id.clone(),
-            a.worker_id.clone(),
+            task.task_id.as_str().into(),
+            a.worker_id.as_str().into(),
             a.attempt,
             now_ms(),
             self.config.get(),
@@ -578,7 +580,7 @@ impl Handler<Release> for Dispatcher {
             ))));
         };
         ctx.cancel_future(held.timer);
-        let fut = self.store.release(msg.task_id, msg.worker_id);
+        let fut = self.store.release(msg.task_id.into(), msg.worker_id.into());
         Box::pin(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(Some(_)) => {
                 act.requeue(held.pending, ctx);

@@ -18,7 +18,7 @@ use crate::config_actor::{ConfigActor, GetConfig, PutConfig};
 use crate::dispatcher::{
     Claim, ClaimReply, ClaimSpec, Dispatcher, GetGauges, Release, Shutdown, TaskExpired, Watch,
 };
-use crate::domain::{self, Principal, Role, TaskType};
+use crate::domain::{self, Principal, Role, TaskId, TaskType, UserId, WorkerId};
 use crate::economics;
 use crate::effects::{self, Publisher};
 use crate::error::EngineError;
@@ -307,10 +307,11 @@ impl Engine {
     /// A buyer's own task; with `wait`, returns once it is final or the wait ends.
     pub async fn task_for_buyer(
         &self,
-        buyer_id: &str,
-        task_id: &str,
+        buyer_id: &UserId,
+        task_id: &TaskId,
         wait: Duration,
     ) -> Result<TaskRecord, EngineError> {
+        let (buyer_id, task_id) = (buyer_id.as_str(), task_id.as_str());
         let read = || async {
             self.store
                 .task(task_id.to_string())
@@ -357,8 +358,8 @@ impl Engine {
 
     pub async fn credit(
         &self,
-        buyer_id: &str,
-        task_id: &str,
+        buyer_id: &UserId,
+        task_id: &TaskId,
         reason: Option<String>,
         idem: Option<IdemKey>,
     ) -> Result<Credited, EngineError> {
@@ -374,8 +375,8 @@ impl Engine {
         let credited = self
             .store
             .credit(
-                task_id.to_string(),
-                buyer_id.to_string(),
+                task_id.clone(),
+                buyer_id.clone(),
                 reason,
                 now_ms(),
                 idem,
@@ -384,7 +385,7 @@ impl Engine {
             .await?;
         Metrics::inc(&self.metrics.tasks_credited_total);
         self.publisher
-            .publish(effects::credited(buyer_id, &credited));
+            .publish(effects::credited(buyer_id.as_str(), &credited));
         Ok(credited)
     }
 
@@ -500,8 +501,8 @@ impl Engine {
     }
 
     /// A worker gives a task back before its deadline; it is offered again at once.
-    pub async fn release(&self, worker_id: &str, task_id: &str) -> Result<(), EngineError> {
-        self.check_not_banned(worker_id)?;
+    pub async fn release(&self, worker_id: &WorkerId, task_id: &TaskId) -> Result<(), EngineError> {
+        self.check_not_banned(worker_id.as_str())?;
         self.dispatcher
             .send(Release {
                 task_id: task_id.to_string(),
@@ -521,11 +522,11 @@ impl Engine {
 
     pub async fn submit(
         &self,
-        worker_id: &str,
-        task_id: &str,
+        worker_id: &WorkerId,
+        task_id: &TaskId,
         output: &Value,
     ) -> Result<Settlement, EngineError> {
-        self.check_not_banned(worker_id)?;
+        self.check_not_banned(worker_id.as_str())?;
         let text = serde_json::to_string(output).map_err(EngineError::internal)?;
         if text.len() > MAX_OUTPUT_BYTES {
             return Err(EngineError::PayloadTooLarge(format!(
@@ -536,8 +537,8 @@ impl Engine {
         let settled = self
             .store
             .submit(
-                task_id.to_string(),
-                worker_id.to_string(),
+                task_id.clone(),
+                worker_id.clone(),
                 text,
                 now_ms(),
                 self.cfg(),
@@ -547,7 +548,7 @@ impl Engine {
         if !settled.repeated {
             Metrics::inc(&self.metrics.tasks_completed_total);
             self.publisher
-                .publish(effects::settled(worker_id, output, &settled));
+                .publish(effects::settled(worker_id.as_str(), output, &settled));
         }
         Ok(settled)
     }
@@ -627,10 +628,10 @@ impl Engine {
 
     pub async fn admin_credit(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         amount_cents: i64,
         reason: &str,
-        admin_id: &str,
+        admin_id: &UserId,
         idem: Option<IdemKey>,
     ) -> Result<AdminCredited, EngineError> {
         if !(1..=MAX_PRICE_CENTS).contains(&amount_cents) {
@@ -647,10 +648,10 @@ impl Engine {
         }
         self.store
             .admin_credit(
-                user_id.to_string(),
+                user_id.clone(),
                 amount_cents,
                 reason.to_string(),
-                admin_id.to_string(),
+                admin_id.clone(),
                 now_ms(),
                 idem,
             )

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use clawjobs_actors::domain::{Principal, Role};
+use clawjobs_actors::domain::{Principal, Role, UserId, WorkerId};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -111,3 +111,21 @@ role_extractor!(
     /// A buyer's or a worker's token: both have balances.
     Account, &[Role::Buyer, Role::Worker]
 );
+
+impl Buyer {
+    pub fn user_id(&self) -> UserId {
+        UserId::from(self.id())
+    }
+}
+
+impl Worker {
+    pub fn worker_id(&self) -> WorkerId {
+        WorkerId::from(self.id())
+    }
+}
+
+impl Admin {
+    pub fn user_id(&self) -> UserId {
+        UserId::from(self.id())
+    }
+}

@@ -14,6 +14,7 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
 use bytes::Bytes;
 use clawjobs_actors::EngineError;
 use clawjobs_actors::dispatcher::TaskExpired;
+use clawjobs_actors::domain::{TaskId, WorkerId};
 use clawjobs_actors::store::ClaimedTask;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -236,7 +237,10 @@ impl WorkerSession {
         let worker_id = self.worker_id.clone();
         let fut = {
             let task_id = task_id.clone();
-            async move { state.engine.submit(&worker_id, &task_id, &output).await }
+            async move {
+                let (worker_id, task_id) = (WorkerId::from(worker_id), TaskId::from(task_id));
+                state.engine.submit(&worker_id, &task_id, &output).await
+            }
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             match res {
@@ -263,7 +267,10 @@ impl WorkerSession {
         let worker_id = self.worker_id.clone();
         let fut = {
             let task_id = task_id.clone();
-            async move { state.engine.release(&worker_id, &task_id).await }
+            async move {
+                let (worker_id, task_id) = (WorkerId::from(worker_id), TaskId::from(task_id));
+                state.engine.release(&worker_id, &task_id).await
+            }
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             match res {

@@ -327,7 +327,7 @@ async fn shadow_copies_are_platform_paid_and_kept_apart(store: Arc<dyn Store>) {
     assert_eq!((c.price_cents, c.input.as_str()), (10, "{}"));
     let settled = store
         .submit(
-            copy.task_id.clone(),
+            copy.task_id.as_str().into(),
             "w2".into(),
             r#"{"text":"same answer"}"#.into(),
             14,
@@ -425,7 +425,7 @@ async fn the_penalty_ladder_and_auto_credit(store: Arc<dyn Store>) {
         // Roll 0: always under the rate: a spot-check copy that w1 must never get.
         let s = store
             .submit(
-                id.clone(),
+                id.as_str().into(),
                 "w1".into(),
                 "{}".into(),
                 now + 1,

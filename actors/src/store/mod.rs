@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::PlatformConfig;
-use crate::domain::Principal;
+use crate::domain::{Principal, TaskId, UserId, WorkerId};
 use crate::error::EngineError;
 use crate::ledger::AuditReport;
 
@@ -675,20 +675,21 @@ pub trait Store: Send + Sync + 'static {
         before_seq: Option<i64>,
         limit: u32,
     ) -> StoreFuture<Vec<TaskRecord>>;
-    fn claim(&self, task_id: String, worker_id: String, now_ms: i64) -> StoreFuture<ClaimOutcome>;
+    fn claim(&self, task_id: TaskId, worker_id: WorkerId, now_ms: i64)
+    -> StoreFuture<ClaimOutcome>;
     /// Undoes a claim whose worker went away before it was told (no expiry counted).
     fn unclaim(
         &self,
-        task_id: String,
-        worker_id: String,
+        task_id: TaskId,
+        worker_id: WorkerId,
         attempt: u32,
     ) -> StoreFuture<Option<LiveTask>>;
     /// A worker gives a task back before its deadline: it is pending again, no expiry counted.
-    fn release(&self, task_id: String, worker_id: String) -> StoreFuture<Option<LiveTask>>;
+    fn release(&self, task_id: TaskId, worker_id: WorkerId) -> StoreFuture<Option<LiveTask>>;
     fn submit(
         &self,
-        task_id: String,
-        worker_id: String,
+        task_id: TaskId,
+        worker_id: WorkerId,
         output: String,
         now_ms: i64,
         cfg: std::sync::Arc<PlatformConfig>,
@@ -697,16 +698,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<Settlement>;
     fn expire(
         &self,
-        task_id: String,
-        worker_id: String,
+        task_id: TaskId,
+        worker_id: WorkerId,
         attempt: u32,
         now_ms: i64,
         cfg: std::sync::Arc<PlatformConfig>,
     ) -> StoreFuture<ExpireOutcome>;
     fn credit(
         &self,
-        task_id: String,
-        buyer_id: String,
+        task_id: TaskId,
+        buyer_id: UserId,
         reason: Option<String>,
         now_ms: i64,
         idem: Option<IdemKey>,
@@ -754,10 +755,10 @@ pub trait Store: Send + Sync + 'static {
     // Admin.
     fn admin_credit(
         &self,
-        user_id: String,
+        user_id: UserId,
         amount_cents: i64,
         reason: String,
-        admin_id: String,
+        admin_id: UserId,
         now_ms: i64,
         idem: Option<IdemKey>,
     ) -> StoreFuture<AdminCredited>;

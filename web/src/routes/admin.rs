@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use clawjobs_actors::clock::rfc3339;
+use clawjobs_actors::domain::UserId;
 use clawjobs_actors::ledger::AuditReport;
 use clawjobs_actors::qa::comparator::Inject;
 use clawjobs_actors::store::{QaResult, StoredConfig, VerdictCounts};
@@ -138,10 +139,10 @@ pub(crate) async fn credit(
     let c = state
         .engine
         .admin_credit(
-            &body.user_id,
+            &UserId::from(body.user_id.as_str()),
             body.amount_cents,
             &body.reason,
-            admin.id(),
+            &admin.user_id(),
             idem,
         )
         .await?;

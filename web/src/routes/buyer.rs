@@ -1,6 +1,7 @@
 //! Buyers: accounts, balance, tasks.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use clawjobs_actors::domain::TaskId;
 use clawjobs_actors::engine::TaskRequest;
 use clawjobs_actors::limits::MAX_TASK_WAIT;
 use serde::{Deserialize, Serialize};
@@ -283,7 +284,11 @@ pub(crate) async fn get_task(
     q: web::Query<TaskWait>,
 ) -> Result<HttpResponse, ApiError> {
     let wait = wait_seconds(q.wait, MAX_TASK_WAIT)?;
-    let task = state.engine.task_for_buyer(who.id(), &id, wait).await?;
+    let task_id = TaskId::from(id.into_inner());
+    let task = state
+        .engine
+        .task_for_buyer(&who.user_id(), &task_id, wait)
+        .await?;
     Ok(HttpResponse::Ok().json(TaskView::from(&task)))
 }
 
@@ -323,7 +328,12 @@ pub(crate) async fn credit(
     let idem = idempotency(&req, who.id(), &format!("credit:{id}"), &body)?;
     let c = state
         .engine
-        .credit(who.id(), &id, body.reason, idem)
+        .credit(
+            &who.user_id(),
+            &TaskId::from(id.as_str()),
+            body.reason,
+            idem,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(Credited {
         task_id: c.task_id,

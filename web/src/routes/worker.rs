@@ -1,6 +1,7 @@
 //! Workers: connect, claim, submit, profile.
 
 use actix_web::{HttpResponse, web};
+use clawjobs_actors::domain::TaskId;
 use clawjobs_actors::engine::ProfilePatch;
 use clawjobs_actors::limits::MAX_WORK_WAIT;
 use clawjobs_actors::store::{WorkerNotice, WorkerProfile, WorkerStats};
@@ -155,7 +156,7 @@ pub(crate) async fn submit(
     let output = Value::Object(body.output);
     let settled = state
         .engine
-        .submit(who.id(), &body.task_id, &output)
+        .submit(&who.worker_id(), &TaskId::from(body.task_id), &output)
         .await?;
     Ok(HttpResponse::Ok().json(SubmitView::from(&settled)))
 }

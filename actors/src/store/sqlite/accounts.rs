@@ -246,13 +246,15 @@ pub(super) fn worker_earned_since(
 
 pub(super) fn admin_credit(
     tx: &mut Tx<'_>,
-    user_id: String,
+    user_id: UserId,
     amount_cents: i64,
     reason: String,
-    admin_id: String,
+    admin_id: UserId,
     now_ms: i64,
     idem: Option<IdemKey>,
 ) -> Result<AdminCredited, EngineError> {
+    let user_id = user_id.into_string();
+    let admin_id = admin_id.into_string();
     tx.idempotent(idem.as_ref(), now_ms, |c| c, |tx| {
         if tx.available(&user_id)?.is_none() {
             return Err(EngineError::NotFound(format!("no user {user_id}")));

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 use crate::config::PlatformConfig;
-use crate::domain::{Principal, Role, TaskStatus};
+use crate::domain::{Principal, Role, TaskId, TaskStatus, UserId, WorkerId};
 use crate::economics;
 use crate::error::EngineError;
 use crate::ledger::{self, AuditReport, Entry, UserBalance};
@@ -341,27 +341,32 @@ impl Store for SqliteStore {
         self.read(move |c| tasks::list_tasks(c, buyer_id, before_seq, limit))
     }
 
-    fn claim(&self, task_id: String, worker_id: String, now_ms: i64) -> StoreFuture<ClaimOutcome> {
+    fn claim(
+        &self,
+        task_id: TaskId,
+        worker_id: WorkerId,
+        now_ms: i64,
+    ) -> StoreFuture<ClaimOutcome> {
         self.write(move |tx| tasks::claim(tx, task_id, worker_id, now_ms))
     }
 
     fn unclaim(
         &self,
-        task_id: String,
-        worker_id: String,
+        task_id: TaskId,
+        worker_id: WorkerId,
         attempt: u32,
     ) -> StoreFuture<Option<LiveTask>> {
         self.write(move |tx| tasks::unclaim(tx, task_id, worker_id, attempt))
     }
 
-    fn release(&self, task_id: String, worker_id: String) -> StoreFuture<Option<LiveTask>> {
+    fn release(&self, task_id: TaskId, worker_id: WorkerId) -> StoreFuture<Option<LiveTask>> {
         self.write(move |tx| tasks::release(tx, task_id, worker_id))
     }
 
     fn submit(
         &self,
-        task_id: String,
-        worker_id: String,
+        task_id: TaskId,
+        worker_id: WorkerId,
         output: String,
         now_ms: i64,
         cfg: Arc<PlatformConfig>,
@@ -374,8 +379,8 @@ impl Store for SqliteStore {
 
     fn expire(
         &self,
-        task_id: String,
-        worker_id: String,
+        task_id: TaskId,
+        worker_id: WorkerId,
         attempt: u32,
         now_ms: i64,
         cfg: Arc<PlatformConfig>,
@@ -385,8 +390,8 @@ impl Store for SqliteStore {
 
     fn credit(
         &self,
-        task_id: String,
-        buyer_id: String,
+        task_id: TaskId,
+        buyer_id: UserId,
         reason: Option<String>,
         now_ms: i64,
         idem: Option<IdemKey>,
@@ -462,10 +467,10 @@ impl Store for SqliteStore {
 
     fn admin_credit(
         &self,
-        user_id: String,
+        user_id: UserId,
         amount_cents: i64,
         reason: String,
-        admin_id: String,
+        admin_id: UserId,
         now_ms: i64,
         idem: Option<IdemKey>,
     ) -> StoreFuture<AdminCredited> {

@@ -75,10 +75,12 @@ pub(super) fn list_tasks(
 
 pub(super) fn claim(
     tx: &mut Tx<'_>,
-    task_id: String,
-    worker_id: String,
+    task_id: TaskId,
+    worker_id: WorkerId,
     now_ms: i64,
 ) -> Result<ClaimOutcome, EngineError> {
+    let task_id = task_id.into_string();
+    let worker_id = worker_id.into_string();
     let c = tx.conn;
     let day = crate::clock::day_start_ms(now_ms);
     let worker: Option<(Option<i64>, String, u32, Option<i64>)> = c
@@ -180,10 +182,12 @@ pub(super) fn claim(
 
 pub(super) fn unclaim(
     tx: &mut Tx<'_>,
-    task_id: String,
-    worker_id: String,
+    task_id: TaskId,
+    worker_id: WorkerId,
     attempt: u32,
 ) -> Result<Option<LiveTask>, EngineError> {
+    let task_id = task_id.into_string();
+    let worker_id = worker_id.into_string();
     let n = tx
         .conn
         .prepare_cached(
@@ -212,9 +216,11 @@ pub(super) fn unclaim(
 
 pub(super) fn release(
     tx: &mut Tx<'_>,
-    task_id: String,
-    worker_id: String,
+    task_id: TaskId,
+    worker_id: WorkerId,
 ) -> Result<Option<LiveTask>, EngineError> {
+    let task_id = task_id.into_string();
+    let worker_id = worker_id.into_string();
     let n = tx
         .conn
         .prepare_cached(
@@ -231,13 +237,15 @@ pub(super) fn release(
 
 pub(super) fn submit(
     tx: &mut Tx<'_>,
-    task_id: String,
-    worker_id: String,
+    task_id: TaskId,
+    worker_id: WorkerId,
     output: String,
     now_ms: i64,
     cfg: Arc<PlatformConfig>,
     spot_roll_bp: u32,
 ) -> Result<Settlement, EngineError> {
+    let task_id = task_id.into_string();
+    let worker_id = worker_id.into_string();
     let (task, tag) = read_task_tagged(tx.conn, &task_id)?
         .ok_or_else(|| EngineError::NotFound("no such task".into()))?;
     let mine = task.worker_id.as_deref() == Some(worker_id.as_str());
@@ -366,12 +374,14 @@ pub(super) fn submit(
 
 pub(super) fn expire(
     tx: &mut Tx<'_>,
-    task_id: String,
-    worker_id: String,
+    task_id: TaskId,
+    worker_id: WorkerId,
     attempt: u32,
     now_ms: i64,
     cfg: Arc<PlatformConfig>,
 ) -> Result<ExpireOutcome, EngineError> {
+    let task_id = task_id.into_string();
+    let worker_id = worker_id.into_string();
     let found: Option<(String, u32)> = tx
         .conn
         .prepare_cached(
@@ -443,13 +453,15 @@ pub(super) fn expire(
 
 pub(super) fn credit(
     tx: &mut Tx<'_>,
-    task_id: String,
-    buyer_id: String,
+    task_id: TaskId,
+    buyer_id: UserId,
     reason: Option<String>,
     now_ms: i64,
     idem: Option<IdemKey>,
     cfg: Arc<PlatformConfig>,
 ) -> Result<Credited, EngineError> {
+    let task_id = task_id.into_string();
+    let buyer_id = buyer_id.into_string();
     tx.idempotent(
         idem.as_ref(),
         now_ms,
