@@ -678,3 +678,120 @@ impl Handler<GetGauges> for Dispatcher {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::PlatformConfig;
+    use crate::domain::TaskStatus;
+    use crate::slot::Slot;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::*;
+
+    /// tokio's clock is paused: the Dispatcher's deadline timers and `now_ms` move only when the
+    /// test says (or when everything waits on a timer), so a 60 s deadline passes in no time.
+    #[actix_rt::test]
+    async fn a_missed_deadline_takes_the_task_back_in_virtual_time() {
+        tokio::time::pause();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), Box::new(NoObserver)).unwrap());
+        let now = now_ms();
+        store
+            .create_buyer(NewBuyer {
+                user_id: "b1".into(),
+                email: "b1@example.com".into(),
+                password_hash: "x".into(),
+                token_hash: "hb1".into(),
+                signup_credit_cents: 100,
+                now_ms: now,
+            })
+            .await
+            .unwrap();
+        store
+            .create_worker(NewWorker {
+                worker_id: "w1".into(),
+                token_hash: "hw1".into(),
+                worker_type: None,
+                model_info: json!({}),
+                profile: WorkerProfile::default(),
+                tier: "new".into(),
+                now_ms: now,
+            })
+            .await
+            .unwrap();
+        store
+            .post_task(NewTask {
+                task_id: "t1".into(),
+                buyer_id: "b1".into(),
+                task_type: "code".into(),
+                input: "{}".into(),
+                constraints: Constraints {
+                    timeout_seconds: 60,
+                    min_output_length: 0,
+                },
+                price_cents: 5,
+                now_ms: now,
+                idempotency: None,
+                shadow: false,
+            })
+            .await
+            .unwrap();
+        // Nobody listens to what it publishes here.
+        let publisher = Publisher::new(
+            Slot::empty(),
+            Slot::empty(),
+            Slot::empty(),
+            Arc::default(),
+            Arc::default(),
+        );
+        let config = ConfigHandle::new(PlatformConfig::builtin());
+        let dispatcher = Dispatcher::new(store.clone(), config, Arc::default(), publisher).start();
+        dispatcher
+            .send(Recover(store.live_tasks().await.unwrap()))
+            .await
+            .unwrap();
+        let claim = |dispatcher: &Addr<Dispatcher>| {
+            let (reply, answer) = oneshot::channel();
+            dispatcher.do_send(Claim {
+                spec: ClaimSpec {
+                    worker_id: "w1".into(),
+                    accept: vec![],
+                    reject: vec![],
+                    min_price_cents: 0,
+                    notify: None,
+                    exclude: vec![],
+                },
+                park: false,
+                reply,
+            });
+            answer
+        };
+        let first = claim(&dispatcher).await.unwrap().unwrap().unwrap();
+        assert_eq!((first.task_id.as_str(), first.attempt), ("t1", 1));
+        assert_eq!(first.deadline_ms, now + 60_000);
+
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        // The expiry commits on the store's own thread.
+        let mut task = store.task("t1".into()).await.unwrap().unwrap();
+        while task.status != TaskStatus::Pending {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            task = store.task("t1".into()).await.unwrap().unwrap();
+        }
+        let worker = store.worker("w1".into()).await.unwrap().unwrap();
+        assert_eq!(worker.stats.tasks_expired, 1);
+        // It is offered again (once the Dispatcher has heard back from the store): the next
+        // claim is its second attempt, with a new deadline.
+        let second = loop {
+            if let Some(t) = claim(&dispatcher).await.unwrap().unwrap() {
+                break t;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!((second.task_id.as_str(), second.attempt), ("t1", 2));
+        assert!(second.deadline_ms >= now + 61_000 + 60_000);
+        assert!(store.audit().await.unwrap().ok);
+    }
+}
