@@ -1,4 +1,4 @@
-//! The economics rules of DESIGN.md §3: price, commission, earnings split and tier moves.
+//! The economics rules (docs/ARCHITECTURE.md, "Economics"): price, commission, earnings split and tier moves.
 //! Pure functions of the platform config, so they are tested without a store or a clock.
 
 use serde_json::Value;

@@ -5,7 +5,7 @@
 //! error, and it refuses `5.0` for an integer field, which JSON Schema calls an integer. Bodies
 //! are therefore parsed to a `Value` and read through [`Strict`], which takes a struct only from
 //! an object and an integral float as the integer it is. The size limit of each endpoint is
-//! [`Limit`] (its `app_data`), enforced while the body streams in.
+//! [`BodyLimit`] (its `app_data`), enforced while the body streams in.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,19 +19,31 @@ use crate::error::ApiError;
 
 /// The largest body an endpoint reads, in bytes.
 #[derive(Clone, Copy)]
-pub struct Limit(pub usize);
+pub struct BodyLimit {
+    pub max_bytes: usize,
+}
 
 /// Registration and login.
-pub const REGISTER_BYTES: Limit = Limit(16 * 1024);
+pub const REGISTER_BYTES: BodyLimit = BodyLimit {
+    max_bytes: 16 * 1024,
+};
 /// Worker connect and profile: three lists of 64 names of 64 characters fit even when every
 /// character is sent as a `\u` escape pair.
-pub const PROFILE_BYTES: Limit = Limit(192 * 1024);
+pub const PROFILE_BYTES: BodyLimit = BodyLimit {
+    max_bytes: 192 * 1024,
+};
 /// A task: its input, and a little room for the rest of the body.
-pub const TASK_BYTES: Limit = Limit(clawjobs_actors::limits::MAX_INPUT_BYTES + 1024);
+pub const TASK_BYTES: BodyLimit = BodyLimit {
+    max_bytes: clawjobs_actors::limits::MAX_INPUT_BYTES + 1024,
+};
 /// A submitted output (or a benchmark's expected output).
-pub const OUTPUT_BYTES: Limit = Limit(clawjobs_actors::limits::MAX_OUTPUT_BYTES + 1024);
+pub const OUTPUT_BYTES: BodyLimit = BodyLimit {
+    max_bytes: clawjobs_actors::limits::MAX_OUTPUT_BYTES + 1024,
+};
 /// Small bodies (credits): a 2,000-character reason fits even when every character is escaped.
-pub const SMALL_BYTES: Limit = Limit(32 * 1024);
+pub const SMALL_BYTES: BodyLimit = BodyLimit {
+    max_bytes: 32 * 1024,
+};
 
 /// A JSON body of type `T`.
 pub struct Json<T>(pub T);
@@ -88,12 +100,11 @@ fn read(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> impl Future<Output = Result<Option<Value>, ApiError>> + 'static {
-    let limit = req
-        .app_data::<Limit>()
-        .or_else(|| req.app_data::<web::Data<Limit>>().map(|d| d.get_ref()))
+    let max_bytes = req
+        .app_data::<BodyLimit>()
         .copied()
         .unwrap_or(SMALL_BYTES)
-        .0;
+        .max_bytes;
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -104,10 +115,10 @@ fn read(
         let too_large = || {
             ApiError::too_large(format!(
                 "the request body is larger than this endpoint's limit of {} KB",
-                limit / 1024
+                max_bytes / 1024
             ))
         };
-        if declared.is_some_and(|n| n > limit) {
+        if declared.is_some_and(|n| n > max_bytes) {
             return Err(too_large());
         }
         let mut body = web::BytesMut::new();
@@ -115,7 +126,7 @@ fn read(
             let chunk = chunk.map_err(|e| {
                 ApiError::validation(format!("the request body could not be read: {e}"))
             })?;
-            if body.len() + chunk.len() > limit {
+            if body.len() + chunk.len() > max_bytes {
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::session::{Inbound, OUT_QUEUE, Out, WorkerSession};
 
 /// Largest frame a worker may send: a 256 KB output plus its envelope.
-const MAX_FRAME: usize = 256 * 1024 + 4096;
+const MAX_FRAME_BYTES: usize = clawjobs_actors::limits::MAX_OUTPUT_BYTES + 4096;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/api/work/ws", "GET").route(web::get().to(connect)));
@@ -50,9 +50,9 @@ pub(crate) async fn connect(
     let session = WorkerSession::new(who.id, state.clone(), out_tx, state.ws_idle).start();
 
     let mut frames = frames
-        .max_frame_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME_BYTES)
         .aggregate_continuations()
-        .max_continuation_size(MAX_FRAME);
+        .max_continuation_size(MAX_FRAME_BYTES);
     let reader = session.clone();
     actix_web::rt::spawn(async move {
         while let Some(frame) = frames.recv().await {
