@@ -65,33 +65,45 @@ impl<T> std::ops::Deref for Json<T> {
 /// body that is there must be a `T`.
 pub struct JsonOrDefault<T>(pub T);
 
+type BodyFuture<B> = Pin<Box<dyn Future<Output = Result<B, ApiError>>>>;
+
+/// Reads the body and parses it as `T`, or answers `absent()` when there is none (`null`
+/// counts as none when `null_is_absent`).
+fn extract<T: DeserializeOwned + 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    null_is_absent: bool,
+    absent: fn() -> Result<T, ApiError>,
+) -> BodyFuture<T> {
+    let read = read(req, payload);
+    Box::pin(async move {
+        match read.await? {
+            None => absent(),
+            Some(Value::Null) if null_is_absent => absent(),
+            Some(v) => parse(&v),
+        }
+    })
+}
+
 impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = BodyFuture<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let read = read(req, payload);
-        Box::pin(async move {
-            match read.await? {
-                Some(v) => parse(&v).map(Json),
-                None => Err(ApiError::validation("a JSON request body is required")),
-            }
-        })
+        let body = extract(req, payload, false, || {
+            Err(ApiError::validation("a JSON request body is required"))
+        });
+        Box::pin(async move { body.await.map(Json) })
     }
 }
 
 impl<T: DeserializeOwned + Default + 'static> FromRequest for JsonOrDefault<T> {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = BodyFuture<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let read = read(req, payload);
-        Box::pin(async move {
-            match read.await? {
-                None | Some(Value::Null) => Ok(JsonOrDefault(T::default())),
-                Some(v) => parse(&v).map(JsonOrDefault),
-            }
-        })
+        let body = extract(req, payload, true, || Ok(T::default()));
+        Box::pin(async move { body.await.map(JsonOrDefault) })
     }
 }
 
