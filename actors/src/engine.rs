@@ -437,17 +437,30 @@ impl Engine {
         worker: &WorkerRecord,
         notify: Option<Recipient<TaskExpired>>,
     ) -> Result<Option<ClaimSpec>, EngineError> {
+        use crate::rules::claim::{Claimant, Refusal, refusal};
         let now = now_ms();
-        worker.check_not_suspended(now)?;
-        let limits = &worker.profile.limits;
-        if worker.held >= limits.concurrent.max(1) {
-            return Err(EngineError::Conflict(format!(
-                "you hold {} task(s), the most your limits.concurrent allows: submit first",
-                worker.held
-            )));
-        }
-        if worker.claims_on(now) >= limits.daily_max_tasks {
-            return Ok(None);
+        let claimant = Claimant {
+            banned: worker.banned_at_ms.is_some(),
+            suspended_until_ms: worker.suspended_until_ms,
+            held: worker.held,
+            claims_today: worker.claims_on(now),
+            limits: &worker.profile.limits,
+        };
+        match refusal(&claimant, now) {
+            None => {}
+            Some(Refusal::Banned) => return Err(EngineError::Banned),
+            Some(Refusal::Suspended { until_ms }) => {
+                return Err(EngineError::Suspended {
+                    until: crate::clock::rfc3339(until_ms),
+                });
+            }
+            Some(Refusal::Busy { held }) => {
+                return Err(EngineError::Conflict(format!(
+                    "you hold {held} task(s), the most your limits.concurrent allows: submit first"
+                )));
+            }
+            // The worker's own daily cap: nothing for it today.
+            Some(Refusal::DailyCap) => return Ok(None),
         }
         let prefs = &worker.profile.preferences;
         Ok(Some(ClaimSpec {

@@ -4,6 +4,7 @@
 //! are tested here without a database.
 //!
 //! - [`crate::economics`]: price, commission, the earning split, tier placement.
+//! - [`claim`]: whether a worker may claim now (ban, suspension, `limits`).
 //! - [`settlement`]: an accepted submit — the split, the lot, the entry, the stats and tier, the
 //!   spot-check roll.
 //! - [`expiry`]: a missed deadline — the count, the suspension, the tier, requeue or fail.
@@ -12,6 +13,7 @@
 //! - [`money`]: the journal entries of every other movement (pay, refund, credit reversal,
 //!   unfreeze, the QA fund's payments, signup and admin credits).
 
+pub mod claim;
 pub mod expiry;
 pub mod money;
 pub mod penalty;

@@ -1,9 +1,12 @@
 //! An accepted submit: what the worker earns, what the platform keeps, the lot, the journal
 //! entry, the worker's stats and tier after it, and whether a spot-check copy is made.
 
+use serde_json::Value;
+
 use crate::config::PlatformConfig;
-use crate::domain::TaskType;
+use crate::domain::{TaskStatus, TaskType};
 use crate::economics;
+use crate::error::EngineError;
 use crate::ledger::{self, Entry, EntryKind};
 use crate::store::WorkerStats;
 
@@ -42,6 +45,63 @@ pub struct Settled {
     pub tier: String,
     /// Whether a spot-check copy of this buyer's task enters the queue.
     pub spot_check: bool,
+}
+
+/// Where a submit stands before anything is paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The worker's task is done already: answer as before, pay nothing more.
+    Repeat,
+    /// The worker holds the task and its deadline has not passed: settle it.
+    Open,
+    /// The worker's deadline passed (the task went back to the queue).
+    Expired,
+    /// The worker does not hold the task now: `TASK_EXPIRED` if it held it once, else 403.
+    NotHeld,
+}
+
+pub fn standing(status: TaskStatus, mine: bool, deadline_ms: Option<i64>, now_ms: i64) -> Standing {
+    match status {
+        TaskStatus::Completed | TaskStatus::Credited if mine => Standing::Repeat,
+        TaskStatus::Assigned if mine && deadline_ms.is_some_and(|d| now_ms > d) => {
+            Standing::Expired
+        }
+        TaskStatus::Assigned if mine => Standing::Open,
+        _ => Standing::NotHeld,
+    }
+}
+
+/// The answer to a submit for a task the worker does not hold.
+pub fn not_held(held_before: bool) -> EngineError {
+    if held_before {
+        EngineError::TaskExpired
+    } else {
+        EngineError::Forbidden("this task is not assigned to you".into())
+    }
+}
+
+/// An output must have at least the task's `min_output_length` characters of text.
+pub fn check_output(min_output_length: u32, output_json: &str) -> Result<(), EngineError> {
+    let min = min_output_length as usize;
+    if min > 0 && output_text_chars(output_json) < min {
+        return Err(EngineError::validation_field(
+            "output",
+            format!("output is shorter than the task's min_output_length of {min} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Characters of an output's text: its `text` field when it has one, else the whole JSON.
+pub fn output_text_chars(output_json: &str) -> usize {
+    match serde_json::from_str::<Value>(output_json) {
+        Ok(Value::Object(o)) => match o.get("text") {
+            Some(Value::String(s)) => s.chars().count(),
+            _ => output_json.chars().count(),
+        },
+        Ok(Value::String(s)) => s.chars().count(),
+        _ => output_json.chars().count(),
+    }
 }
 
 pub fn settle(cfg: &PlatformConfig, s: &Submitted<'_>) -> Settled {
@@ -151,6 +211,29 @@ mod tests {
         sub.spot_roll_bp = 0;
         sub.in_qa_group = true;
         assert!(!settle(&cfg, &sub).spot_check);
+    }
+
+    #[test]
+    fn a_submit_stands_by_status_ownership_and_deadline() {
+        use TaskStatus::*;
+        assert_eq!(standing(Assigned, true, Some(100), 100), Standing::Open);
+        assert_eq!(standing(Assigned, true, Some(100), 101), Standing::Expired);
+        assert_eq!(standing(Completed, true, None, 0), Standing::Repeat);
+        assert_eq!(standing(Credited, true, None, 0), Standing::Repeat);
+        assert_eq!(standing(Assigned, false, Some(100), 0), Standing::NotHeld);
+        assert_eq!(standing(Pending, false, None, 0), Standing::NotHeld);
+        assert!(matches!(not_held(true), EngineError::TaskExpired));
+        assert!(matches!(not_held(false), EngineError::Forbidden(_)));
+    }
+
+    #[test]
+    fn the_output_length_counts_the_text_field_in_characters() {
+        assert_eq!(output_text_chars(r#"{"text": "héllo"}"#), 5);
+        assert!(check_output(5, r#"{"text": "héllo"}"#).is_ok());
+        assert!(check_output(6, r#"{"text": "héllo"}"#).is_err());
+        assert!(check_output(0, r#"{}"#).is_ok());
+        // Without a text field, the whole JSON counts.
+        assert_eq!(output_text_chars(r#"{"a":1}"#), 7);
     }
 
     #[test]

@@ -95,22 +95,26 @@ pub(super) fn claim(
     let Some((suspended_until, profile, claims_today, banned_at)) = worker else {
         return Ok(ClaimOutcome::UnknownWorker);
     };
-    if banned_at.is_some() {
-        return Ok(ClaimOutcome::WorkerBanned);
-    }
-    if let Some(until) = suspended_until.filter(|u| *u > now_ms) {
-        return Ok(ClaimOutcome::WorkerSuspended { until_ms: until });
-    }
     let profile: WorkerProfile = serde_json::from_str(&profile).map_err(json_err)?;
     let held: u32 = c
         .prepare_cached("SELECT count(*) FROM tasks WHERE worker_id = ?1 AND status = 'assigned'")
         .and_then(|mut s| s.query_row(params![worker_id], |r| r.get(0)))
         .map_err(db_err)?;
-    if held >= profile.limits.concurrent.max(1) {
-        return Ok(ClaimOutcome::WorkerBusy);
-    }
-    if claims_today >= profile.limits.daily_max_tasks {
-        return Ok(ClaimOutcome::DailyCapReached);
+    let claimant = rules::claim::Claimant {
+        banned: banned_at.is_some(),
+        suspended_until_ms: suspended_until,
+        held,
+        claims_today,
+        limits: &profile.limits,
+    };
+    if let Some(refusal) = rules::claim::refusal(&claimant, now_ms) {
+        use rules::claim::Refusal;
+        return Ok(match refusal {
+            Refusal::Banned => ClaimOutcome::WorkerBanned,
+            Refusal::Suspended { until_ms } => ClaimOutcome::WorkerSuspended { until_ms },
+            Refusal::Busy { .. } => ClaimOutcome::WorkerBusy,
+            Refusal::DailyCap => ClaimOutcome::DailyCapReached,
+        });
     }
     let take = |sql: &str| -> Result<Option<ClaimedTask>, EngineError> {
         c.prepare_cached(sql)
@@ -252,8 +256,10 @@ pub(super) fn submit(
     let (stats, tier, tier_penalty) = tx
         .worker_stats(&worker_id)?
         .ok_or_else(|| EngineError::Unauthorized("unknown worker".into()))?;
-    match task.status {
-        TaskStatus::Completed | TaskStatus::Credited if mine => {
+    use rules::settlement::Standing;
+    match rules::settlement::standing(task.status, mine, task.deadline_ms, now_ms) {
+        Standing::Open => {}
+        Standing::Repeat => {
             return Ok(Settlement {
                 task_id,
                 task_type: task.task_type.clone(),
@@ -267,12 +273,8 @@ pub(super) fn submit(
                 spot_check: None,
             });
         }
-        TaskStatus::Assigned if mine => {
-            if task.deadline_ms.is_some_and(|d| now_ms > d) {
-                return Err(EngineError::TaskExpired);
-            }
-        }
-        _ => {
+        Standing::Expired => return Err(EngineError::TaskExpired),
+        Standing::NotHeld => {
             let held_before: bool = tx
                 .conn
                 .prepare_cached(
@@ -280,20 +282,10 @@ pub(super) fn submit(
                 )
                 .and_then(|mut s| s.query_row(params![task_id, worker_id], |r| r.get(0)))
                 .map_err(db_err)?;
-            return Err(if held_before {
-                EngineError::TaskExpired
-            } else {
-                EngineError::Forbidden("this task is not assigned to you".into())
-            });
+            return Err(rules::settlement::not_held(held_before));
         }
     }
-    let min_len = task.constraints.min_output_length as usize;
-    if min_len > 0 && output_text_len(&output) < min_len {
-        return Err(EngineError::validation_field(
-            "output",
-            format!("output is shorter than the task's min_output_length of {min_len} characters"),
-        ));
-    }
+    rules::settlement::check_output(task.constraints.min_output_length, &output)?;
     let task_type = crate::domain::TaskType::parse(&task.task_type)?;
     let QaTag {
         platform_paid,
@@ -510,18 +502,6 @@ pub(super) fn live_tasks(c: &Connection) -> Result<Vec<LiveTask>, EngineError> {
         .map_err(db_err)?;
     let rows = s.query_map([], live_from_row).map_err(db_err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
-}
-
-/// Counts characters of the output's text: the `text` field when there is one, else the JSON.
-pub(super) fn output_text_len(output: &str) -> usize {
-    match serde_json::from_str::<Value>(output) {
-        Ok(Value::Object(o)) => match o.get("text") {
-            Some(Value::String(s)) => s.chars().count(),
-            _ => output.chars().count(),
-        },
-        Ok(Value::String(s)) => s.chars().count(),
-        _ => output.chars().count(),
-    }
 }
 
 impl Tx<'_> {
