@@ -1,0 +1,128 @@
+//! What admins do: the platform config, credits, QA results and benchmarks, the audit, metrics.
+
+use super::*;
+
+impl Engine {
+    pub async fn config_doc(&self, key: &str) -> Result<StoredConfig, EngineError> {
+        self.config_actor
+            .send(GetConfig(key.to_string()))
+            .await
+            .map_err(EngineError::internal)?
+    }
+
+    pub async fn put_config(
+        &self,
+        key: &str,
+        doc: Value,
+        admin_id: &str,
+    ) -> Result<StoredConfig, EngineError> {
+        self.config_actor
+            .send(PutConfig {
+                key: key.to_string(),
+                doc,
+                admin_id: admin_id.to_string(),
+            })
+            .await
+            .map_err(EngineError::internal)?
+    }
+
+    pub async fn admin_credit(
+        &self,
+        user_id: &UserId,
+        amount_cents: i64,
+        reason: &str,
+        admin_id: &UserId,
+        idem: Option<IdemKey>,
+    ) -> Result<AdminCredited, EngineError> {
+        if !(1..=MAX_PRICE_CENTS).contains(&amount_cents) {
+            return Err(EngineError::validation_field(
+                "amount_cents",
+                format!("amount_cents must be between 1 and {MAX_PRICE_CENTS}"),
+            ));
+        }
+        if reason.trim().is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+            return Err(EngineError::validation_field(
+                "reason",
+                format!("a reason of 1 to {MAX_REASON_CHARS} characters is required"),
+            ));
+        }
+        self.store
+            .admin_credit(
+                user_id.clone(),
+                amount_cents,
+                reason.to_string(),
+                admin_id.clone(),
+                now_ms(),
+                idem,
+            )
+            .await
+    }
+
+    // ---------- QA (admins) ----------
+
+    /// Decided QA comparisons, newest first; `cursor` is the last page's `cursor`.
+    pub async fn qa_results(
+        &self,
+        worker_id: Option<String>,
+        verdict: Option<String>,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<QaResult>, bool), EngineError> {
+        if let Some(v) = &verdict
+            && !matches!(v.as_str(), "pass" | "flag" | "fail")
+        {
+            return Err(EngineError::validation_field(
+                "verdict",
+                "verdict is one of pass, flag, fail",
+            ));
+        }
+        let limit = limit.clamp(1, 100);
+        let mut rows = self
+            .store
+            .qa_results(worker_id, verdict, cursor, limit + 1)
+            .await?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok((rows, has_more))
+    }
+
+    pub async fn qa_stats(&self) -> Result<QaStats, EngineError> {
+        self.store.qa_stats().await
+    }
+
+    /// Puts a benchmark task (known answer, paid by the QA fund) in the queue; returns its id.
+    pub async fn inject_benchmark(&self, inject: Inject) -> Result<String, EngineError> {
+        self.comparator
+            .send(inject)
+            .await
+            .map_err(EngineError::internal)?
+    }
+
+    pub async fn audit(&self) -> Result<AuditReport, EngineError> {
+        self.store.audit().await
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        let gauges = self.dispatcher.send(GetGauges).await.unwrap_or_default();
+        self.metrics.render(gauges)
+    }
+
+    /// Makes the named actors (`feed_hub`, `dispatcher`, `qa_comparator`) panic, for the tests
+    /// of the Supervisor's restarts. Debug builds only.
+    #[cfg(debug_assertions)]
+    pub fn crash(&self, actors: &[&str]) {
+        use crate::slot::Crash;
+        for a in actors {
+            match *a {
+                "feed_hub" => self.feed.do_send(Crash),
+                "dispatcher" => self.dispatcher.do_send(Crash),
+                "qa_comparator" => self.comparator.do_send(Crash),
+                other => tracing::warn!(actor = other, "no such actor to crash"),
+            }
+        }
+    }
+
+    pub fn live_balance_actors(&self) -> usize {
+        self.bank.live_actors()
+    }
+}

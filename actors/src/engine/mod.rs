@@ -1,0 +1,249 @@
+//! The engine's front door: what the web layer calls. Each method checks its input against the
+//! domain rules, asks the right actor or the store, and tells the other actors what changed.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::balance::{self, Bank};
+use crate::clock::{day_start_ms, now_ms};
+use crate::config::{ConfigHandle, PlatformConfig};
+use crate::config_actor::{ConfigActor, GetConfig, PutConfig};
+use crate::dispatcher::{
+    Claim, ClaimReply, ClaimSpec, Dispatcher, GetGauges, Release, Shutdown, TaskExpired, Watch,
+};
+use crate::domain::{self, Principal, Role, TaskId, TaskType, UserId, WorkerId};
+use crate::economics;
+use crate::effects::{self, Publisher};
+use crate::error::EngineError;
+use crate::feed::{CloseAll, FeedHub};
+use crate::ledger::AuditReport;
+use crate::limits::*;
+use crate::metrics::Metrics;
+use crate::nodes::Nodes;
+use crate::qa::comparator::{BanList, Inject, QaComparator};
+use crate::slot::Slot;
+use crate::store::sqlite::SqliteStore;
+use crate::store::*;
+use crate::supervisor::Supervisor;
+
+mod admin;
+mod buyers;
+mod checks;
+mod workers;
+
+use checks::{check_input, check_profile};
+
+/// A claim the Dispatcher dropped (it panicked) is asked again after this pause…
+const CLAIM_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// …for at least this long, even without a wait: the Supervisor restarts it within a second.
+const CLAIM_RETRY_WINDOW: Duration = Duration::from_secs(2);
+/// Tokens remembered in memory after their first lookup.
+const TOKEN_CACHE: usize = 100_000;
+
+#[derive(Clone)]
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub config: ConfigHandle,
+    pub metrics: Arc<Metrics>,
+    bank: Bank,
+    dispatcher: Slot<Dispatcher>,
+    pub feed: Slot<FeedHub>,
+    config_actor: Addr<ConfigActor>,
+    comparator: Slot<QaComparator>,
+    /// Hands what a command caused to the actors it concerns.
+    publisher: Publisher,
+    banned: BanList,
+    tokens: Arc<RwLock<HashMap<String, Principal>>>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Where a worker's money stands, for `GET /api/worker/me`.
+#[derive(Debug, Clone)]
+pub struct WorkerMe {
+    pub worker: WorkerRecord,
+    pub today_cents: i64,
+    pub balance: BalanceSnapshot,
+    pub tier_progress: Value,
+    /// QA warnings, deductions and bans, newest first.
+    pub notices: Vec<WorkerNotice>,
+}
+
+/// What a buyer asks for in `POST /api/task`.
+#[derive(Debug, Clone)]
+pub struct TaskRequest {
+    pub task_type: String,
+    pub input: Value,
+    pub timeout_seconds: Option<u32>,
+    pub min_output_length: Option<u32>,
+}
+
+/// A partial profile from `PATCH /api/worker/profile`: only the parts given are replaced.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    pub preferences: Option<Preferences>,
+    pub schedule: Option<Value>,
+    pub limits: Option<Limits>,
+}
+
+impl Engine {
+    /// Opens the embedded store in `data_dir`, seeds and loads the config, starts the actors and
+    /// puts every live task back under the Dispatcher. Must run inside an actix system.
+    pub async fn start_sqlite(data_dir: &Path, platform_toml: &str) -> Result<Engine, EngineError> {
+        let (observer, seed) = balance::registry();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data_dir, observer)?);
+        Self::start(store, seed, platform_toml).await
+    }
+
+    async fn start(
+        store: Arc<dyn Store>,
+        seed: balance::BankSeed,
+        platform_toml: &str,
+    ) -> Result<Engine, EngineError> {
+        let (cfg, docs) = ConfigActor::load(&store, platform_toml).await?;
+        let config = ConfigHandle::new(cfg);
+        let metrics = Arc::new(Metrics::default());
+        let bank = seed.into_bank(store.clone());
+        let config_actor = ConfigActor::new(store.clone(), config.clone(), docs).start();
+        let banned: BanList = Arc::new(RwLock::new(
+            store.banned_workers().await?.into_iter().collect(),
+        ));
+        let benchmarks = crate::qa::benchmarks::load(crate::qa::benchmarks::shipped())?;
+        // The FeedHub, the Dispatcher and the QaComparator get a thread each (every event goes
+        // through the first, every claim through the second), and the Supervisor restarts any
+        // of them that panics.
+        let nodes = Nodes::start(
+            store.clone(),
+            config.clone(),
+            metrics.clone(),
+            banned.clone(),
+            benchmarks,
+        )
+        .await?;
+        Supervisor::new(
+            store.clone(),
+            config.clone(),
+            nodes.clone(),
+            metrics.clone(),
+        )
+        .start();
+        let engine = Engine {
+            store,
+            config,
+            metrics,
+            bank,
+            dispatcher: nodes.dispatcher,
+            feed: nodes.feed,
+            config_actor,
+            comparator: nodes.comparator,
+            publisher: nodes.publisher,
+            banned,
+            tokens: Arc::default(),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        engine.ready.store(true, Ordering::SeqCst);
+        Ok(engine)
+    }
+
+    /// Waits until every command queued so far is committed: call after the server has drained.
+    pub async fn shutdown(&self) -> Result<(), EngineError> {
+        self.ready.store(false, Ordering::SeqCst);
+        self.store.flush().await
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn cfg(&self) -> Arc<PlatformConfig> {
+        self.config.get()
+    }
+
+    // ---------- auth ----------
+
+    /// Who holds `token`, if anyone.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, EngineError> {
+        let hash = domain::token_hash(token);
+        if let Some(p) = self.tokens.read().ok().and_then(|m| m.get(&hash).cloned()) {
+            return Ok(Some(p));
+        }
+        let found = self.store.resolve_token(hash.clone()).await?;
+        if let Some(p) = &found
+            && let Ok(mut m) = self.tokens.write()
+        {
+            if m.len() >= TOKEN_CACHE {
+                m.clear();
+            }
+            m.insert(hash, p.clone());
+        }
+        Ok(found)
+    }
+
+    /// Registers the admin token given at start in `CLAWJOBS_ADMIN_TOKEN` (stored hashed, like
+    /// every token); the one an earlier start registered that way stops working.
+    pub async fn set_env_admin_token(&self, token: &str) -> Result<(), EngineError> {
+        self.store
+            .add_admin_token(
+                domain::token_hash(token),
+                ENV_TOKEN_LABEL.to_string(),
+                now_ms(),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn register_buyer(
+        &self,
+        email: &str,
+        password_hash: String,
+    ) -> Result<(String, String, BalanceSnapshot), EngineError> {
+        let email = domain::Email::parse(email)?;
+        let user_id = domain::new_id("u");
+        let token = domain::new_token(Role::Buyer);
+        let balance = self
+            .store
+            .create_buyer(NewBuyer {
+                user_id: user_id.clone(),
+                email: email.as_str().to_string(),
+                password_hash,
+                token_hash: domain::token_hash(&token),
+                signup_credit_cents: self.cfg().signup.buyer_free_credit_cents,
+                now_ms: now_ms(),
+            })
+            .await?;
+        Ok((user_id, token, balance))
+    }
+
+    /// The stored password hash for an email, for the web layer to verify.
+    pub async fn login_lookup(&self, email: &str) -> Result<Option<(String, String)>, EngineError> {
+        let Ok(email) = domain::Email::parse(email) else {
+            return Ok(None);
+        };
+        self.store.find_login(email.as_str().to_string()).await
+    }
+
+    pub async fn issue_token(&self, user_id: &str, role: Role) -> Result<String, EngineError> {
+        let token = domain::new_token(role);
+        self.store
+            .add_token(
+                domain::token_hash(&token),
+                user_id.to_string(),
+                role,
+                now_ms(),
+            )
+            .await?;
+        Ok(token)
+    }
+}
+
+/// A uniform draw in [0, 10000), compared with a rate in basis points.
+fn roll_bp() -> u32 {
+    rand::random_range(0..10_000)
+}
