@@ -159,9 +159,9 @@ pub fn qa_applied(a: &QaApplied) -> Vec<Effect> {
 /// Hands effects to the actors they concern, in order.
 #[derive(Clone)]
 pub struct Publisher {
-    pub(crate) feed: Slot<FeedHub>,
-    pub(crate) dispatcher: Slot<Dispatcher>,
-    pub(crate) comparator: Slot<QaComparator>,
+    feed: Slot<FeedHub>,
+    dispatcher: Slot<Dispatcher>,
+    comparator: Slot<QaComparator>,
     banned: BanList,
     metrics: Arc<Metrics>,
 }

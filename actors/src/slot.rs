@@ -38,13 +38,6 @@ where
         }
     }
 
-    /// Starts `make()` on a new arbiter.
-    pub fn start(make: impl FnOnce() -> A + Send + 'static) -> Slot<A> {
-        let slot = Self::empty();
-        slot.restart(make);
-        slot
-    }
-
     fn spawn(make: impl FnOnce() -> A + Send + 'static) -> Running<A> {
         let arbiter = Arbiter::new().handle();
         let addr = A::start_in_arbiter(&arbiter, move |_| make());
@@ -60,7 +53,8 @@ where
             .is_some_and(|r| r.addr.connected())
     }
 
-    /// Puts a new `make()` in the slot, on a new arbiter; the old arbiter's thread is stopped.
+    /// Starts `make()` in the slot, on a new arbiter; the arbiter of the one before (if any) is
+    /// stopped.
     pub fn restart(&self, make: impl FnOnce() -> A + Send + 'static) {
         let old = self.running.swap(Arc::new(Some(Self::spawn(make))));
         if let Some(old) = old.as_ref() {
