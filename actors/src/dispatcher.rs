@@ -221,30 +221,15 @@ impl Dispatcher {
                 self.offer(task, ctx);
                 self.serve(claimer, ctx);
             }
-            Ok(ClaimOutcome::WorkerBanned) => refuse(self, task, claimer, EngineError::Banned, ctx),
-            // The worker's own daily cap (two asks raced past the engine's check): nothing today.
-            Ok(ClaimOutcome::DailyCapReached) => {
-                self.offer(task, ctx);
-                let _ = claimer.reply.send(Ok(None));
-            }
-            Ok(ClaimOutcome::WorkerBusy) => refuse(
-                self,
-                task,
-                claimer,
-                EngineError::Conflict(
-                    "you already hold as many tasks as your limits.concurrent allows".into(),
-                ),
-                ctx,
-            ),
-            Ok(ClaimOutcome::WorkerSuspended { until_ms }) => refuse(
-                self,
-                task,
-                claimer,
-                EngineError::Suspended {
-                    until: crate::clock::rfc3339(until_ms),
-                },
-                ctx,
-            ),
+            // Two asks raced past the engine's check of the same rule.
+            Ok(ClaimOutcome::Refused(r)) => match r.into_error() {
+                Some(e) => refuse(self, task, claimer, e, ctx),
+                // The worker's own daily cap: nothing today.
+                None => {
+                    self.offer(task, ctx);
+                    let _ = claimer.reply.send(Ok(None));
+                }
+            },
             Ok(ClaimOutcome::UnknownWorker) => refuse(
                 self,
                 task,

@@ -49,7 +49,7 @@ impl Engine {
         worker: &WorkerRecord,
         notify: Option<Recipient<TaskExpired>>,
     ) -> Result<Option<ClaimSpec>, EngineError> {
-        use crate::rules::claim::{Claimant, Refusal, refusal};
+        use crate::rules::claim::{Claimant, refusal};
         let now = now_ms();
         let claimant = Claimant {
             banned: worker.banned_at_ms.is_some(),
@@ -58,21 +58,9 @@ impl Engine {
             claims_today: worker.claims_on(now),
             limits: &worker.profile.limits,
         };
-        match refusal(&claimant, now) {
-            None => {}
-            Some(Refusal::Banned) => return Err(EngineError::Banned),
-            Some(Refusal::Suspended { until_ms }) => {
-                return Err(EngineError::Suspended {
-                    until: crate::clock::rfc3339(until_ms),
-                });
-            }
-            Some(Refusal::Busy { held }) => {
-                return Err(EngineError::Conflict(format!(
-                    "you hold {held} task(s), the most your limits.concurrent allows: submit first"
-                )));
-            }
-            // The worker's own daily cap: nothing for it today.
-            Some(Refusal::DailyCap) => return Ok(None),
+        if let Some(r) = refusal(&claimant, now) {
+            // An error, or (the worker's own daily cap) nothing for it today.
+            return r.into_error().map_or(Ok(None), Err);
         }
         let prefs = &worker.profile.preferences;
         Ok(Some(ClaimSpec {

@@ -1,6 +1,7 @@
 //! Whether a worker may claim a task now. The engine asks before a claim is queued (a fast
 //! answer), and the store asks again inside the claim's transaction (the answer that counts).
 
+use crate::error::EngineError;
 use crate::store::Limits;
 
 /// What the rule needs to know about the worker.
@@ -26,6 +27,23 @@ pub enum Refusal {
     Busy { held: u32 },
     /// `limits.daily_max_tasks` claims made today.
     DailyCap,
+}
+
+impl Refusal {
+    /// The answer the worker gets: an error, or none for the daily cap (then there is simply
+    /// nothing for it today).
+    pub fn into_error(self) -> Option<EngineError> {
+        match self {
+            Refusal::Banned => Some(EngineError::Banned),
+            Refusal::Suspended { until_ms } => Some(EngineError::Suspended {
+                until: crate::clock::rfc3339(until_ms),
+            }),
+            Refusal::Busy { held } => Some(EngineError::Conflict(format!(
+                "you hold {held} task(s), the most your limits.concurrent allows: submit first"
+            ))),
+            Refusal::DailyCap => None,
+        }
+    }
 }
 
 pub fn refusal(w: &Claimant<'_>, now_ms: i64) -> Option<Refusal> {
@@ -85,5 +103,22 @@ mod tests {
         assert_eq!(refusal(&all, 200), Some(Refusal::Busy { held: 2 }));
         let all = Claimant { held: 1, ..all };
         assert_eq!(refusal(&all, 200), Some(Refusal::DailyCap));
+    }
+
+    #[test]
+    fn the_daily_cap_is_no_error_the_others_are() {
+        assert!(Refusal::DailyCap.into_error().is_none());
+        assert!(matches!(
+            Refusal::Banned.into_error(),
+            Some(EngineError::Banned)
+        ));
+        assert!(matches!(
+            Refusal::Suspended { until_ms: 0 }.into_error(),
+            Some(EngineError::Suspended { .. })
+        ));
+        assert!(matches!(
+            Refusal::Busy { held: 2 }.into_error(),
+            Some(EngineError::Conflict(_))
+        ));
     }
 }

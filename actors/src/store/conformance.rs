@@ -132,7 +132,7 @@ async fn the_daily_cap_holds_in_the_claim(store: Arc<dyn Store>) {
             .claim("t2".into(), "w1".into(), now + 2)
             .await
             .unwrap(),
-        ClaimOutcome::DailyCapReached
+        ClaimOutcome::Refused(crate::rules::claim::Refusal::DailyCap)
     ));
     // A new UTC day starts a new count.
     assert!(matches!(
@@ -517,7 +517,7 @@ async fn the_penalty_ladder_and_auto_credit(store: Arc<dyn Store>) {
     store.post_task(task("t9", "b1", 100)).await.unwrap();
     assert!(matches!(
         claimed(&store, "t9", "w1", now + 4).await,
-        ClaimOutcome::WorkerBanned
+        ClaimOutcome::Refused(crate::rules::claim::Refusal::Banned)
     ));
     let stats = store.qa_stats().await.unwrap();
     assert_eq!((stats.overall.fail, stats.banned_workers.len()), (3, 1));

@@ -327,14 +327,8 @@ pub enum ClaimOutcome {
     Claimed(ClaimedTask),
     /// The task is no longer pending (failed, or claimed elsewhere); try another.
     TaskGone,
-    /// The worker already holds as many tasks as its `limits.concurrent` allows.
-    WorkerBusy,
-    /// The worker has made `limits.daily_max_tasks` claims today.
-    DailyCapReached,
-    WorkerSuspended {
-        until_ms: i64,
-    },
-    WorkerBanned,
+    /// The worker may not claim now (banned, suspended, busy, or at its daily cap).
+    Refused(crate::rules::claim::Refusal),
     /// The worker already had a task with this QA key (the same input): it must not get this one.
     NotForWorker {
         qa_key: String,

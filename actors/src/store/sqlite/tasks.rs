@@ -108,13 +108,7 @@ pub(super) fn claim(
         limits: &profile.limits,
     };
     if let Some(refusal) = rules::claim::refusal(&claimant, now_ms) {
-        use rules::claim::Refusal;
-        return Ok(match refusal {
-            Refusal::Banned => ClaimOutcome::WorkerBanned,
-            Refusal::Suspended { until_ms } => ClaimOutcome::WorkerSuspended { until_ms },
-            Refusal::Busy { .. } => ClaimOutcome::WorkerBusy,
-            Refusal::DailyCap => ClaimOutcome::DailyCapReached,
-        });
+        return Ok(ClaimOutcome::Refused(refusal));
     }
     let take = |sql: &str| -> Result<Option<ClaimedTask>, EngineError> {
         c.prepare_cached(sql)
