@@ -80,6 +80,11 @@ impl Nodes {
         Ok(nodes)
     }
 
+    /// Whether all three still have their mailboxes (none has panicked).
+    pub fn all_alive(&self) -> bool {
+        self.feed.alive() && self.dispatcher.alive() && self.comparator.alive()
+    }
+
     /// Restarts every actor whose mailbox is gone (it panicked); returns which were restarted.
     pub async fn revive(&self) -> Result<Vec<&'static str>, EngineError> {
         let mut revived = Vec::new();

@@ -54,10 +54,7 @@ impl Supervisor {
 
     /// Restarts the actors that panicked.
     fn watch(&mut self, ctx: &mut Context<Self>) {
-        let nodes = &self.nodes;
-        if self.reviving
-            || (nodes.feed.alive() && nodes.dispatcher.alive() && nodes.comparator.alive())
-        {
+        if self.reviving || self.nodes.all_alive() {
             return;
         }
         self.reviving = true;
