@@ -35,5 +35,7 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=256;
 /// A task id as this server makes them; a longer one is no task of ours.
 pub const MAX_TASK_ID_BYTES: usize = 64;
+/// Items on one page of a list (`?limit=`).
+pub const MAX_PAGE_ITEMS: u32 = 100;
 /// An `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;

@@ -205,6 +205,11 @@ mod tests {
             prop("RegisterBody", "password")["maxLength"],
             json!(PASSWORD_CHARS.end())
         );
+        for (path, method) in [("/api/tasks", "get"), ("/api/admin/qa/results", "get")] {
+            let params = doc["paths"][path][method]["parameters"].as_array().unwrap();
+            let limit = params.iter().find(|p| p["name"] == "limit").unwrap();
+            assert_eq!(limit["schema"]["maximum"], json!(MAX_PAGE_ITEMS), "{path}");
+        }
         let inject = &s["InjectBody"]["anyOf"][0]["properties"]["price_cents"];
         assert_eq!(inject["maximum"], json!(MAX_PRICE_CENTS));
     }

@@ -76,7 +76,7 @@ impl Engine {
                 "verdict is one of pass, flag, fail",
             ));
         }
-        let limit = limit.clamp(1, 100);
+        let limit = limit.clamp(1, MAX_PAGE_ITEMS);
         let mut rows = self
             .store
             .qa_results(worker_id, verdict, cursor, limit + 1)

@@ -112,7 +112,7 @@ impl Engine {
         before_seq: Option<i64>,
         limit: u32,
     ) -> Result<(Vec<TaskRecord>, bool), EngineError> {
-        let limit = limit.clamp(1, 100);
+        let limit = limit.clamp(1, MAX_PAGE_ITEMS);
         let mut rows = self
             .store
             .list_tasks(buyer_id.to_string(), before_seq, limit + 1)

@@ -93,12 +93,15 @@ pub fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
     }
 }
 
-/// A page size: 1 to 100, 20 when left out.
+/// A page size: 1 to `MAX_PAGE_ITEMS`, 20 when left out.
 pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    use clawjobs_actors::limits::MAX_PAGE_ITEMS;
     match limit {
         None => Ok(20),
-        Some(n @ 1..=100) => Ok(n),
-        Some(_) => Err(ApiError::validation("limit must be between 1 and 100")),
+        Some(n) if (1..=MAX_PAGE_ITEMS).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::validation(format!(
+            "limit must be between 1 and {MAX_PAGE_ITEMS}"
+        ))),
     }
 }
 
