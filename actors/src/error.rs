@@ -28,6 +28,9 @@ pub enum EngineError {
     Banned,
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The store cannot be reached (or keeps conflicting): nothing was changed, try again soon.
+    #[error("the store is unavailable")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -55,7 +58,7 @@ impl EngineError {
     /// included, which clients are never shown.
     pub fn for_operator(&self) -> String {
         match self {
-            EngineError::Internal(cause) => cause.clone(),
+            EngineError::Internal(cause) | EngineError::Unavailable(cause) => cause.clone(),
             other => other.to_string(),
         }
     }

@@ -66,6 +66,8 @@ error_codes! {
     PayloadTooLarge => "PAYLOAD_TOO_LARGE", PAYLOAD_TOO_LARGE;
     RateLimited => "RATE_LIMITED", TOO_MANY_REQUESTS;
     Internal => "INTERNAL", INTERNAL_SERVER_ERROR;
+    /// The database cannot be reached right now: nothing changed; retry after `Retry-After`.
+    Unavailable => "UNAVAILABLE", SERVICE_UNAVAILABLE;
 }
 
 #[derive(Debug)]
@@ -142,6 +144,7 @@ impl ResponseError for ApiError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         use ErrorCode as C;
+        let mut retry_after_seconds = None;
         let (code, message, details) = match e {
             EngineError::Validation { message, details } => (C::ValidationError, message, details),
             EngineError::Unauthorized(m) => (C::Unauthorized, m, Value::Null),
@@ -173,6 +176,17 @@ impl From<EngineError> for ApiError {
                 Value::Null,
             ),
             EngineError::PayloadTooLarge(m) => (C::PayloadTooLarge, m, Value::Null),
+            EngineError::Unavailable(cause) => {
+                tracing::warn!(%cause, "store unavailable");
+                retry_after_seconds = Some(UNAVAILABLE_RETRY_AFTER_SECONDS);
+                (
+                    C::Unavailable,
+                    "the marketplace's database cannot be reached right now; nothing was changed, \
+                     try again shortly"
+                        .to_string(),
+                    Value::Null,
+                )
+            }
             EngineError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 (
@@ -190,10 +204,13 @@ impl From<EngineError> for ApiError {
             } else {
                 details
             },
-            retry_after_seconds: None,
+            retry_after_seconds,
         }
     }
 }
+
+/// What `Retry-After` says while the database is away.
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 2;
 
 pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::validation(format!("bad query string: {err}")).into()

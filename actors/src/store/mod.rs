@@ -14,6 +14,8 @@ use crate::domain::{Principal, TaskId, UserId, WorkerId};
 use crate::error::EngineError;
 use crate::ledger::AuditReport;
 
+#[cfg(feature = "mongodb")]
+pub mod mongo;
 pub mod sqlite;
 
 /// The owner of QA copies: a ledger-less pseudo buyer. QA copies are paid from the QA fund, no

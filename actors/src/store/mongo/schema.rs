@@ -1,0 +1,220 @@
+//! What the database must be (a replica set), the indexes, and the schema version.
+
+use mongodb::IndexModel;
+use mongodb::options::IndexOptions;
+
+use super::*;
+
+/// The version of the collections' shapes this binary writes.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// Fails with a message an operator can act on when the server cannot be reached or cannot run
+/// transactions.
+pub(super) async fn check_server(db: &mongodb::Database, shown: &str) -> Result<(), EngineError> {
+    let hello = db.run_command(doc! { "hello": 1 }).await.map_err(|e| {
+        EngineError::internal(format!(
+            "cannot reach MongoDB at {shown} within {SERVER_SELECTION:?}: {e}"
+        ))
+    })?;
+    let replica_set = hello.get_str("setName").is_ok();
+    let router = hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
+    if !replica_set && !router {
+        return Err(EngineError::internal(format!(
+            "MongoDB at {shown} is a standalone server, and clawjobs needs transactions, which \
+             need a replica set: start mongod with --replSet rs0 and run rs.initiate() once (a \
+             one-member replica set is enough), then connect with ?replicaSet=rs0"
+        )));
+    }
+    Ok(())
+}
+
+fn index(keys: Document) -> IndexModel {
+    IndexModel::builder().keys(keys).build()
+}
+
+fn unique(keys: Document) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(IndexOptions::builder().unique(true).build())
+        .build()
+}
+
+fn partial(keys: Document, filter: Document) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(
+            IndexOptions::builder()
+                .partial_filter_expression(filter)
+                .build(),
+        )
+        .build()
+}
+
+/// Creates what is missing (indexes, platform account shards, the schema version) and refuses a
+/// database a newer binary wrote. Safe to run on every start, from every node at once.
+pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), EngineError> {
+    let found = db
+        .meta
+        .find_one(doc! { "_id": "schema_version" })
+        .await
+        .map_err(db_error)?;
+    let version = found.as_ref().and_then(|d| match d.get("value") {
+        Some(Bson::Int64(v)) => Some(*v),
+        Some(Bson::Int32(v)) => Some(i64::from(*v)),
+        _ => None,
+    });
+    if let Some(v) = version.filter(|v| *v > SCHEMA_VERSION) {
+        return Err(EngineError::internal(format!(
+            "the database {} has schema version {v}, newer than this binary's {SCHEMA_VERSION}",
+            raw.name()
+        )));
+    }
+    // Collections are created before any transaction needs them (creating one inside a
+    // transaction is not allowed everywhere).
+    let existing = raw.list_collection_names().await.map_err(db_error)?;
+    for name in [
+        "meta",
+        "counters",
+        "users",
+        "tokens",
+        "workers",
+        "balances",
+        "accounts",
+        "transactions",
+        "tasks",
+        "claims",
+        "lots",
+        "idempotency",
+        "platform_config",
+        "qa_groups",
+        "qa_results",
+        "qa_outcomes",
+        "worker_notices",
+        "audit_log",
+    ] {
+        if !existing.iter().any(|e| e == name) {
+            match raw.create_collection(name).await {
+                Ok(()) => {}
+                // Another node created it first.
+                Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == 48) => {}
+                Err(e) => return Err(db_error(e)),
+            }
+        }
+    }
+    let string = doc! { "$type": "string" };
+    let steps: Vec<(&str, Vec<IndexModel>)> = vec![
+        (
+            "users",
+            vec![
+                IndexModel::builder()
+                    .keys(doc! { "email": 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .unique(true)
+                            .partial_filter_expression(doc! { "email": string.clone() })
+                            .build(),
+                    )
+                    .build(),
+            ],
+        ),
+        ("tokens", vec![index(doc! { "role": 1, "created_at": 1 })]),
+        (
+            "tasks",
+            vec![
+                unique(doc! { "seq": 1 }),
+                index(doc! { "buyer_id": 1, "seq": -1 }),
+                // The queue: pending tasks in order (the seed's partial index).
+                partial(doc! { "status": 1, "seq": 1 }, doc! { "status": "pending" }),
+                // Deadlines of assigned tasks, and what each worker holds.
+                partial(doc! { "deadline": 1 }, doc! { "status": "assigned" }),
+                partial(doc! { "worker_id": 1 }, doc! { "status": "assigned" }),
+                partial(
+                    doc! { "qa_group": 1, "seq": 1 },
+                    doc! { "qa_group": string.clone() },
+                ),
+            ],
+        ),
+        (
+            "claims",
+            vec![
+                index(doc! { "task_id": 1, "worker_id": 1 }),
+                partial(
+                    doc! { "qa_key": 1, "worker_id": 1 },
+                    doc! { "qa_key": string.clone() },
+                ),
+            ],
+        ),
+        (
+            "lots",
+            vec![
+                unique(doc! { "task_id": 1 }),
+                partial(doc! { "release_at": 1 }, doc! { "status": "frozen" }),
+                index(doc! { "worker_id": 1, "created_at": 1 }),
+            ],
+        ),
+        ("transactions", vec![index(doc! { "task_id": 1 })]),
+        ("accounts", vec![index(doc! { "account": 1 })]),
+        (
+            "qa_groups",
+            vec![partial(
+                doc! { "state": 1, "created_at": 1 },
+                doc! { "state": { "$in": ["open", "tiebreak"] } },
+            )],
+        ),
+        (
+            "qa_results",
+            vec![
+                unique(doc! { "group_id": 1 }),
+                index(doc! { "verdict": 1, "_id": -1 }),
+            ],
+        ),
+        (
+            "qa_outcomes",
+            vec![
+                index(doc! { "worker_id": 1, "result_seq": -1 }),
+                index(doc! { "verdict": 1, "worker_id": 1 }),
+            ],
+        ),
+        (
+            "workers",
+            vec![partial(
+                doc! { "banned_at": 1 },
+                doc! { "banned_at": { "$type": "long" } },
+            )],
+        ),
+        (
+            "worker_notices",
+            vec![index(doc! { "worker_id": 1, "created_at": -1 })],
+        ),
+        ("audit_log", vec![index(doc! { "created_at": 1 })]),
+    ];
+    for (collection, models) in steps {
+        raw.collection::<Document>(collection)
+            .create_indexes(models)
+            .await
+            .map_err(|e| {
+                EngineError::internal(format!("creating the indexes of {collection}: {e}"))
+            })?;
+    }
+    for counter in ["tasks", "qa_results"] {
+        db.counters
+            .update_one(
+                doc! { "_id": counter },
+                doc! { "$setOnInsert": { "n": 0_i64 } },
+            )
+            .upsert(true)
+            .await
+            .map_err(db_error)?;
+    }
+    if version.is_none() {
+        db.meta
+            .update_one(
+                doc! { "_id": "schema_version" },
+                doc! { "$setOnInsert": { "value": SCHEMA_VERSION } },
+            )
+            .upsert(true)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
