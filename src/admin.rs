@@ -1,12 +1,12 @@
-//! `clawjobs admin`: operator tasks on the embedded store of a stopped server. The store's lock
-//! makes a running server refuse them, with a message that says so.
+//! `clawjobs admin`: operator tasks on the store. On the embedded store the server must be
+//! stopped (the store's lock makes a running server refuse them, with a message that says so); a
+//! MongoDB database is shared, so they run beside the nodes.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use clawjobs_actors::clock::{now_ms, rfc3339};
 use clawjobs_actors::domain::{self, Role};
-use clawjobs_actors::store::sqlite::SqliteStore;
-use clawjobs_actors::store::{AdminToken, NoObserver, Store};
+use clawjobs_actors::store::{AdminToken, NoObserver};
 
 use crate::ServeArgs;
 use crate::settings::Settings;
@@ -18,6 +18,9 @@ pub struct AdminArgs {
     /// Directory of the embedded store (as for `serve`).
     #[arg(long, global = true)]
     data_dir: Option<std::path::PathBuf>,
+    /// `mongodb://…` (as for `serve`; also `CLAWJOBS_STORE`).
+    #[arg(long, global = true)]
+    store: Option<String>,
     /// Server settings file (as for `serve`).
     #[arg(long, global = true, default_value = "config/default.toml")]
     config: std::path::PathBuf,
@@ -47,6 +50,7 @@ enum TokensCommand {
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     let settings = Settings::load(&ServeArgs {
         data_dir: args.data_dir.clone(),
+        store: args.store.clone(),
         config: args.config.clone(),
         ..ServeArgs::default()
     })?;
@@ -54,7 +58,10 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let store = SqliteStore::open(&settings.data_dir, Box::new(NoObserver))
+        let store = settings
+            .store
+            .open(Box::new(NoObserver))
+            .await
             .map_err(|e| anyhow::anyhow!("{}", e.for_operator()))?;
         let failed = |e: clawjobs_actors::EngineError| anyhow::anyhow!("{}", e.for_operator());
         match args.command {

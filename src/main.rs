@@ -32,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the server on the embedded store.
+    /// Start the server (on the embedded store, or on MongoDB with --store).
     Serve(ServeArgs),
     /// Check the platform config file and print the documents it would seed.
     CheckConfig(ServeArgs),
@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Directory of the embedded store.
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
+    /// `mongodb://…` to run on MongoDB (a replica set; the database is the URI's path, `clawjobs`
+    /// by default) instead of the embedded store. Also `CLAWJOBS_STORE`.
+    #[arg(long)]
+    pub store: Option<String>,
     /// Server settings file.
     #[arg(long, default_value = "config/default.toml")]
     pub config: std::path::PathBuf,
@@ -82,7 +86,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let platform_toml = settings.platform_toml()?;
     let system = actix::System::new();
     system.block_on(async move {
-        let engine = Engine::start_sqlite(&settings.data_dir, &platform_toml)
+        let engine = Engine::start_at(&settings.store, &platform_toml)
             .await
             .map_err(|e| anyhow::anyhow!("cannot start: {}", e.for_operator()))?;
         if let Some(token) = &settings.admin_token {
@@ -114,7 +118,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         });
         #[cfg(debug_assertions)]
         crash_on_sigusr1(&engine);
-        tracing::info!(%addr, data_dir = %settings.data_dir.display(), "clawjobs listening");
+        tracing::info!(%addr, store = %settings.store.describe(), "clawjobs listening");
         // Tests and scripts read this line to learn the port.
         println!("clawjobs listening on http://{addr}");
         server.await?;

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use clawjobs_actors::store::Location;
+
 use crate::ServeArgs;
 
 #[derive(Debug, Deserialize, Default)]
@@ -22,6 +24,7 @@ struct File {
 struct ServerFile {
     bind: Option<String>,
     data_dir: Option<PathBuf>,
+    store: Option<String>,
     workers: Option<usize>,
     platform_config: Option<PathBuf>,
 }
@@ -40,7 +43,8 @@ struct LogFile {
 #[derive(Debug)]
 pub struct Settings {
     pub bind: String,
-    pub data_dir: PathBuf,
+    /// Where the store lives: the embedded one in `data_dir`, or a MongoDB database.
+    pub store: Location,
     pub workers: usize,
     pub platform_config: Option<PathBuf>,
     pub log_level: String,
@@ -73,6 +77,18 @@ impl Settings {
         } else {
             workers
         };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| env("CLAWJOBS_DATA_DIR").map(PathBuf::from))
+            .or(file.server.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let store = args
+            .store
+            .clone()
+            .or_else(|| env("CLAWJOBS_STORE"))
+            .or(file.server.store);
+        let store = Location::parse(store.as_deref(), &data_dir).map_err(anyhow::Error::msg)?;
         Ok(Settings {
             bind: args
                 .bind
@@ -80,12 +96,7 @@ impl Settings {
                 .or_else(|| env("CLAWJOBS_BIND"))
                 .or(file.server.bind)
                 .unwrap_or_else(|| "127.0.0.1:8080".into()),
-            data_dir: args
-                .data_dir
-                .clone()
-                .or_else(|| env("CLAWJOBS_DATA_DIR").map(PathBuf::from))
-                .or(file.server.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./data")),
+            store,
             workers,
             platform_config: env("CLAWJOBS_PLATFORM_CONFIG")
                 .map(PathBuf::from)

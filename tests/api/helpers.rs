@@ -1,5 +1,9 @@
 //! Starts the real `clawjobs` binary on a free port with a temporary data directory and speaks
 //! HTTP to it. Set TEST_LOG=1 to see the server's log.
+//!
+//! With `CLAWJOBS_TEST_STORE=mongodb` the servers run on MongoDB instead: each data directory
+//! stands for a database of its own on `CLAWJOBS_TEST_MONGODB_URI` (named after the directory, so
+//! that a restart on the same directory finds its data).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -53,6 +57,35 @@ pub fn generous_limits() -> Value {
     })
 }
 
+/// Whether these servers run on MongoDB (`CLAWJOBS_TEST_STORE=mongodb`).
+pub fn on_mongodb() -> bool {
+    std::env::var("CLAWJOBS_TEST_STORE").is_ok_and(|s| s == "mongodb")
+}
+
+/// The flags that put a server (or `clawjobs admin`) on the store of `data_dir`: the directory
+/// itself, or its MongoDB database.
+pub fn store_flags(data_dir: &Path) -> Vec<String> {
+    if !on_mongodb() {
+        return vec!["--data-dir".into(), data_dir.display().to_string()];
+    }
+    let base = std::env::var("CLAWJOBS_TEST_MONGODB_URI")
+        .expect("CLAWJOBS_TEST_STORE=mongodb needs CLAWJOBS_TEST_MONGODB_URI");
+    let name: String = data_dir
+        .display()
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let database = format!("bb_{}", &name[name.len().saturating_sub(40)..]);
+    let (head, query) = base.split_once('?').unwrap_or((&base, ""));
+    let scheme = head.find("://").map_or(0, |i| i + 3);
+    let hosts = head[scheme..].find('/').map_or(head.len(), |i| scheme + i);
+    vec![
+        "--store".into(),
+        format!("{}/{database}?{query}", &head[..hosts]),
+    ]
+}
+
 /// Starts a server on `data_dir` (which outlives it: used by restart tests).
 pub async fn start(data_dir: &Path) -> TestApp {
     start_with_env(data_dir, &[]).await
@@ -65,8 +98,8 @@ pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
         .map_or(ADMIN_TOKEN, |(_, v)| *v)
         .to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_clawjobs"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(store_flags(data_dir))
         .env("CLAWJOBS_WORKERS", "2")
         .env(
             "CLAWJOBS_LOG",

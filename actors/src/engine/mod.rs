@@ -29,7 +29,6 @@ use crate::metrics::Metrics;
 use crate::nodes::Nodes;
 use crate::qa::comparator::{BanList, Inject, QaComparator};
 use crate::slot::Slot;
-use crate::store::sqlite::SqliteStore;
 use crate::store::*;
 use crate::supervisor::Supervisor;
 
@@ -94,12 +93,17 @@ pub struct ProfilePatch {
 }
 
 impl Engine {
-    /// Opens the embedded store in `data_dir`, seeds and loads the config, starts the actors and
-    /// puts every live task back under the Dispatcher. Must run inside an actix system.
-    pub async fn start_sqlite(data_dir: &Path, platform_toml: &str) -> Result<Engine, EngineError> {
+    /// Opens the store, seeds and loads the config, starts the actors and puts every live task
+    /// back under the Dispatcher. Must run inside an actix system.
+    pub async fn start_at(location: &Location, platform_toml: &str) -> Result<Engine, EngineError> {
         let (observer, seed) = balance::registry();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data_dir, observer)?);
+        let store = location.open(observer).await?;
         Self::start(store, seed, platform_toml).await
+    }
+
+    /// [`Engine::start_at`] on the embedded store in `data_dir`.
+    pub async fn start_sqlite(data_dir: &Path, platform_toml: &str) -> Result<Engine, EngineError> {
+        Self::start_at(&Location::Embedded(data_dir.to_path_buf()), platform_toml).await
     }
 
     async fn start(

@@ -18,6 +18,76 @@ use crate::ledger::AuditReport;
 pub mod mongo;
 pub mod sqlite;
 
+/// Where the store lives: the embedded SQLite store in a data directory (the default), or a
+/// MongoDB database that several nodes may share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Embedded(std::path::PathBuf),
+    MongoDb(String),
+}
+
+impl Location {
+    /// `--store`: `mongodb://…` or `mongodb+srv://…` for MongoDB; absent, empty or `embedded` for
+    /// the embedded store in `data_dir`.
+    pub fn parse(store: Option<&str>, data_dir: &std::path::Path) -> Result<Location, String> {
+        match store.map(str::trim) {
+            None | Some("") | Some("embedded") | Some("sqlite") => {
+                Ok(Location::Embedded(data_dir.to_path_buf()))
+            }
+            Some(uri) if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => {
+                Ok(Location::MongoDb(uri.to_string()))
+            }
+            Some(other) => Err(format!(
+                "unknown store {other:?}: give a mongodb:// URI, or leave it out for the embedded \
+                 store in the data directory"
+            )),
+        }
+    }
+
+    /// For logs and messages: a MongoDB URI without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Embedded(dir) => format!("embedded store in {}", dir.display()),
+            Location::MongoDb(uri) => format!("MongoDB {}", redact(uri)),
+        }
+    }
+
+    /// Opens the store (the embedded one is created and migrated; MongoDB is reached, checked
+    /// and given its indexes).
+    pub async fn open(
+        &self,
+        observer: Box<dyn BalanceObserver>,
+    ) -> Result<std::sync::Arc<dyn Store>, EngineError> {
+        match self {
+            Location::Embedded(dir) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
+                dir, observer,
+            )?)),
+            #[cfg(feature = "mongodb")]
+            Location::MongoDb(uri) => Ok(std::sync::Arc::new(
+                mongo::MongoStore::open(uri, observer).await?,
+            )),
+            #[cfg(not(feature = "mongodb"))]
+            Location::MongoDb(_) => Err(EngineError::internal(
+                "this binary was built without the `mongodb` feature",
+            )),
+        }
+    }
+}
+
+/// `mongodb://user:secret@host/db` shown as `mongodb://user:***@host/db`.
+pub fn redact(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &uri[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &uri[..scheme + 3], &uri[at..]),
+                None => uri.to_string(),
+            }
+        }
+        _ => uri.to_string(),
+    }
+}
+
 /// The owner of QA copies: a ledger-less pseudo buyer. QA copies are paid from the QA fund, no
 /// one can credit them, and no buyer stream carries their events.
 pub const QA_BUYER: &str = "platform:qa";

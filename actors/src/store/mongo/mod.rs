@@ -544,20 +544,6 @@ impl std::fmt::Debug for MongoStore {
     }
 }
 
-/// `mongodb://user:secret@host/db` shown as `mongodb://user:***@host/db`.
-pub fn redact(uri: &str) -> String {
-    match (uri.find("://"), uri.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &uri[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &uri[..scheme + 3], &uri[at..]),
-                None => uri.to_string(),
-            }
-        }
-        _ => uri.to_string(),
-    }
-}
-
 impl MongoStore {
     /// Connects to `uri` (the database is the URI's path, `clawjobs` when it has none), checks
     /// that the server can run transactions, and creates the indexes and the schema version.
@@ -565,7 +551,7 @@ impl MongoStore {
         uri: &str,
         observer: Box<dyn BalanceObserver>,
     ) -> Result<MongoStore, EngineError> {
-        let shown = redact(uri);
+        let shown = super::redact(uri);
         let mut options = mongodb::options::ClientOptions::parse(uri)
             .await
             .map_err(|e| EngineError::internal(format!("bad MongoDB URI {shown}: {e}")))?;
