@@ -74,6 +74,40 @@ impl Handler<GetConfig> for ConfigActor {
     }
 }
 
+/// A document as some node stored it (heard through the store's changes): put in force here
+/// too, unless this node already has that version or a later one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stored {
+    pub key: String,
+    pub stored: StoredConfig,
+}
+
+impl Handler<Stored> for ConfigActor {
+    type Result = ();
+    fn handle(&mut self, msg: Stored, _: &mut Context<Self>) {
+        if self
+            .docs
+            .get(&msg.key)
+            .is_some_and(|d| d.version >= msg.stored.version)
+        {
+            return;
+        }
+        let mut next = self.docs.clone();
+        next.insert(msg.key.clone(), msg.stored);
+        match compile(&next) {
+            Ok(cfg) => {
+                self.docs = next;
+                self.handle.set(cfg);
+                tracing::info!(key = %msg.key, "config: a change made on another node is in force");
+            }
+            Err(e) => {
+                tracing::error!(key = %msg.key, error = %e.for_operator(), "config: a stored change does not compile; keeping the current one")
+            }
+        }
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "Result<StoredConfig, EngineError>")]
 pub struct PutConfig {

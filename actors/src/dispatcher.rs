@@ -519,6 +519,21 @@ impl Handler<TaskFinal> for Dispatcher {
     }
 }
 
+/// A task was assigned (on this node or another): it is no longer offered. A task this node
+/// holds is left alone (its own claim is what is heard).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TaskTaken {
+    pub task_id: String,
+}
+
+impl Handler<TaskTaken> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: TaskTaken, _: &mut Context<Self>) {
+        self.pending.remove(&msg.task_id);
+    }
+}
+
 /// Tasks failed by a sweep: they leave the index and their watchers are woken.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -554,15 +569,23 @@ impl Handler<Release> for Dispatcher {
             .held
             .get(&msg.task_id)
             .is_some_and(|h| h.assignment.worker_id == msg.worker_id);
-        if !mine {
-            return Box::pin(fut::ready(Err(EngineError::Forbidden(
-                "you do not hold this task".into(),
-            ))));
-        }
-        let Some(held) = self.held.remove(&msg.task_id) else {
-            return Box::pin(fut::ready(Err(EngineError::Forbidden(
-                "you do not hold this task".into(),
-            ))));
+        let held = if mine {
+            self.held.remove(&msg.task_id)
+        } else {
+            None
+        };
+        let Some(held) = held else {
+            // Not a claim this node made: the worker may have claimed it through another node
+            // of a shared store. The store's guard (task, worker) decides.
+            let fut = self.store.release(msg.task_id.into(), msg.worker_id.into());
+            return Box::pin(fut.into_actor(self).map(move |res, act, ctx| match res {
+                Ok(Some(task)) => {
+                    act.requeue(Pending::from(&task), ctx);
+                    Ok(())
+                }
+                Ok(None) => Err(EngineError::Forbidden("you do not hold this task".into())),
+                Err(e) => Err(e),
+            }));
         };
         ctx.cancel_future(held.timer);
         let fut = self.store.release(msg.task_id.into(), msg.worker_id.into());

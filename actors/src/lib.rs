@@ -4,6 +4,7 @@
 
 pub mod balance;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod config_actor;
 pub mod dispatcher;

@@ -68,6 +68,11 @@ pub fn store_flags(data_dir: &Path) -> Vec<String> {
     if !on_mongodb() {
         return vec!["--data-dir".into(), data_dir.display().to_string()];
     }
+    mongodb_flags(data_dir)
+}
+
+/// `--store` with the MongoDB database that stands for `data_dir`.
+pub fn mongodb_flags(data_dir: &Path) -> Vec<String> {
     let base = std::env::var("CLAWJOBS_TEST_MONGODB_URI")
         .expect("CLAWJOBS_TEST_STORE=mongodb needs CLAWJOBS_TEST_MONGODB_URI");
     let name: String = data_dir
@@ -92,6 +97,17 @@ pub async fn start(data_dir: &Path) -> TestApp {
 }
 
 pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
+    launch(store_flags(data_dir), env).await
+}
+
+/// A node on the MongoDB database that stands for `data_dir`, whatever `CLAWJOBS_TEST_STORE`
+/// says: several nodes started on one directory share one database.
+#[allow(dead_code)] // used by the multi-node suite (tests/nodes)
+pub async fn start_node(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
+    launch(mongodb_flags(data_dir), env).await
+}
+
+async fn launch(store: Vec<String>, env: &[(&str, &str)]) -> TestApp {
     let admin = env
         .iter()
         .find(|(k, _)| *k == "CLAWJOBS_ADMIN_TOKEN")
@@ -99,7 +115,7 @@ pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
         .to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_clawjobs"))
         .args(["serve", "--bind", "127.0.0.1:0"])
-        .args(store_flags(data_dir))
+        .args(store)
         .env("CLAWJOBS_WORKERS", "2")
         .env(
             "CLAWJOBS_LOG",

@@ -111,6 +111,8 @@ impl Engine {
         seed: balance::BankSeed,
         platform_toml: &str,
     ) -> Result<Engine, EngineError> {
+        // Before anything reads the store's state: what other nodes commit from here on.
+        let changes = store.changes().await?;
         let (cfg, docs) = ConfigActor::load(&store, platform_toml).await?;
         let config = ConfigHandle::new(cfg);
         let metrics = Arc::new(Metrics::default());
@@ -152,6 +154,17 @@ impl Engine {
             tokens: Arc::default(),
             ready: Arc::new(AtomicBool::new(false)),
         };
+        if let Some(changes) = changes {
+            crate::cluster::follow(
+                changes,
+                crate::cluster::Listeners {
+                    dispatcher: engine.dispatcher.clone(),
+                    config: engine.config_actor.clone(),
+                    banned: engine.banned.clone(),
+                    tokens: engine.tokens.clone(),
+                },
+            );
+        }
         engine.ready.store(true, Ordering::SeqCst);
         Ok(engine)
     }

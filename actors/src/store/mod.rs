@@ -699,6 +699,27 @@ pub struct FailedTask {
     pub buyer_id: String,
 }
 
+/// What was committed to a shared store, by this node or another, as the actors need to hear
+/// it. Only a store several nodes share has them (the embedded store is one node's).
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A task is pending (posted, requeued, released, given back): offer it.
+    Pending(LiveTask),
+    /// A task was assigned: stop offering it.
+    Assigned { task_id: String },
+    /// A task is final (completed, failed, credited): wake whoever waits on it.
+    Final { task_id: String },
+    /// A platform config document changed.
+    Config { key: String, stored: StoredConfig },
+    /// The QA penalty ladder banned a worker.
+    Banned { worker_id: String },
+    /// A token stopped being valid (revoked or replaced).
+    TokenRevoked { token_hash: String },
+    /// The stream lost its place (the database was away longer than it keeps history): here is
+    /// every live task again.
+    Resync(Vec<LiveTask>),
+}
+
 pub trait Store: Send + Sync + 'static {
     // Accounts and tokens.
     fn create_buyer(&self, b: NewBuyer) -> StoreFuture<BalanceSnapshot>;
@@ -842,4 +863,9 @@ pub trait Store: Send + Sync + 'static {
     fn audit(&self) -> StoreFuture<AuditReport>;
     /// Resolves once everything queued before it has been committed.
     fn flush(&self) -> StoreFuture<()>;
+    /// What every node commits, from now on (None for a store only this node uses). Asked once,
+    /// at start, before the live tasks are read, so that nothing falls between the two.
+    fn changes(&self) -> StoreFuture<Option<tokio::sync::mpsc::Receiver<Change>>> {
+        Box::pin(async { Ok(None) })
+    }
 }

@@ -38,6 +38,7 @@ mod qa;
 mod schema;
 mod sweeps;
 mod tasks;
+mod watch;
 
 use docs::*;
 
@@ -415,6 +416,7 @@ impl Retry {
 
 struct Inner {
     client: Client,
+    database: mongodb::Database,
     db: Db,
     observer: Box<dyn BalanceObserver>,
     writes: TransactionOptions,
@@ -583,6 +585,7 @@ impl MongoStore {
         Ok(MongoStore {
             inner: Arc::new(Inner {
                 client,
+                database: db,
                 db: typed,
                 observer,
                 writes,
@@ -915,5 +918,10 @@ impl Store for MongoStore {
     fn flush(&self) -> StoreFuture<()> {
         // Every command is committed (majority-acknowledged) before its caller hears "done".
         Box::pin(async { Ok(()) })
+    }
+
+    fn changes(&self) -> StoreFuture<Option<tokio::sync::mpsc::Receiver<Change>>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { watch::start(inner).await.map(Some) })
     }
 }
