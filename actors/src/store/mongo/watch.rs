@@ -154,10 +154,10 @@ impl Inner {
                 .into_iter()
                 .collect(),
             "balances" => {
-                if let Some(b) = decode::<BalanceDoc>(full) {
-                    if self.observer.watches(&b.user_id) {
-                        self.observer.observe(&[b.snapshot()]);
-                    }
+                if let Some(b) = decode::<BalanceDoc>(full)
+                    && self.observer.watches(&b.user_id)
+                {
+                    self.observer.observe(&[b.snapshot()]);
                 }
                 Vec::new()
             }
