@@ -1,7 +1,8 @@
 //! What every node committed to a shared store (MongoDB), delivered to this node's actors: tasks
 //! to offer or stop offering, tasks that became final, config changes, bans, revoked tokens. The
 //! store's change stream is the source (see `store/mongo/watch.rs`), so a node hears of its own
-//! commits too; every receiver takes a change it already knows as a no-op. The embedded store is
+//! commits too; every receiver takes a change it already knows as a no-op. The feed's events
+//! come this way as well (the FeedHub of a shared store delivers only what the log gives back). The embedded store is
 //! one node's, and has no changes to follow.
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use tokio::sync::mpsc;
 use crate::config_actor::{ConfigActor, Stored};
 use crate::dispatcher::{Dispatcher, Recover, TaskFinal, TaskPending, TaskTaken};
 use crate::domain::Principal;
+use crate::feed::{Audience, Deliver, FeedHub};
 use crate::qa::comparator::BanList;
 use crate::slot::Slot;
 use crate::store::Change;
@@ -20,6 +22,7 @@ use crate::store::Change;
 /// Who hears what.
 pub struct Listeners {
     pub dispatcher: Slot<Dispatcher>,
+    pub feed: Slot<FeedHub>,
     pub config: Addr<ConfigActor>,
     pub banned: BanList,
     /// The engine's token cache.
@@ -48,6 +51,17 @@ fn deliver(to: &Listeners, change: Change) {
                 banned.insert(worker_id);
             }
         }
+        Change::Event {
+            id,
+            buyer,
+            event,
+            data,
+        } => to.feed.do_send(Deliver {
+            id,
+            audience: buyer.map_or(Audience::Public, Audience::Buyer),
+            event,
+            data,
+        }),
         Change::TokenRevoked { token_hash } => {
             if let Ok(mut tokens) = to.tokens.write() {
                 tokens.remove(&token_hash);

@@ -63,6 +63,8 @@ pub type ClaimReply = Result<Option<ClaimedTask>, EngineError>;
 
 struct Claimer {
     spec: ClaimSpec,
+    /// Names the ask for [`Withdraw`] (0: not withdrawable; dropping `reply` withdraws it).
+    ticket: u64,
     reply: oneshot::Sender<ClaimReply>,
     /// Whether to wait for a task when none matches now.
     park: bool,
@@ -428,6 +430,8 @@ crate::crash_on_request!(Dispatcher);
 pub struct Claim {
     pub spec: ClaimSpec,
     pub park: bool,
+    /// For a later [`Withdraw`]; 0 for none.
+    pub ticket: u64,
     pub reply: oneshot::Sender<ClaimReply>,
 }
 
@@ -437,11 +441,32 @@ impl Handler<Claim> for Dispatcher {
         self.serve(
             Claimer {
                 spec: msg.spec,
+                ticket: msg.ticket,
                 reply: msg.reply,
                 park: msg.park,
             },
             ctx,
         );
+    }
+}
+
+/// A long-poll's wait is over: a parked ask is answered "nothing"; an ask whose claim is being
+/// committed is left to finish, so the worker gets that task rather than a 204 followed by an
+/// undo (which its next ask could trip over).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Withdraw {
+    pub ticket: u64,
+}
+
+impl Handler<Withdraw> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: Withdraw, _: &mut Context<Self>) {
+        if let Some(i) = self.parked.iter().position(|c| c.ticket == msg.ticket)
+            && let Some(c) = self.parked.remove(i)
+        {
+            let _ = c.reply.send(Ok(None));
+        }
     }
 }
 
@@ -773,6 +798,7 @@ mod tests {
                     exclude: vec![],
                 },
                 park: false,
+                ticket: 0,
                 reply,
             });
             answer

@@ -4,6 +4,11 @@
 //! reconnects with `Last-Event-ID` gets what it missed, or a `reset` event when the gap is older
 //! than the ring. A subscriber whose queue is full is dropped (it can resume by id); publishing
 //! never waits. Talks to: the engine and the Dispatcher (publish), the SSE routes (subscribe).
+//!
+//! On a store several nodes share, the hub gives no ids itself: what is published goes to the
+//! store's [`EventLog`], and the hub delivers what every node appended as it comes back
+//! ([`Deliver`]), with the log's ids, so that every node's streams show the same events under the
+//! same ids and a client resumes on any node.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -11,6 +16,8 @@ use actix::prelude::*;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+
+use crate::store::EventLog;
 
 /// Events kept for resumption, per audience kind.
 pub const RING: usize = 10_000;
@@ -38,6 +45,9 @@ struct Subscriber {
 
 #[derive(Default)]
 pub struct FeedHub {
+    /// The shared log events go to (a store several nodes share), else None: this hub ids and
+    /// delivers them itself.
+    log: Option<std::sync::Arc<dyn EventLog>>,
     /// The first id this hub gave out: a client resuming from an older one missed events that
     /// a hub before this one (an earlier process, or one that panicked) sent.
     first_id: u64,
@@ -80,6 +90,51 @@ impl FeedHub {
             next_id: first_id,
             ..FeedHub::default()
         }
+    }
+
+    /// A hub for a shared store: events go through `log`, ids come from it. Until the first
+    /// event comes back, any `Last-Event-ID` is older than this hub (a `reset`).
+    pub fn shared(log: std::sync::Arc<dyn EventLog>) -> FeedHub {
+        FeedHub {
+            log: Some(log),
+            ..FeedHub::default()
+        }
+    }
+
+    /// [`FeedHub::shared`] when there is a log, else [`FeedHub::new`].
+    pub fn with_log(log: Option<std::sync::Arc<dyn EventLog>>) -> FeedHub {
+        match log {
+            Some(log) => Self::shared(log),
+            None => Self::new(),
+        }
+    }
+
+    /// Fans an event out under `id` and keeps it for resumption.
+    fn deliver(&mut self, id: u64, audience: Audience, event: &str, data: &Value) {
+        if self.next_id == 0 {
+            self.first_id = id;
+        }
+        self.next_id = id + 1;
+        let bytes = wire(id, event, data);
+        let mut dropped = 0;
+        match &audience {
+            Audience::Public => fan_out(&mut self.public, &bytes, &mut dropped),
+            Audience::Buyer(b) => {
+                if let Some(subs) = self.buyers.get_mut(b) {
+                    fan_out(subs, &bytes, &mut dropped);
+                }
+            }
+        }
+        self.dropped += dropped;
+        let ring = self.ring(&audience);
+        if ring.len() == RING {
+            ring.pop_front();
+        }
+        ring.push_back(Stored {
+            id,
+            audience,
+            wire: bytes,
+        });
     }
 
     fn ring(&mut self, audience: &Audience) -> &mut VecDeque<Stored> {
@@ -128,28 +183,38 @@ impl Handler<Publish> for FeedHub {
         if self.closed || to_nobody {
             return;
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        let bytes = wire(id, msg.event, &msg.data);
-        let mut dropped = 0;
-        match &msg.audience {
-            Audience::Public => fan_out(&mut self.public, &bytes, &mut dropped),
-            Audience::Buyer(b) => {
-                if let Some(subs) = self.buyers.get_mut(b) {
-                    fan_out(subs, &bytes, &mut dropped);
-                }
-            }
+        if let Some(log) = &self.log {
+            let buyer = match &msg.audience {
+                Audience::Public => None,
+                Audience::Buyer(b) => Some(b.as_str()),
+            };
+            log.append(buyer, msg.event, &msg.data);
+            return;
         }
-        self.dropped += dropped;
-        let ring = self.ring(&msg.audience);
-        if ring.len() == RING {
-            ring.pop_front();
+        let id = self.next_id.max(1);
+        self.deliver(id, msg.audience, msg.event, &msg.data);
+    }
+}
+
+/// An event of the shared log, with its id (see [`FeedHub::shared`]).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub id: u64,
+    pub audience: Audience,
+    pub event: String,
+    pub data: Value,
+}
+
+impl Handler<Deliver> for FeedHub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+        // Ids only grow: an event at or below the last one was delivered already.
+        if self.closed || (self.next_id > 0 && msg.id < self.next_id) {
+            return;
         }
-        ring.push_back(Stored {
-            id,
-            audience: msg.audience,
-            wire: bytes,
-        });
+        self.deliver(msg.id, msg.audience, &msg.event, &msg.data);
     }
 }
 

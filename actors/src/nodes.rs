@@ -65,7 +65,7 @@ impl Nodes {
             benchmarks,
             publisher: publisher.clone(),
         };
-        feed.restart(FeedHub::new);
+        feed.restart(parts.feed_hub());
         dispatcher.restart(parts.dispatcher());
         comparator.restart(parts.comparator());
         let nodes = Nodes {
@@ -89,7 +89,7 @@ impl Nodes {
     pub async fn revive(&self) -> Result<Vec<&'static str>, EngineError> {
         let mut revived = Vec::new();
         if !self.feed.alive() {
-            self.feed.restart(FeedHub::new);
+            self.feed.restart(self.parts.feed_hub());
             revived.push("feed_hub");
         }
         if !self.dispatcher.alive() {
@@ -128,6 +128,11 @@ impl Nodes {
 }
 
 impl Parts {
+    fn feed_hub(&self) -> impl FnOnce() -> FeedHub + Send + 'static {
+        let log = self.store.event_log();
+        move || FeedHub::with_log(log)
+    }
+
     fn dispatcher(&self) -> impl FnOnce() -> Dispatcher + Send + 'static {
         let p = self.clone();
         move || Dispatcher::new(p.store, p.config, p.metrics, p.publisher)

@@ -107,6 +107,14 @@ pub async fn start_node(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
     launch(mongodb_flags(data_dir), env).await
 }
 
+/// A node on the store these flags name (`--store URI`, or `--data-dir DIR`).
+#[allow(dead_code)] // used by the multi-node suite (tests/nodes)
+pub async fn start_store(flags: &[&str]) -> TestApp {
+    let mut all = vec!["--store".to_string()];
+    all.extend(flags.iter().map(|f| f.to_string()));
+    launch(all, &[]).await
+}
+
 async fn launch(store: Vec<String>, env: &[(&str, &str)]) -> TestApp {
     let admin = env
         .iter()
@@ -160,6 +168,9 @@ async fn launch(store: Vec<String>, env: &[(&str, &str)]) -> TestApp {
         .to_string();
     let client = Client::builder()
         .pool_max_idle_per_host(64)
+        // The server closes a connection idle for 5 s (actix's keep-alive); a pooled one reused
+        // at that moment fails with IncompleteMessage. Idle connections are dropped first.
+        .pool_idle_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client");

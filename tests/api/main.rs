@@ -11,4 +11,5 @@ mod readme;
 mod realtime;
 mod restart;
 mod rules;
+mod sse;
 mod supervision;

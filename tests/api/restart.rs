@@ -123,9 +123,12 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
             }
         }));
     }
-    // The kill lands in the middle of real traffic: once a few hundred posts and settlements are in.
-    eventually("load to build up", Duration::from_secs(30), || async {
-        (posted.lock().unwrap().len() >= 300 && settled.lock().unwrap().len() >= 100).then_some(())
+    // The kill lands in the middle of real traffic: once a few hundred posts and settlements are
+    // in (fewer on MongoDB, whose test stand-in is far slower under contention).
+    let (posts, settlements) = if on_mongodb() { (60, 20) } else { (300, 100) };
+    eventually("load to build up", Duration::from_secs(60), || async {
+        (posted.lock().unwrap().len() >= posts && settled.lock().unwrap().len() >= settlements)
+            .then_some(())
     })
     .await;
     app.kill9();
@@ -186,7 +189,10 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
             let (s, v) = app
                 .submit(&worker, offer["task_id"].as_str().unwrap(), "after restart")
                 .await;
-            assert_eq!(s, StatusCode::OK, "{v}");
+            // With 2 s deadlines a busy node may take a claim back before its submit lands:
+            // the task is offered again, and this loop takes it again.
+            let lapsed = s == StatusCode::CONFLICT && v["error"]["code"] == "TASK_EXPIRED";
+            assert!(s == StatusCode::OK || lapsed, "{s} {v}");
             continue;
         }
         // Nothing offered for a while: every task must now be final.

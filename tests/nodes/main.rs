@@ -6,5 +6,10 @@
 #[path = "../api/helpers.rs"]
 mod helpers;
 
+#[path = "../api/sse.rs"]
+mod sse;
+
 mod failover;
+mod feeds;
 mod handoff;
+mod outage;

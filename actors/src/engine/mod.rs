@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use crate::config::{ConfigHandle, PlatformConfig};
 use crate::config_actor::{ConfigActor, GetConfig, PutConfig};
 use crate::dispatcher::{
     Claim, ClaimReply, ClaimSpec, Dispatcher, GetGauges, Release, Shutdown, TaskExpired, Watch,
+    Withdraw,
 };
 use crate::domain::{self, Principal, Role, TaskId, TaskType, UserId, WorkerId};
 use crate::economics;
@@ -43,6 +44,8 @@ use checks::{check_input, check_profile};
 const CLAIM_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// …for at least this long, even without a wait: the Supervisor restarts it within a second.
 const CLAIM_RETRY_WINDOW: Duration = Duration::from_secs(2);
+/// How long a withdrawn long-poll waits for a claim that was being committed as its wait ended.
+const WITHDRAW_GRACE: Duration = Duration::from_secs(10);
 /// Tokens remembered in memory after their first lookup.
 const TOKEN_CACHE: usize = 100_000;
 
@@ -61,6 +64,8 @@ pub struct Engine {
     banned: BanList,
     tokens: Arc<RwLock<HashMap<String, Principal>>>,
     ready: Arc<AtomicBool>,
+    /// Names each long-poll's ask, so that it can be withdrawn.
+    tickets: Arc<AtomicU64>,
 }
 
 /// Where a worker's money stands, for `GET /api/worker/me`.
@@ -153,12 +158,14 @@ impl Engine {
             banned,
             tokens: Arc::default(),
             ready: Arc::new(AtomicBool::new(false)),
+            tickets: Arc::default(),
         };
         if let Some(changes) = changes {
             crate::cluster::follow(
                 changes,
                 crate::cluster::Listeners {
                     dispatcher: engine.dispatcher.clone(),
+                    feed: engine.feed.clone(),
                     config: engine.config_actor.clone(),
                     banned: engine.banned.clone(),
                     tokens: engine.tokens.clone(),

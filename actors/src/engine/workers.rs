@@ -76,8 +76,17 @@ impl Engine {
     /// Asks the Dispatcher for a task. With `park`, the answer comes once one is claimed (or the
     /// node stops); dropping the receiver withdraws the request.
     pub fn request_claim(&self, spec: ClaimSpec, park: bool) -> oneshot::Receiver<ClaimReply> {
+        self.ask(spec, park, 0)
+    }
+
+    fn ask(&self, spec: ClaimSpec, park: bool, ticket: u64) -> oneshot::Receiver<ClaimReply> {
         let (reply, answer) = oneshot::channel();
-        self.dispatcher.do_send(Claim { spec, park, reply });
+        self.dispatcher.do_send(Claim {
+            spec,
+            park,
+            ticket,
+            reply,
+        });
         answer
     }
 
@@ -99,7 +108,9 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + wait.max(CLAIM_RETRY_WINDOW);
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, self.request_claim(spec.clone(), park)).await {
+            let ticket = self.tickets.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut answer = self.ask(spec.clone(), park, ticket);
+            match tokio::time::timeout(left, &mut answer).await {
                 Ok(Ok(reply)) => return reply,
                 // The Dispatcher died with the claim (a panic): the Supervisor is starting a
                 // new one from the store; ask it.
@@ -107,8 +118,15 @@ impl Engine {
                     tokio::time::sleep(CLAIM_RETRY_PAUSE.min(left)).await;
                 }
                 Ok(Err(_)) => return Err(EngineError::internal("dispatcher dropped a claim")),
-                // Dropping the receiver withdraws the claim; a task claimed in that instant is undone.
-                Err(_) => return Ok(None),
+                // The wait is over. A parked ask is answered "nothing"; a claim being committed
+                // right now still comes (dropping the receiver would undo it).
+                Err(_) => {
+                    self.dispatcher.do_send(Withdraw { ticket });
+                    return match tokio::time::timeout(WITHDRAW_GRACE, answer).await {
+                        Ok(Ok(reply)) => reply,
+                        Ok(Err(_)) | Err(_) => Ok(None),
+                    };
+                }
             }
         }
     }

@@ -201,6 +201,44 @@ async fn the_daily_cap_holds_in_the_claim(store: Arc<dyn Store>) {
 }
 
 /// Submit settles once; a repeat pays nothing; a late expiry of the same claim is stale.
+/// A worker that submitted holds nothing: its next claim goes through at once (the count the
+/// claim checks `limits.concurrent` against is the store's own, read after the commit).
+async fn a_submitted_task_is_no_longer_held(store: Arc<dyn Store>) {
+    let cfg = Arc::new(PlatformConfig::builtin());
+    buyer(&store, "b1", 100).await;
+    worker(&store, "w1").await;
+    for i in 0..20 {
+        let id = format!("t{i}");
+        store.post_task(task(&id, "b1", 2)).await.unwrap();
+        let claimed = store
+            .claim(id.as_str().into(), "w1".into(), 10 + i)
+            .await
+            .unwrap();
+        assert!(
+            matches!(claimed, ClaimOutcome::Claimed(_)),
+            "claim {i}: {claimed:?}"
+        );
+        assert_eq!(store.worker("w1".into()).await.unwrap().unwrap().held, 1);
+        store
+            .submit(
+                id.as_str().into(),
+                "w1".into(),
+                "{}".into(),
+                20 + i,
+                cfg.clone(),
+                NO_SPOT,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.worker("w1".into()).await.unwrap().unwrap().held,
+            0,
+            "after submit {i}"
+        );
+    }
+    audit_ok(&store).await;
+}
+
 async fn settlement_is_idempotent(store: Arc<dyn Store>) {
     let cfg = Arc::new(PlatformConfig::builtin());
     buyer(&store, "b1", 100).await;
@@ -605,6 +643,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);

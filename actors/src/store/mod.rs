@@ -718,6 +718,22 @@ pub enum Change {
     /// The stream lost its place (the database was away longer than it keeps history): here is
     /// every live task again.
     Resync(Vec<LiveTask>),
+    /// A feed event some node appended to the [`EventLog`], with the id every node gives it (ids
+    /// grow in the log's one order).
+    Event {
+        id: u64,
+        buyer: Option<String>,
+        event: String,
+        data: Value,
+    },
+}
+
+/// Where a shared store keeps the feed's events, so that the streams of every node show what
+/// happened on every node, under the same ids (a client resumes on any node).
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends an event for `buyer`'s stream (the public feed when None). Appends from one node
+    /// keep their order; every node hears each event back as [`Change::Event`].
+    fn append(&self, buyer: Option<&str>, event: &str, data: &Value);
 }
 
 pub trait Store: Send + Sync + 'static {
@@ -863,6 +879,10 @@ pub trait Store: Send + Sync + 'static {
     fn audit(&self) -> StoreFuture<AuditReport>;
     /// Resolves once everything queued before it has been committed.
     fn flush(&self) -> StoreFuture<()>;
+    /// The shared event log of a store several nodes use (None: events stay in this node).
+    fn event_log(&self) -> Option<std::sync::Arc<dyn EventLog>> {
+        None
+    }
     /// What every node commits, from now on (None for a store only this node uses). Asked once,
     /// at start, before the live tasks are read, so that nothing falls between the two.
     fn changes(&self) -> StoreFuture<Option<tokio::sync::mpsc::Receiver<Change>>> {

@@ -33,6 +33,7 @@ mod accounts;
 mod audit;
 mod config;
 mod docs;
+mod events;
 mod journal;
 mod qa;
 mod schema;
@@ -46,8 +47,11 @@ use docs::*;
 pub const DEFAULT_DATABASE: &str = "clawjobs";
 /// How long a command keeps retrying write conflicts before it answers `UNAVAILABLE`.
 const RETRY_BUDGET: Duration = Duration::from_secs(10);
-/// How long the driver looks for a server before an operation fails (and start-up gives up).
-const SERVER_SELECTION: Duration = Duration::from_secs(8);
+/// How long the driver looks for a server before an operation fails (a request then answers
+/// `UNAVAILABLE` rather than hang).
+const SERVER_SELECTION: Duration = Duration::from_secs(3);
+/// How long start-up waits for the server before it gives up.
+const START_WAIT: Duration = Duration::from_secs(12);
 
 /// Why a command stopped: the engine's answer, a database error (retried when transient), or a
 /// lost race the command noticed itself (retried).
@@ -131,6 +135,7 @@ struct Db {
     pub qa_outcomes: Collection<QaOutcomeDoc>,
     pub notices: Collection<NoticeDoc>,
     pub audit_log: Collection<AuditLogDoc>,
+    pub events: Collection<events::EventDoc>,
 }
 
 impl Db {
@@ -154,6 +159,7 @@ impl Db {
             qa_outcomes: db.collection("qa_outcomes"),
             notices: db.collection("worker_notices"),
             audit_log: db.collection("audit_log"),
+            events: db.collection("events"),
         }
     }
 
@@ -534,6 +540,7 @@ fn jittered(pause: Duration) -> Duration {
 
 pub struct MongoStore {
     inner: Arc<Inner>,
+    events: Arc<events::MongoEventLog>,
     /// The URI without its password, for logs.
     shown: String,
 }
@@ -582,7 +589,9 @@ impl MongoStore {
             .read_concern(ReadConcern::snapshot())
             .build();
         tracing::info!(uri = %shown, %database, "store: MongoDB");
+        let events = Arc::new(events::MongoEventLog::start(typed.events.clone()));
         Ok(MongoStore {
+            events,
             inner: Arc::new(Inner {
                 client,
                 database: db,
@@ -918,6 +927,10 @@ impl Store for MongoStore {
     fn flush(&self) -> StoreFuture<()> {
         // Every command is committed (majority-acknowledged) before its caller hears "done".
         Box::pin(async { Ok(()) })
+    }
+
+    fn event_log(&self) -> Option<Arc<dyn EventLog>> {
+        Some(self.events.clone())
     }
 
     fn changes(&self) -> StoreFuture<Option<tokio::sync::mpsc::Receiver<Change>>> {

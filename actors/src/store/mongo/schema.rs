@@ -11,11 +11,19 @@ pub(super) const SCHEMA_VERSION: i64 = 1;
 /// Fails with a message an operator can act on when the server cannot be reached or cannot run
 /// transactions.
 pub(super) async fn check_server(db: &mongodb::Database, shown: &str) -> Result<(), EngineError> {
-    let hello = db.run_command(doc! { "hello": 1 }).await.map_err(|e| {
-        EngineError::internal(format!(
-            "cannot reach MongoDB at {shown} within {SERVER_SELECTION:?}: {e}"
-        ))
-    })?;
+    let started = std::time::Instant::now();
+    let hello = loop {
+        match db.run_command(doc! { "hello": 1 }).await {
+            Ok(hello) => break hello,
+            Err(e) if started.elapsed() + SERVER_SELECTION > START_WAIT => {
+                return Err(EngineError::internal(format!(
+                    "cannot reach MongoDB at {shown} within {:?}: {e}",
+                    started.elapsed()
+                )));
+            }
+            Err(e) => tracing::warn!(error = %e, "store: MongoDB not reachable yet"),
+        }
+    };
     let replica_set = hello.get_str("setName").is_ok();
     let router = hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
     if !replica_set && !router {
@@ -91,6 +99,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "qa_outcomes",
         "worker_notices",
         "audit_log",
+        "events",
     ] {
         if !existing.iter().any(|e| e == name) {
             match raw.create_collection(name).await {
@@ -187,6 +196,19 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
             vec![index(doc! { "worker_id": 1, "created_at": -1 })],
         ),
         ("audit_log", vec![index(doc! { "created_at": 1 })]),
+        (
+            "events",
+            vec![
+                IndexModel::builder()
+                    .keys(doc! { "at": 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .expire_after(Duration::from_secs(super::events::KEEP_SECONDS))
+                            .build(),
+                    )
+                    .build(),
+            ],
+        ),
     ];
     for (collection, models) in steps {
         raw.collection::<Document>(collection)

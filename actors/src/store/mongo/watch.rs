@@ -28,6 +28,7 @@ fn pipeline() -> Vec<Document> {
         { "ns.coll": "workers", "updateDescription.updatedFields.banned_at": { "$exists": true } },
         { "ns.coll": "tokens", "operationType": "delete" },
         { "ns.coll": "balances", "operationType": { "$in": ["insert", "update", "replace"] } },
+        { "ns.coll": "events", "operationType": "insert" },
     ] } }]
 }
 
@@ -50,12 +51,18 @@ pub(super) async fn start(inner: Arc<Inner>) -> Result<mpsc::Receiver<Change>, E
 async fn follow(inner: Arc<Inner>, mut stream: Stream, tx: mpsc::Sender<Change>) {
     let mut resume = stream.resume_token();
     let mut pause = Duration::from_millis(100);
+    // Feed ids: from the cluster time, and strictly growing even if two events share one.
+    let mut last_event_id = 0_u64;
     loop {
         match stream.next().await {
             Some(Ok(event)) => {
                 resume = stream.resume_token();
                 pause = Duration::from_millis(100);
-                for change in inner.translate(event).await {
+                for mut change in inner.translate(event).await {
+                    if let Change::Event { id, .. } = &mut change {
+                        *id = (*id).max(last_event_id + 1);
+                        last_event_id = *id;
+                    }
                     if tx.send(change).await.is_err() {
                         return; // the engine stopped
                     }
@@ -160,6 +167,21 @@ impl Inner {
                     self.observer.observe(&[b.snapshot()]);
                 }
                 Vec::new()
+            }
+            "events" => {
+                let Some(e) = decode::<events::EventDoc>(full) else {
+                    return Vec::new();
+                };
+                let Ok(data) = serde_json::from_str(&e.data) else {
+                    return Vec::new();
+                };
+                let id = event.cluster_time.map_or(0, events::event_id);
+                vec![Change::Event {
+                    id,
+                    buyer: e.buyer,
+                    event: e.event,
+                    data,
+                }]
             }
             _ => Vec::new(),
         }
