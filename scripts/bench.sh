@@ -7,6 +7,10 @@
 # Each mode runs `runs` times (default 3) on a fresh server; the median run is what to quote.
 # The load generator (`clawjobs simulate`) shares the machine with the server, as a client would.
 #
+# STORE=mongodb://… runs every server on MongoDB instead (a fresh database per run; e.g. the
+# test stand-in: secantusd-py --port 27017 --storage-path :memory:, then
+# STORE="mongodb://127.0.0.1:27017/?replicaSet=secantus").
+#
 # ONLY=lifecycles runs just the lifecycle modes (the figure quoted as a ratio). When a PostgreSQL
 # server answers on $PGHOST (see scripts/baseline/README.md), the baseline
 # scripts/baseline/pg-skip-locked/run.sh runs `runs` times before and after the lifecycles, back
@@ -29,11 +33,23 @@ cargo build --release --quiet
 BIN=target/release/clawjobs
 export CLAWJOBS_ADMIN_TOKEN=cja_bench_admin CLAWJOBS_LOG=warn
 
+STORE=${STORE:-}
+# The store flags of one fresh server: a new data directory, or a new MongoDB database.
+store_flags() {
+  if [[ -z "$STORE" ]]; then
+    echo --data-dir "$DATA"
+  else
+    local rest=${STORE#*://} query=
+    [[ "$STORE" == *\?* ]] && query="?${STORE#*\?}"
+    echo --store "${STORE%%://*}://${rest%%/*}/bench_$(date +%s%N)$query"
+  fi
+}
 serve() {
   DATA=$(mktemp -d)
-  "$BIN" serve --bind 127.0.0.1:0 --data-dir "$DATA" > "$DATA/out" 2>"$DATA/err" &
+  # shellcheck disable=SC2046 # the flags are words without spaces
+  "$BIN" serve --bind 127.0.0.1:0 $(store_flags) > "$DATA/out" 2>"$DATA/err" &
   PID=$!
-  for _ in $(seq 100); do grep -q listening "$DATA/out" 2>/dev/null && break; sleep 0.05; done
+  for _ in $(seq 400); do grep -q listening "$DATA/out" 2>/dev/null && break; sleep 0.05; done
   URL=$(sed -n 's/^clawjobs listening on //p' "$DATA/out")
 }
 stop() { kill -TERM "$PID"; wait "$PID" || true; rm -rf "$DATA"; }
@@ -47,6 +63,7 @@ else
   echo "== (no PostgreSQL on $PGHOST: the baseline ratio is skipped; see scripts/baseline/README.md)"
 fi
 
+echo "== store: ${STORE:-embedded (a fresh data directory per run)}"
 echo "== full lifecycles (post → claim → submit → settled), $WORKERS workers, $POSTERS posters, ${SECONDS_}s"
 OURS=()
 for run in $(seq "$RUNS"); do

@@ -9,6 +9,7 @@ mod helpers;
 #[path = "../api/sse.rs"]
 mod sse;
 
+mod bans;
 mod failover;
 mod feeds;
 mod handoff;

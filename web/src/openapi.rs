@@ -76,6 +76,29 @@ pub fn document(cfg: &PlatformConfig) -> Value {
         timeout["minimum"] = json!(cfg.dispatch.min_timeout_seconds);
         timeout["maximum"] = json!(cfg.dispatch.max_timeout_seconds);
     }
+    // Any call that reads or writes the store may meet a shared database that is away.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut().filter(|(p, _)| p.starts_with("/api/")) {
+            let Some(ops) = item.as_object_mut() else {
+                continue;
+            };
+            for op in ops.values_mut() {
+                if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut)
+                    && !responses.contains_key("503")
+                    && path != "/api/health"
+                {
+                    responses.insert(
+                        "503".into(),
+                        json!({
+                            "description": "UNAVAILABLE: the database cannot be reached right now; \
+                                nothing changed, retry after Retry-After",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+                        }),
+                    );
+                }
+            }
+        }
+    }
     doc
 }
 
@@ -125,6 +148,18 @@ fn variant(body: &Value, task_type: Value, rule: &PriceRule) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_call_but_liveness_documents_unavailable() {
+        let doc = document(&PlatformConfig::builtin());
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, item) in paths.iter().filter(|(p, _)| p.starts_with("/api/")) {
+            for (method, op) in item.as_object().unwrap() {
+                let has = op["responses"].get("503").is_some();
+                assert_eq!(has, path != "/api/health", "{method} {path}");
+            }
+        }
+    }
 
     #[test]
     fn task_bodies_follow_the_pricing_config() {

@@ -239,6 +239,80 @@ async fn a_submitted_task_is_no_longer_held(store: Arc<dyn Store>) {
     audit_ok(&store).await;
 }
 
+/// Every node's Supervisor sweeps: two sweeps at once release each lot once, and two expiries
+/// of one claim requeue it once.
+async fn concurrent_sweeps_do_each_thing_once(store: Arc<dyn Store>) {
+    let cfg = Arc::new(PlatformConfig::builtin());
+    buyer(&store, "b1", 1_000).await;
+    worker(&store, "w1").await;
+    let mut profile = WorkerProfile::default();
+    profile.limits.concurrent = 100;
+    store
+        .update_worker_profile("w1".into(), profile)
+        .await
+        .unwrap();
+    for i in 0..8 {
+        let id = format!("t{i}");
+        store.post_task(task(&id, "b1", 10)).await.unwrap();
+        store
+            .claim(id.as_str().into(), "w1".into(), 10)
+            .await
+            .unwrap();
+        store
+            .submit(
+                id.as_str().into(),
+                "w1".into(),
+                "{}".into(),
+                20,
+                cfg.clone(),
+                NO_SPOT,
+            )
+            .await
+            .unwrap();
+    }
+    let later = 20 + 30 * 86_400_000;
+    let sweeps = (0..2).map(|_| store.unfreeze_due(later, 100));
+    let released: u64 = futures_join_all(sweeps)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .sum();
+    assert_eq!(released, 8);
+    let w = store.balance("w1".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (w.available_cents, w.frozen_cents),
+        (w.total_earned_cents, 0)
+    );
+
+    store.post_task(task("lapse", "b1", 10)).await.unwrap();
+    let ClaimOutcome::Claimed(c) = store.claim("lapse".into(), "w1".into(), 30).await.unwrap()
+    else {
+        panic!("claim")
+    };
+    let expiries = (0..2).map(|_| {
+        store.expire(
+            "lapse".into(),
+            "w1".into(),
+            c.attempt,
+            30 + 61_000,
+            cfg.clone(),
+        )
+    });
+    let outcomes = futures_join_all(expiries).await;
+    let requeued = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(ExpireOutcome::Requeued { .. })))
+        .count();
+    let stale = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(ExpireOutcome::Stale)))
+        .count();
+    assert_eq!((requeued, stale), (1, 1), "{outcomes:?}");
+    let w = store.worker("w1".into()).await.unwrap().unwrap();
+    assert_eq!(w.stats.tasks_expired, 1);
+    audit_ok(&store).await;
+}
+
 async fn settlement_is_idempotent(store: Arc<dyn Store>) {
     let cfg = Arc::new(PlatformConfig::builtin());
     buyer(&store, "b1", 100).await;
@@ -643,6 +717,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);
