@@ -11,5 +11,5 @@ mod readme;
 mod realtime;
 mod restart;
 mod rules;
-mod sse;
+mod streams;
 mod supervision;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::handoff::{mongodb_or_skip, two_nodes};
-use crate::sse::Sse;
+use crate::streams::Sse;
 
 #[tokio::test]
 async fn a_buyer_stream_and_the_public_feed_on_one_node_show_work_done_on_the_other() {

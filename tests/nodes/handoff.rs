@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::*;
+use crate::streams::{frame, ready_ws, send};
 
 /// The MongoDB these tests need, or None (skipped) when there is none and none is required.
 pub fn mongodb_or_skip() -> bool {
@@ -81,6 +82,39 @@ async fn a_task_posted_on_one_node_reaches_a_worker_parked_on_the_other_within_a
     .await;
     assert_eq!(balance, a.balance(&buyer.token).await);
     a.assert_audit().await;
+}
+
+#[tokio::test]
+async fn a_task_posted_on_one_node_is_pushed_to_a_websocket_worker_on_the_other() {
+    if !mongodb_or_skip() {
+        return;
+    }
+    let db = tempfile::tempdir().unwrap();
+    let (a, b) = two_nodes(db.path()).await;
+    let buyer = a.funded_buyer("ws-handoff@example.com", 1_000).await;
+    let worker = b.worker().await;
+    let mut socket = ready_ws(&b, &worker.token, 1).await;
+    until_parked(&b, 1).await;
+    let posted_at = Instant::now();
+    let task_id = a.chat_task(&buyer).await;
+    let f = frame(&mut socket, Duration::from_secs(3)).await;
+    let took = posted_at.elapsed();
+    eprintln!("posted on A, pushed to a socket on B after {took:?}");
+    assert_eq!(
+        (f["type"].as_str(), f["task"]["task_id"].as_str()),
+        (Some("task"), Some(task_id.as_str())),
+        "{f}"
+    );
+    assert!(took < Duration::from_secs(1), "the hand-off took {took:?}");
+    send(
+        &mut socket,
+        json!({"type": "submit", "task_id": task_id, "output": {"text": "hi"}}),
+    )
+    .await;
+    let r = frame(&mut socket, Duration::from_secs(3)).await;
+    assert_eq!(r["status"], "accepted", "{r}");
+    let (_, v) = a.get(&format!("/api/task/{task_id}"), &buyer.token).await;
+    assert_eq!(v["status"], "completed", "{v}");
 }
 
 #[tokio::test]

@@ -6,8 +6,9 @@
 #[path = "../api/helpers.rs"]
 mod helpers;
 
-#[path = "../api/sse.rs"]
-mod sse;
+#[allow(dead_code)]
+#[path = "../api/streams.rs"]
+mod streams;
 
 mod bans;
 mod failover;

@@ -1,11 +1,60 @@
-//! A minimal SSE client for the tests (shared with the multi-node suite).
+//! The clients of the real-time endpoints for the tests (shared with the multi-node suite): a
+//! worker WebSocket and a minimal SSE reader.
 
 use std::time::{Duration, Instant};
 
+use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::TestApp;
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn ws(app: &TestApp, token: &str) -> Ws {
+    let url = app.url("/api/work/ws").replace("http://", "ws://");
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("ws connect");
+    socket
+}
+
+/// A worker socket that has said `ready` for `max` tasks. Tests that need its asks parked in the
+/// Dispatcher wait for them with `parked`.
+pub async fn ready_ws(app: &TestApp, token: &str, max: u32) -> Ws {
+    let mut socket = ws(app, token).await;
+    send(&mut socket, json!({"type": "ready", "max": max})).await;
+    socket
+}
+
+pub async fn send(ws: &mut Ws, frame: Value) {
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next JSON frame, skipping pings.
+pub async fn frame(ws: &mut Ws, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).unwrap(),
+            Ok(Some(Ok(Message::Close(c)))) => {
+                return json!({"type": "close", "reason": c.map(|c| c.reason.to_string())});
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("socket ended: {other:?}"),
+            Err(_) => panic!("no frame within {within:?}"),
+        }
+    }
+}
 
 /// A minimal SSE reader over a streaming response.
 pub struct Sse {
