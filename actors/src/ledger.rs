@@ -9,6 +9,8 @@
 //! 5. a worker's frozen balance equals the sum of its lots that are still frozen (or held: a
 //!    banned worker's lots are never released).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// Money held for tasks between the buyer's payment and settlement or refund.
@@ -197,10 +199,60 @@ pub struct AuditReport {
     pub violations: Vec<String>,
 }
 
+/// The checks every backend's audit makes of the balances it stores (`stored`: each account's
+/// balance) against the postings it replays (`replayed`: each account's sum of postings):
+/// everything sums to zero, no guarded account is negative, replaying gives what is stored, and
+/// no posting names an account that does not exist. Returns the sum, adds what is wrong.
+pub fn check_balances(
+    stored: &BTreeMap<String, i64>,
+    replayed: &BTreeMap<String, i64>,
+    violations: &mut Vec<String>,
+) -> i64 {
+    let sum_cents: i64 = stored.values().sum();
+    if sum_cents != 0 {
+        violations.push(format!("accounts sum to {sum_cents} cents, not zero"));
+    }
+    for (account, balance) in stored {
+        if *balance < 0 && !may_go_negative(account) {
+            violations.push(format!("{account} is negative: {balance}"));
+        }
+        let r = replayed.get(account).copied().unwrap_or(0);
+        if r != *balance {
+            violations.push(format!(
+                "{account}: stored {balance} but postings sum to {r}"
+            ));
+        }
+    }
+    for account in replayed.keys().filter(|a| !stored.contains_key(*a)) {
+        violations.push(format!("postings to unknown account {account}"));
+    }
+    sum_cents
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_balance_checks_name_what_is_wrong() {
+        let map = |pairs: &[(&str, i64)]| -> BTreeMap<String, i64> {
+            pairs.iter().map(|(a, c)| (a.to_string(), *c)).collect()
+        };
+        let stored = map(&[(ESCROW, 5), ("user:b1:available", -5)]);
+        let mut v = Vec::new();
+        assert_eq!(check_balances(&stored, &stored, &mut v), 0);
+        assert_eq!(v, ["user:b1:available is negative: -5"]);
+        let mut v = Vec::new();
+        let replayed = map(&[(ESCROW, 4), ("user:ghost:frozen", 1)]);
+        assert_eq!(
+            check_balances(&map(&[(ESCROW, 4), (PROMOTIONS, -4)]), &replayed, &mut v),
+            0
+        );
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert!(v[0].contains("stored -4 but postings sum to 0"), "{v:?}");
+        assert!(v[1].contains("unknown account user:"), "{v:?}");
+    }
 
     #[test]
     fn transfers_balance() {

@@ -53,15 +53,6 @@ pub(super) async fn audit_snapshot(tx: &mut Tx<'_>) -> R<AuditReport> {
         }
         *stored.entry(shard.account).or_default() += shard.balance_cents;
     }
-    let sum_cents: i64 = stored.values().sum();
-    if sum_cents != 0 {
-        violations.push(format!("accounts sum to {sum_cents} cents, not zero"));
-    }
-    for (account, balance) in &stored {
-        if *balance < 0 && !ledger::may_go_negative(account) {
-            violations.push(format!("{account} is negative: {balance}"));
-        }
-    }
     // Invariant 4: replaying the postings gives the stored balances.
     let replayed = sums(
         &tx.aggregate(
@@ -73,17 +64,7 @@ pub(super) async fn audit_snapshot(tx: &mut Tx<'_>) -> R<AuditReport> {
         )
         .await?,
     );
-    for (account, balance) in &stored {
-        let r = replayed.get(account).copied().unwrap_or(0);
-        if r != *balance {
-            violations.push(format!(
-                "{account}: stored {balance} but postings sum to {r}"
-            ));
-        }
-    }
-    for account in replayed.keys().filter(|a| !stored.contains_key(*a)) {
-        violations.push(format!("postings to unknown account {account}"));
-    }
+    let sum_cents = ledger::check_balances(&stored, &replayed, &mut violations);
     // Every entry balances.
     let unbalanced = tx
         .aggregate(
