@@ -56,5 +56,6 @@ fi
 cargo test --workspace "$@"
 if [[ -n "${CLAWJOBS_TEST_MONGODB_URI:-}" ]]; then
   echo "== the black-box API suite on MongoDB"
-  CLAWJOBS_TEST_STORE=mongodb cargo test --test api "$@"
+  # --workspace: the same feature resolution as above, so nothing is built again.
+  CLAWJOBS_TEST_STORE=mongodb cargo test --workspace --test api "$@"
 fi
