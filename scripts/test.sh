@@ -20,12 +20,14 @@ mongo_pid=
 cleanup() { [[ -n "$mongo_pid" ]] && kill "$mongo_pid" 2>/dev/null || true; }
 trap cleanup EXIT
 
-# The stand-in's launcher, or its module when pip put the launcher off the PATH.
+# The stand-in's launcher, or its module when pip put the launcher off the PATH. `exec`: run in
+# the background, the function's subshell becomes the server, so that $! is the server's pid and
+# the trap below stops it.
 secantusd() {
   if command -v secantusd-py >/dev/null; then
-    secantusd-py "$@"
+    exec secantusd-py "$@"
   else
-    python3 -c 'import sys; from secantus.cli import main; sys.argv[0] = "secantusd-py"; sys.exit(main())' "$@"
+    exec python3 -c 'import sys; from secantus.cli import main; sys.argv[0] = "secantusd-py"; sys.exit(main())' "$@"
   fi
 }
 
