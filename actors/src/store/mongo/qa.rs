@@ -10,14 +10,7 @@ pub(super) async fn qa_group(tx: &mut Tx<'_>, group_id: &str) -> R<Option<QaGrou
         return Ok(None);
     };
     let bad = |what: &str| EngineError::internal(format!("qa group {group_id}: bad {what}"));
-    let tasks = tx
-        .many(
-            &db.tasks,
-            doc! { "qa_group": group_id },
-            doc! { "seq": 1 },
-            None,
-        )
-        .await?;
+    let tasks = group_tasks(tx, group_id).await?;
     let mut members = Vec::with_capacity(tasks.len());
     for t in tasks {
         let role = t.qa_role.as_deref().and_then(QaRole::parse);
@@ -36,6 +29,18 @@ pub(super) async fn qa_group(tx: &mut Tx<'_>, group_id: &str) -> R<Option<QaGrou
         expected_output: head.expected_output,
         members,
     }))
+}
+
+/// A QA group's tasks (the original and its copies), in the order they were made.
+async fn group_tasks(tx: &mut Tx<'_>, group_id: &str) -> R<Vec<TaskDoc>> {
+    let db = tx.db;
+    tx.many(
+        &db.tasks,
+        doc! { "qa_group": group_id },
+        doc! { "seq": 1 },
+        None,
+    )
+    .await
 }
 
 pub(super) async fn qa_undecided(tx: &mut Tx<'_>) -> R<Vec<String>> {
@@ -77,14 +82,7 @@ pub(super) async fn qa_apply(
     };
     match decision {
         QaDecision::Tiebreak { .. } => {
-            let members = tx
-                .many(
-                    &db.tasks,
-                    doc! { "qa_group": group_id },
-                    doc! { "seq": 1 },
-                    None,
-                )
-                .await?;
+            let members = group_tasks(tx, group_id).await?;
             let mut barred: Vec<String> = members.into_iter().filter_map(|t| t.worker_id).collect();
             barred.sort();
             barred.dedup();

@@ -175,6 +175,11 @@ pub(super) async fn claim(
     }))
 }
 
+/// The fields a task returns to the queue with: unclaimed, released or lapsed.
+fn back_to_pending() -> Document {
+    doc! { "status": "pending", "worker_id": Bson::Null, "deadline": Bson::Null, "assigned_at": Bson::Null }
+}
+
 pub(super) async fn unclaim(
     tx: &mut Tx<'_>,
     task_id: &str,
@@ -190,7 +195,7 @@ pub(super) async fn unclaim(
                 "attempts": i64::from(attempt),
             },
             doc! {
-                "$set": { "status": "pending", "worker_id": Bson::Null, "deadline": Bson::Null, "assigned_at": Bson::Null },
+                "$set": back_to_pending(),
                 "$inc": { "attempts": -1_i64 },
             },
         )
@@ -221,9 +226,7 @@ pub(super) async fn release(
         .update(
             &db.tasks,
             doc! { "_id": task_id, "status": "assigned", "worker_id": worker_id },
-            doc! { "$set": {
-                "status": "pending", "worker_id": Bson::Null, "deadline": Bson::Null, "assigned_at": Bson::Null,
-            } },
+            doc! { "$set": back_to_pending() },
         )
         .await?;
     if !released {
@@ -436,9 +439,7 @@ pub(super) async fn expire(
         .update(
             &db.tasks,
             doc! { "_id": task_id, "status": "assigned", "attempts": i64::from(attempt) },
-            doc! { "$set": {
-                "status": "pending", "worker_id": Bson::Null, "deadline": Bson::Null, "assigned_at": Bson::Null,
-            } },
+            doc! { "$set": back_to_pending() },
         )
         .await?;
     if !requeued {

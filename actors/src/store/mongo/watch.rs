@@ -190,7 +190,7 @@ impl Inner {
 
 /// The document an event carries, if it has one this node can read.
 fn decode<T: serde::de::DeserializeOwned>(full: Option<&Document>) -> Option<T> {
-    match mongodb::bson::from_document(full?.clone()) {
+    match mongodb::bson::deserialize_from_document(full?.clone()) {
         Ok(v) => Some(v),
         Err(e) => {
             tracing::warn!(error = %e, "store: undecodable change");
