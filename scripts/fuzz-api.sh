@@ -13,10 +13,20 @@ BIN=${1:-target/debug/clawjobs}
 EXAMPLES=${2:-60}
 ADMIN=cja_fuzz_admin_token
 DATA=$(mktemp -d)
-CLAWJOBS_ADMIN_TOKEN=$ADMIN CLAWJOBS_LOG=warn "$BIN" serve --bind 127.0.0.1:0 --data-dir "$DATA" \
-  > "$DATA/out" 2> "$DATA/log" &
+# Deposits go to a fake Stripe (scripts/fake-stripe.py), so that the fuzzer reaches the real
+# deposit path instead of PAYMENTS_DISABLED.
+python3 scripts/fake-stripe.py > "$DATA/stripe" &
+STRIPE=$!
+for _ in $(seq 100); do
+  STRIPE_PORT=$(sed -n 's/^listening on //p' "$DATA/stripe")
+  [ -n "$STRIPE_PORT" ] && break
+  sleep 0.1
+done
+CLAWJOBS_ADMIN_TOKEN=$ADMIN CLAWJOBS_LOG=warn STRIPE_SECRET_KEY=sk_test_fuzz \
+  STRIPE_WEBHOOK_SECRET=whsec_fuzz STRIPE_API_BASE="http://127.0.0.1:$STRIPE_PORT/" \
+  "$BIN" serve --bind 127.0.0.1:0 --data-dir "$DATA" > "$DATA/out" 2> "$DATA/log" &
 PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
+trap 'kill $PID $STRIPE 2>/dev/null; wait $PID $STRIPE 2>/dev/null || true; rm -rf "$DATA"' EXIT
 for _ in $(seq 200); do
   URL=$(sed -n 's/^clawjobs listening on //p' "$DATA/out")
   [ -n "$URL" ] && curl -sf "$URL/api/ready" >/dev/null && break

@@ -98,6 +98,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot bind {}", settings.bind))?;
         let addr = listener.local_addr()?;
+        let payments = settings
+            .payments(addr)
+            .build()
+            .map_err(|e| anyhow::anyhow!("payments: {e}"))?;
+        if payments.is_none() {
+            tracing::info!(
+                "payments: off (no STRIPE_SECRET_KEY); deposits answer PAYMENTS_DISABLED"
+            );
+        }
+        let engine = engine.with_payments(payments);
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let web = clawjobs_web::WebSettings {
             workers: settings.workers,

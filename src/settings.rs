@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use clawjobs_actors::payments::PaymentSettings;
 use clawjobs_actors::store::Location;
 
 use crate::ServeArgs;
@@ -51,6 +52,9 @@ pub struct Settings {
     pub log_json: bool,
     pub admin_token: Option<String>,
     pub ws_idle_seconds: u64,
+    /// Stripe (`STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`, `STRIPE_API_BASE`) and this
+    /// server's public address (`CLAWJOBS_PUBLIC_URL`); the address defaults to the bound one.
+    pub payments: PaymentSettings,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -115,7 +119,22 @@ impl Settings {
                 None => file.realtime.ws_idle_seconds.unwrap_or(45),
             }
             .max(1),
+            payments: PaymentSettings {
+                secret_key: env("STRIPE_SECRET_KEY"),
+                webhook_secret: env("STRIPE_WEBHOOK_SECRET"),
+                api_base: env("STRIPE_API_BASE"),
+                public_url: env("CLAWJOBS_PUBLIC_URL").unwrap_or_default(),
+            },
         })
+    }
+
+    /// The payment settings, with the public address defaulting to `http://{addr}`.
+    pub fn payments(&self, addr: std::net::SocketAddr) -> PaymentSettings {
+        let mut p = self.payments.clone();
+        if p.public_url.is_empty() {
+            p.public_url = format!("http://{addr}");
+        }
+        p
     }
 
     /// The platform TOML: the configured file if it exists, else the defaults built into the binary.

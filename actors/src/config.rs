@@ -45,8 +45,19 @@ pub struct PriceRule {
     pub per_segment: bool,
 }
 
-/// `pricing`: one rule per task type; `skill` is the fallback for `skill:NAME` types.
+/// `pricing`: one rule per task type; `skill` is the fallback for `skill:NAME` types. The
+/// document also holds `deposit_tiers_cents`, the amounts a buyer may deposit (see
+/// [`parse_pricing`]).
 pub type Pricing = BTreeMap<String, PriceRule>;
+
+/// The field of the `pricing` document that lists the deposit amounts.
+pub const DEPOSIT_TIERS_FIELD: &str = "deposit_tiers_cents";
+/// The deposit amounts when the document names none: $5, $10, $20.
+pub const DEFAULT_DEPOSIT_TIERS_CENTS: [i64; 3] = [500, 1000, 2000];
+/// Stripe's smallest USD charge, and the largest deposit this server takes in one payment.
+pub const DEPOSIT_CENTS: std::ops::RangeInclusive<i64> = 50..=1_000_000;
+/// At most this many deposit amounts.
+pub const MAX_DEPOSIT_TIERS: usize = 10;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,6 +213,8 @@ pub struct TierLevel {
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {
     pub pricing: Pricing,
+    /// The amounts a buyer may deposit, ascending.
+    pub deposit_tiers_cents: Vec<i64>,
     pub tiers: TiersDoc,
     pub commissions: CommissionsDoc,
     pub signup: SignupDoc,
@@ -250,6 +263,38 @@ pub fn rate_bp(field: &str, value: f64) -> Result<RateBp, EngineError> {
 
 fn invalid(field: &str, message: impl Into<String>) -> EngineError {
     EngineError::validation_field(field, message)
+}
+
+/// Reads the `pricing` document: the task types' rules and the deposit amounts.
+pub fn parse_pricing(mut doc: Value) -> Result<(Pricing, Vec<i64>), EngineError> {
+    let field = format!("pricing.{DEPOSIT_TIERS_FIELD}");
+    let tiers = match doc
+        .as_object_mut()
+        .and_then(|o| o.remove(DEPOSIT_TIERS_FIELD))
+    {
+        None => DEFAULT_DEPOSIT_TIERS_CENTS.to_vec(),
+        Some(v) => serde_json::from_value::<Vec<i64>>(v)
+            .map_err(|_| invalid(&field, format!("{field} must be a list of whole cents")))?,
+    };
+    if tiers.is_empty() || tiers.len() > MAX_DEPOSIT_TIERS {
+        return Err(invalid(
+            &field,
+            format!("{field} must list 1 to {MAX_DEPOSIT_TIERS} amounts"),
+        ));
+    }
+    if tiers.iter().any(|c| !DEPOSIT_CENTS.contains(c)) || tiers.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(invalid(
+            &field,
+            format!(
+                "{field} must be strictly increasing amounts between {} and {} cents",
+                DEPOSIT_CENTS.start(),
+                DEPOSIT_CENTS.end()
+            ),
+        ));
+    }
+    let pricing: Pricing = parse_doc("pricing", doc)?;
+    validate_pricing(&pricing)?;
+    Ok((pricing, tiers))
 }
 
 pub fn validate_pricing(p: &Pricing) -> Result<(), EngineError> {
@@ -530,9 +575,12 @@ pub fn normalise_doc(key: &str, mut doc: Value) -> Result<Value, EngineError> {
     }
     Ok(match key {
         "pricing" => {
-            let p: Pricing = parse_doc(key, doc)?;
-            validate_pricing(&p)?;
-            back(&p)
+            let (p, tiers) = parse_pricing(doc)?;
+            let mut out = back(&p);
+            if let Some(obj) = out.as_object_mut() {
+                obj.insert(DEPOSIT_TIERS_FIELD.into(), serde_json::json!(tiers));
+            }
+            out
         }
         "tiers" => {
             let t: TiersDoc = parse_doc(key, doc)?;
@@ -576,8 +624,7 @@ impl PlatformConfig {
                 .map(|(v, _)| v.clone())
                 .ok_or_else(|| EngineError::internal(format!("config document {key} is missing")))
         };
-        let pricing: Pricing = parse_doc("pricing", get("pricing")?)?;
-        validate_pricing(&pricing)?;
+        let (pricing, deposit_tiers_cents) = parse_pricing(get("pricing")?)?;
         let tiers: TiersDoc = parse_doc("tiers", get("tiers")?)?;
         let tier_levels = compile_tiers(&tiers)?;
         let commissions: CommissionsDoc = parse_doc("commissions", get("commissions")?)?;
@@ -595,6 +642,7 @@ impl PlatformConfig {
             volume_discounts: compile_volume_discounts(&commissions)?,
             tier_levels,
             pricing,
+            deposit_tiers_cents,
             tiers,
             commissions,
             signup,
@@ -708,6 +756,23 @@ mod tests {
             ),
             ("nope", serde_json::json!({})),
             ("pricing", serde_json::json!([1, 2])),
+            // Deposit amounts: listed, increasing, within Stripe's bounds.
+            (
+                "pricing",
+                serde_json::json!({"chat": {"base_cents": 2}, "deposit_tiers_cents": []}),
+            ),
+            (
+                "pricing",
+                serde_json::json!({"chat": {"base_cents": 2}, "deposit_tiers_cents": [1000, 500]}),
+            ),
+            (
+                "pricing",
+                serde_json::json!({"chat": {"base_cents": 2}, "deposit_tiers_cents": [10]}),
+            ),
+            (
+                "pricing",
+                serde_json::json!({"chat": {"base_cents": 2}, "deposit_tiers_cents": "500"}),
+            ),
         ];
         for (key, doc) in bad {
             assert!(normalise_doc(key, doc.clone()).is_err(), "{key}: {doc}");
@@ -718,7 +783,11 @@ mod tests {
     fn bookkeeping_fields_are_dropped() {
         let doc = serde_json::json!({"chat": {"base_cents": 3}, "version": 4, "updated_at": "x"});
         let out = normalise_doc("pricing", doc).unwrap();
-        assert_eq!(out, serde_json::json!({"chat": {"base_cents": 3}}));
+        // A document without deposit amounts gets the default ones.
+        assert_eq!(
+            out,
+            serde_json::json!({"chat": {"base_cents": 3}, "deposit_tiers_cents": [500, 1000, 2000]})
+        );
     }
 
     #[test]

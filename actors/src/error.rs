@@ -28,6 +28,27 @@ pub enum EngineError {
     Banned,
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A payout binding needs a verified email first.
+    #[error("verify an email address first")]
+    EmailNotVerified,
+    /// A withdrawal needs a payout binding.
+    #[error("bind a payout address first")]
+    PayoutNotBound,
+    /// Over `rate_limits.withdrawal.daily_max_cents` for this UTC day.
+    #[error("over the daily withdrawal limit")]
+    WithdrawalLimit {
+        daily_max_cents: i64,
+        today_cents: i64,
+    },
+    /// Too many tries (email codes); try again after `retry_after_s`.
+    #[error("{message}")]
+    TooMany { message: String, retry_after_s: u64 },
+    /// No payment provider is configured (no `STRIPE_SECRET_KEY`).
+    #[error("payments are not configured on this server")]
+    PaymentsDisabled,
+    /// The payment provider could not be reached or refused; nothing was made.
+    #[error("the payment provider failed")]
+    PaymentProvider(String),
     /// The store cannot be reached (or keeps conflicting): nothing was changed, try again soon.
     #[error("the store is unavailable")]
     Unavailable(String),
@@ -58,7 +79,9 @@ impl EngineError {
     /// included, which clients are never shown.
     pub fn for_operator(&self) -> String {
         match self {
-            EngineError::Internal(cause) | EngineError::Unavailable(cause) => cause.clone(),
+            EngineError::Internal(cause)
+            | EngineError::Unavailable(cause)
+            | EngineError::PaymentProvider(cause) => cause.clone(),
             other => other.to_string(),
         }
     }

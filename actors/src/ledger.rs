@@ -25,6 +25,8 @@ pub const PROMOTIONS: &str = "platform:promotions";
 pub const EXTERNAL_STRIPE: &str = "external:stripe";
 /// Money paid out to workers.
 pub const EXTERNAL_PAYOUTS: &str = "external:payouts";
+/// Withdrawals a worker asked for that an admin has not yet paid out or rejected.
+pub const PAYOUTS_PENDING: &str = "platform:payouts_pending";
 
 pub const PLATFORM_ACCOUNTS: &[&str] = &[
     ESCROW,
@@ -33,6 +35,7 @@ pub const PLATFORM_ACCOUNTS: &[&str] = &[
     PROMOTIONS,
     EXTERNAL_STRIPE,
     EXTERNAL_PAYOUTS,
+    PAYOUTS_PENDING,
 ];
 
 /// A user's spendable balance.
@@ -88,6 +91,16 @@ pub enum EntryKind {
     QaDeduction,
     /// The QA fund makes a buyer whole when the original failed QA after its lot was released.
     QaCredit,
+    /// A Stripe payment reached a buyer: external:stripe → available.
+    Deposit,
+    /// The bonus on a buyer's first deposit, from promotions.
+    DepositBonus,
+    /// A worker's withdrawal request: available → payouts pending.
+    Withdrawal,
+    /// An admin paid a withdrawal out: payouts pending → external:payouts.
+    WithdrawalPaid,
+    /// An admin rejected a withdrawal: payouts pending → back to available.
+    WithdrawalReturned,
 }
 
 impl EntryKind {
@@ -103,6 +116,11 @@ impl EntryKind {
             EntryKind::QaPay => "qa_pay",
             EntryKind::QaDeduction => "qa_deduction",
             EntryKind::QaCredit => "qa_credit",
+            EntryKind::Deposit => "deposit",
+            EntryKind::DepositBonus => "deposit_bonus",
+            EntryKind::Withdrawal => "withdrawal",
+            EntryKind::WithdrawalPaid => "withdrawal_paid",
+            EntryKind::WithdrawalReturned => "withdrawal_returned",
         }
     }
 }

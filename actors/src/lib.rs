@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod nodes;
+pub mod payments;
 pub mod qa;
 pub mod queue;
 pub mod rules;

@@ -3,7 +3,8 @@
 //! store (see [`crate::nodes`]). It releases frozen earnings as their windows end (checked every
 //! second), returns overdue assigned tasks to the Dispatcher (the safety net behind the
 //! Dispatcher's own timers, for tasks whose timer was lost in a restart or lives on another node),
-//! and fails pending tasks nobody took within `dispatch.pending_ttl_seconds`, refunding them.
+//! and fails pending tasks nobody took within `dispatch.pending_ttl_seconds`, refunding them. It
+//! forgets `Idempotency-Key` answers after [`IDEMPOTENCY_KEEP_MS`] (Stripe's 24 hours).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,9 @@ const OVERDUE_EVERY: Duration = Duration::from_secs(5);
 const OVERDUE_GRACE_MS: i64 = 2_000;
 const STALE_EVERY: Duration = Duration::from_secs(30);
 const BATCH: u32 = 1_000;
+/// How long an `Idempotency-Key` is remembered: a repeat within it replays, after it runs anew.
+pub const IDEMPOTENCY_KEEP_MS: i64 = 24 * 3600 * 1000;
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 pub struct Supervisor {
     store: Arc<dyn Store>,
@@ -145,6 +149,19 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    fn purge(&mut self, ctx: &mut Context<Self>) {
+        let fut = self
+            .store
+            .purge_idempotency(now_ms().saturating_sub(IDEMPOTENCY_KEEP_MS));
+        ctx.spawn(fut.into_actor(self).map(|res, _, _| match res {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "forgot idempotency keys older than 24 h"),
+            Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+        }));
+    }
+}
+
 impl Actor for Supervisor {
     type Context = Context<Self>;
 
@@ -155,5 +172,6 @@ impl Actor for Supervisor {
         ctx.run_interval(UNFREEZE_EVERY, |act, ctx| act.unfreeze(ctx));
         ctx.run_interval(OVERDUE_EVERY, |act, ctx| act.overdue(ctx));
         ctx.run_interval(STALE_EVERY, |act, ctx| act.stale(ctx));
+        ctx.run_interval(PURGE_EVERY, |act, ctx| act.purge(ctx));
     }
 }

@@ -42,6 +42,15 @@ pub async fn spawn_app() -> TestApp {
     app
 }
 
+/// [`spawn_app`] with these server settings (environment variables).
+pub async fn spawn_app_with_env(env: &[(&str, &str)]) -> TestApp {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut app = start_with_env(tmp.path(), env).await;
+    app._tmp = Some(tmp);
+    app.patch_config("rate_limits", generous_limits()).await;
+    app
+}
+
 pub async fn spawn_app_with_default_limits() -> TestApp {
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut app = start(tmp.path()).await;

@@ -2,6 +2,8 @@
 
 mod bad_input;
 mod concurrency;
+mod deposits;
+mod fake_stripe;
 mod helpers;
 mod lifecycle;
 mod operators;

@@ -45,6 +45,11 @@ pub const SMALL_BYTES: BodyLimit = BodyLimit {
     max_bytes: 32 * 1024,
 };
 
+/// A provider's webhook: Stripe's events are a few KB; 256 KB leaves room for any.
+pub const WEBHOOK_BYTES: BodyLimit = BodyLimit {
+    max_bytes: 256 * 1024,
+};
+
 /// A JSON body of type `T`.
 pub struct Json<T>(pub T);
 
@@ -112,6 +117,23 @@ fn read(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> impl Future<Output = Result<Option<Value>, ApiError>> + 'static {
+    let bytes = read_bytes(req, payload);
+    async move {
+        let body = bytes.await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| ApiError::validation(format!("the request body is not valid JSON: {e}")))
+    }
+}
+
+/// Reads the raw body within the endpoint's limit (its [`BodyLimit`]).
+fn read_bytes(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> impl Future<Output = Result<web::Bytes, ApiError>> + 'static {
     let max_bytes = req
         .app_data::<BodyLimit>()
         .copied()
@@ -143,12 +165,20 @@ fn read(
             }
             body.extend_from_slice(&chunk);
         }
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|e| ApiError::validation(format!("the request body is not valid JSON: {e}")))
+        Ok(body.freeze())
+    }
+}
+
+/// The body exactly as it was sent (a webhook's signature covers these bytes).
+pub struct Raw(pub web::Bytes);
+
+impl FromRequest for Raw {
+    type Error = ApiError;
+    type Future = BodyFuture<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = read_bytes(req, payload);
+        Box::pin(async move { bytes.await.map(Raw) })
     }
 }
 

@@ -68,6 +68,16 @@ error_codes! {
     Internal => "INTERNAL", INTERNAL_SERVER_ERROR;
     /// The database cannot be reached right now: nothing changed; retry after `Retry-After`.
     Unavailable => "UNAVAILABLE", SERVICE_UNAVAILABLE;
+    /// A payout binding needs a verified email first.
+    EmailNotVerified => "EMAIL_NOT_VERIFIED", CONFLICT;
+    /// A withdrawal needs a bound payout address.
+    PayoutNotBound => "PAYOUT_NOT_BOUND", CONFLICT;
+    /// Over the daily withdrawal maximum.
+    WithdrawalLimit => "WITHDRAWAL_LIMIT", TOO_MANY_REQUESTS;
+    /// No Stripe key is configured on this server: deposits are off, everything else works.
+    PaymentsDisabled => "PAYMENTS_DISABLED", SERVICE_UNAVAILABLE;
+    /// Stripe could not be reached or refused: nothing was made; try again.
+    PaymentProviderError => "PAYMENT_PROVIDER_ERROR", BAD_GATEWAY;
 }
 
 #[derive(Debug)]
@@ -176,6 +186,50 @@ impl From<EngineError> for ApiError {
                 Value::Null,
             ),
             EngineError::PayloadTooLarge(m) => (C::PayloadTooLarge, m, Value::Null),
+            EngineError::EmailNotVerified => (
+                C::EmailNotVerified,
+                "verify an email address (bind-email, verify-email) before binding a payout"
+                    .to_string(),
+                Value::Null,
+            ),
+            EngineError::PayoutNotBound => (
+                C::PayoutNotBound,
+                "bind a payout address (bind-payout) before withdrawing".to_string(),
+                Value::Null,
+            ),
+            EngineError::WithdrawalLimit {
+                daily_max_cents,
+                today_cents,
+            } => (
+                C::WithdrawalLimit,
+                format!(
+                    "at most {daily_max_cents} cents a day may be withdrawn; {today_cents} already are today"
+                ),
+                json!({ "daily_max_cents": daily_max_cents, "today_cents": today_cents }),
+            ),
+            EngineError::TooMany {
+                message,
+                retry_after_s,
+            } => {
+                retry_after_seconds = Some(retry_after_s);
+                (C::RateLimited, message, Value::Null)
+            }
+            EngineError::PaymentsDisabled => (
+                C::PaymentsDisabled,
+                "deposits are not available on this server (no payment provider is configured)"
+                    .to_string(),
+                Value::Null,
+            ),
+            EngineError::PaymentProvider(cause) => {
+                tracing::warn!(%cause, "payment provider failed");
+                (
+                    C::PaymentProviderError,
+                    "the payment provider could not be reached; nothing was charged or created, \
+                     try again shortly"
+                        .to_string(),
+                    Value::Null,
+                )
+            }
             EngineError::Unavailable(cause) => {
                 tracing::warn!(%cause, "store unavailable");
                 retry_after_seconds = Some(UNAVAILABLE_RETRY_AFTER_SECONDS);

@@ -40,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::buyer::configure(cfg);
     routes::worker::configure(cfg);
     routes::admin::configure(cfg);
+    routes::money::configure(cfg);
     routes::ops::configure(cfg);
     routes::feed::configure(cfg);
     routes::ws::configure(cfg);

@@ -11,7 +11,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::error::ErrorCode;
-use crate::routes::{admin, buyer, feed, ops, worker, ws};
+use crate::routes::{admin, buyer, feed, money, ops, worker, ws};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,12 +27,14 @@ use crate::routes::{admin, buyer, feed, ops, worker, ws};
         worker::connect, worker::next, worker::submit, worker::profile, worker::me,
         admin::get_config, admin::put_config, admin::credit, admin::audit, admin::qa_results,
         admin::qa_stats, admin::qa_inject,
+        money::deposit_options, money::deposit, money::webhook, money::deposits,
+        money::admin_deposits,
         feed::public_feed, feed::buyer_events, ws::connect,
         ops::health, ops::ready, ops::metrics, ops::openapi,
     ),
     modifiers(&BearerAuth),
     tags(
-        (name = "buyers"), (name = "workers"), (name = "admins"), (name = "realtime"),
+        (name = "buyers"), (name = "workers"), (name = "admins"), (name = "money"), (name = "realtime"),
         (name = "operations"),
     )
 )]
@@ -70,6 +72,10 @@ pub fn document(cfg: &PlatformConfig) -> Value {
     let email = &mut schemas["RegisterBody"]["properties"]["email"];
     if email.is_object() {
         email["pattern"] = json!(clawjobs_actors::domain::EMAIL_PATTERN);
+    }
+    let amount = &mut schemas["DepositBody"]["properties"]["amount_cents"];
+    if amount.is_object() {
+        amount["enum"] = json!(cfg.deposit_tiers_cents);
     }
     let timeout = &mut schemas["ConstraintsBody"]["properties"]["timeout_seconds"];
     if timeout.is_object() {

@@ -25,6 +25,25 @@ pub struct Page<T: ToSchema> {
     pub has_more: bool,
 }
 
+impl<T: ToSchema> Page<T> {
+    /// A page of `rows` (already cut to the limit), each shown by `view`; the cursor is the last
+    /// row's `seq` while there is more.
+    pub fn of<R>(
+        rows: &[R],
+        has_more: bool,
+        seq: impl Fn(&R) -> i64,
+        view: impl Fn(&R) -> T,
+    ) -> Self {
+        Page {
+            data: rows.iter().map(view).collect(),
+            cursor: has_more
+                .then(|| rows.last().map(|r| seq(r).to_string()))
+                .flatten(),
+            has_more,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct BalanceView {
     pub available_cents: i64,

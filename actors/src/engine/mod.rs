@@ -36,6 +36,7 @@ use crate::supervisor::Supervisor;
 mod admin;
 mod buyers;
 mod checks;
+mod money;
 mod workers;
 
 use checks::{check_input, check_profile};
@@ -66,6 +67,8 @@ pub struct Engine {
     ready: Arc<AtomicBool>,
     /// Names each long-poll's ask, so that it can be withdrawn.
     tickets: Arc<AtomicU64>,
+    /// The payment provider, when one is configured (else deposits answer PAYMENTS_DISABLED).
+    payments: Option<crate::payments::Payments>,
 }
 
 /// Where a worker's money stands, for `GET /api/worker/me`.
@@ -159,6 +162,7 @@ impl Engine {
             tokens: Arc::default(),
             ready: Arc::new(AtomicBool::new(false)),
             tickets: Arc::default(),
+            payments: None,
         };
         if let Some(changes) = changes {
             crate::cluster::follow(

@@ -11,10 +11,15 @@
 //! - [`penalty`]: a QA fail — the ladder step, the notice the worker reads, the deduction, the
 //!   ban; and whether the buyer is credited.
 //! - [`money`]: the journal entries of every other movement (pay, refund, credit reversal,
-//!   unfreeze, the QA fund's payments, signup and admin credits).
+//!   unfreeze, the QA fund's payments, signup and admin credits, deposits and withdrawals).
+//! - [`deposit`]: what a verified Stripe event does to a deposit (credit once, hold, expire).
+//! - [`payout`]: email codes and payout addresses; [`withdrawal`]: who may withdraw what, now.
 
 pub mod claim;
+pub mod deposit;
 pub mod expiry;
 pub mod money;
+pub mod payout;
 pub mod penalty;
 pub mod settlement;
+pub mod withdrawal;

@@ -116,6 +116,54 @@ pub fn admin_credit(user_id: &str, cents: i64) -> Entry {
     )
 }
 
+/// A paid Stripe Checkout reaches the buyer: external:stripe → available.
+pub fn deposit(deposit_id: &str, buyer_id: &str, cents: i64) -> Entry {
+    Entry::new(EntryKind::Deposit, deposit_id).transfer(
+        ledger::EXTERNAL_STRIPE,
+        ledger::available(buyer_id),
+        cents,
+    )
+}
+
+/// The first deposit's bonus, from promotions. None when there is none.
+pub fn deposit_bonus(deposit_id: &str, buyer_id: &str, cents: i64) -> Option<Entry> {
+    (cents > 0).then(|| {
+        Entry::new(EntryKind::DepositBonus, deposit_id).transfer(
+            ledger::PROMOTIONS,
+            ledger::available(buyer_id),
+            cents,
+        )
+    })
+}
+
+/// A worker asks for a payout: available → payouts pending, under the withdrawal's id (so that
+/// its completion or rejection moves the same money back out).
+pub fn withdrawal(withdrawal_id: &str, worker_id: &str, cents: i64) -> Entry {
+    Entry::new(EntryKind::Withdrawal, withdrawal_id).transfer(
+        ledger::available(worker_id),
+        ledger::PAYOUTS_PENDING,
+        cents,
+    )
+}
+
+/// An admin paid the withdrawal out: payouts pending → external:payouts.
+pub fn withdrawal_paid(withdrawal_id: &str, cents: i64) -> Entry {
+    Entry::new(EntryKind::WithdrawalPaid, withdrawal_id).transfer(
+        ledger::PAYOUTS_PENDING,
+        ledger::EXTERNAL_PAYOUTS,
+        cents,
+    )
+}
+
+/// An admin rejected the withdrawal: the money goes back to the worker's available balance.
+pub fn withdrawal_returned(withdrawal_id: &str, worker_id: &str, cents: i64) -> Entry {
+    Entry::new(EntryKind::WithdrawalReturned, withdrawal_id).transfer(
+        ledger::PAYOUTS_PENDING,
+        ledger::available(worker_id),
+        cents,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

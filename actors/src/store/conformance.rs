@@ -692,6 +692,113 @@ async fn the_penalty_ladder_and_auto_credit(store: Arc<dyn Store>) {
     audit_ok(&store).await;
 }
 
+/// A deposit is credited once however its events come (concurrently, repeated, for a deposit
+/// already final); the bonus goes to the first completed deposit only; old keys are purged.
+async fn deposits_are_credited_once(store: Arc<dyn Store>) {
+    use crate::rules::deposit::{DepositStatus, SessionEvent};
+    buyer(&store, "b1", 0).await;
+    let new = |id: &str, cents: i64| NewDeposit {
+        deposit_id: id.into(),
+        buyer_id: "b1".into(),
+        amount_cents: cents,
+        bonus_cents: 0,
+        session_id: format!("cs_{id}"),
+        checkout_url: format!("https://pay.test/{id}"),
+        now_ms: 10,
+        idem: Some(IdemKey {
+            scope: "b1:deposit".into(),
+            key: format!("k-{id}"),
+            body_hash: format!("h{cents}"),
+        }),
+    };
+    let d1 = store.create_deposit(new("d1", 500)).await.unwrap();
+    assert_eq!(d1.status, DepositStatus::Pending);
+    // The same key and body replays; the same session again is refused.
+    assert_eq!(store.create_deposit(new("d1", 500)).await.unwrap(), d1);
+    let mut dup = new("d1", 500);
+    dup.idem = None;
+    assert!(matches!(
+        store.create_deposit(dup).await,
+        Err(EngineError::Conflict(_))
+    ));
+    store.create_deposit(new("d2", 1000)).await.unwrap();
+    let paid = |event: &str, session: &str, cents: i64| ProviderEvent {
+        event_id: event.into(),
+        event_type: "checkout.session.completed".into(),
+        session: Some((
+            session.into(),
+            None,
+            SessionEvent::Paid {
+                amount_cents: cents,
+                currency: "usd".into(),
+            },
+        )),
+        now_ms: 20,
+        bonus_pct: 0.2,
+    };
+    // Four deliveries of one event at once, and another event for the same session.
+    let events = (0..4)
+        .map(|_| store.deposit_event(paid("evt_1", "cs_d1", 500)))
+        .chain([store.deposit_event(paid("evt_1b", "cs_d1", 500))]);
+    let outcomes = futures_join_all(events).await;
+    let credited = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(EventOutcome::Credited(_))))
+        .count();
+    assert_eq!(credited, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+    let b = store.balance("b1".into()).await.unwrap().unwrap();
+    assert_eq!((b.available_cents, b.total_deposited_cents), (600, 500));
+    // The second deposit has no bonus; an unknown session moves nothing.
+    match store
+        .deposit_event(paid("evt_2", "cs_d2", 1000))
+        .await
+        .unwrap()
+    {
+        EventOutcome::Credited(d) => assert_eq!((d.amount_cents, d.bonus_cents), (1000, 0)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store
+            .deposit_event(paid("evt_3", "cs_nobody", 1000))
+            .await
+            .unwrap(),
+        EventOutcome::Unmatched
+    );
+    assert_eq!(
+        store
+            .deposit_event(paid("evt_2", "cs_d2", 1000))
+            .await
+            .unwrap(),
+        EventOutcome::Duplicate
+    );
+    let b = store.balance("b1".into()).await.unwrap().unwrap();
+    assert_eq!((b.available_cents, b.total_deposited_cents), (1600, 1500));
+    let listed = store
+        .deposits(DepositFilter {
+            buyer_id: Some("b1".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.iter().map(|d| d.deposit_id.as_str()).collect();
+    assert_eq!(ids, ["d2", "d1"]);
+    assert_eq!(listed[1].bonus_cents, 100);
+    let page = store
+        .deposits(DepositFilter {
+            before_seq: Some(listed[0].seq),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    // Keys stored at 10 are forgotten by a purge of everything before 11.
+    assert!(store.purge_idempotency(11).await.unwrap() >= 2);
+    audit_ok(&store).await;
+}
+
 async fn futures_join_all<T: Send + 'static>(
     futs: impl Iterator<Item = StoreFuture<T>>,
 ) -> Vec<Result<T, EngineError>> {
@@ -717,6 +824,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once);

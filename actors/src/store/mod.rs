@@ -14,9 +14,12 @@ use crate::domain::{Principal, TaskId, UserId, WorkerId};
 use crate::error::EngineError;
 use crate::ledger::AuditReport;
 
+pub mod money;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod sqlite;
+
+pub use money::*;
 
 /// Where the store lives: the embedded SQLite store in a data directory (the default), or a
 /// MongoDB database that several nodes may share.
@@ -865,6 +868,18 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         idem: Option<IdemKey>,
     ) -> StoreFuture<AdminCredited>;
+    // Money in.
+    /// Stores a deposit whose Checkout Session was made (a repeated idempotency key replays the
+    /// first answer).
+    fn create_deposit(&self, d: NewDeposit) -> StoreFuture<DepositRecord>;
+    /// Acts on a verified provider event exactly once: by its id, and by the deposit's state
+    /// (credited once, with the first deposit's bonus, in the same transaction).
+    fn deposit_event(&self, e: ProviderEvent) -> StoreFuture<EventOutcome>;
+    /// Deposits, newest first.
+    fn deposits(&self, filter: DepositFilter) -> StoreFuture<Vec<DepositRecord>>;
+    /// Forgets idempotency keys stored before `before_ms`; returns how many.
+    fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64>;
+
     fn load_config(&self) -> StoreFuture<BTreeMap<String, StoredConfig>>;
     /// Stores the documents that are missing (first start); returns how many were added.
     fn seed_config(&self, docs: BTreeMap<String, Value>, now_ms: i64) -> StoreFuture<u32>;

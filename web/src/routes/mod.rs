@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod buyer;
 pub mod feed;
+pub mod money;
 pub mod ops;
 pub mod worker;
 pub mod ws;

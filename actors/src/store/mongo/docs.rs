@@ -464,3 +464,52 @@ pub(super) struct AuditLogDoc {
     pub details: String,
     pub created_at: i64,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct DepositDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub seq: i64,
+    pub buyer_id: String,
+    pub amount_cents: i64,
+    pub bonus_cents: i64,
+    pub status: String,
+    pub session_id: String,
+    pub checkout_url: String,
+    #[serde(default)]
+    pub paid_cents: Option<i64>,
+    pub created_at: i64,
+    #[serde(default)]
+    pub settled_at: Option<i64>,
+}
+
+impl DepositDoc {
+    pub fn record(self) -> DepositRecord {
+        DepositRecord {
+            seq: self.seq,
+            deposit_id: self.id,
+            buyer_id: self.buyer_id,
+            amount_cents: self.amount_cents,
+            bonus_cents: self.bonus_cents,
+            status: crate::rules::deposit::DepositStatus::parse(&self.status)
+                .unwrap_or(crate::rules::deposit::DepositStatus::Pending),
+            session_id: self.session_id,
+            checkout_url: self.checkout_url,
+            paid_cents: self.paid_cents,
+            created_at_ms: self.created_at,
+            settled_at_ms: self.settled_at,
+        }
+    }
+}
+
+/// A provider event acted on (its `_id` is the provider's event id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct ProviderEventDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub session_id: Option<String>,
+    pub outcome: String,
+    pub created_at: i64,
+}

@@ -32,6 +32,7 @@ use crate::rules::{self, penalty::FrozenLot};
 mod accounts;
 mod audit;
 mod config;
+mod deposits;
 mod docs;
 mod events;
 mod journal;
@@ -136,6 +137,8 @@ struct Db {
     pub notices: Collection<NoticeDoc>,
     pub audit_log: Collection<AuditLogDoc>,
     pub events: Collection<events::EventDoc>,
+    pub deposits: Collection<DepositDoc>,
+    pub provider_events: Collection<ProviderEventDoc>,
 }
 
 impl Db {
@@ -160,6 +163,8 @@ impl Db {
             notices: db.collection("worker_notices"),
             audit_log: db.collection("audit_log"),
             events: db.collection("events"),
+            deposits: db.collection("deposits"),
+            provider_events: db.collection("provider_events"),
         }
     }
 
@@ -896,6 +901,23 @@ impl Store for MongoStore {
             };
             accounts::admin_credit(tx, asked, idem.as_ref()).await
         })
+    }
+
+    fn create_deposit(&self, d: NewDeposit) -> StoreFuture<DepositRecord> {
+        command!(self, write, |tx| deposits::create_deposit(tx, &d).await)
+    }
+
+    fn deposit_event(&self, e: ProviderEvent) -> StoreFuture<EventOutcome> {
+        command!(self, write, |tx| deposits::deposit_event(tx, &e).await)
+    }
+
+    fn deposits(&self, filter: DepositFilter) -> StoreFuture<Vec<DepositRecord>> {
+        command!(self, read, |tx| deposits::deposits(tx, &filter).await)
+    }
+
+    fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64> {
+        command!(self, write, |tx| deposits::purge_idempotency(tx, before_ms)
+            .await)
     }
 
     fn load_config(&self) -> StoreFuture<BTreeMap<String, StoredConfig>> {

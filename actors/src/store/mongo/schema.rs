@@ -100,6 +100,8 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "worker_notices",
         "audit_log",
         "events",
+        "deposits",
+        "provider_events",
     ] {
         if !existing.iter().any(|e| e == name) {
             match raw.create_collection(name).await {
@@ -196,6 +198,16 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
             vec![index(doc! { "worker_id": 1, "created_at": -1 })],
         ),
         ("audit_log", vec![index(doc! { "created_at": 1 })]),
+        ("idempotency", vec![index(doc! { "created_at": 1 })]),
+        (
+            "deposits",
+            vec![
+                unique(doc! { "session_id": 1 }),
+                unique(doc! { "seq": 1 }),
+                index(doc! { "buyer_id": 1, "seq": -1 }),
+                index(doc! { "status": 1, "seq": -1 }),
+            ],
+        ),
         (
             "events",
             vec![
@@ -218,7 +230,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
                 EngineError::internal(format!("creating the indexes of {collection}: {e}"))
             })?;
     }
-    for counter in ["tasks", "qa_results"] {
+    for counter in ["tasks", "qa_results", "deposits"] {
         db.counters
             .update_one(
                 doc! { "_id": counter },

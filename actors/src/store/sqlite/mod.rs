@@ -25,6 +25,7 @@ use crate::rules::{self, penalty::FrozenLot};
 mod accounts;
 mod audit;
 mod config;
+mod deposits;
 mod journal;
 mod qa;
 mod rows;
@@ -477,6 +478,22 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             accounts::admin_credit(tx, user_id, amount_cents, reason, admin_id, now_ms, idem)
         })
+    }
+
+    fn create_deposit(&self, d: NewDeposit) -> StoreFuture<DepositRecord> {
+        self.write(move |tx| deposits::create_deposit(tx, d))
+    }
+
+    fn deposit_event(&self, e: ProviderEvent) -> StoreFuture<EventOutcome> {
+        self.write(move |tx| deposits::deposit_event(tx, e))
+    }
+
+    fn deposits(&self, filter: DepositFilter) -> StoreFuture<Vec<DepositRecord>> {
+        self.read(move |c| deposits::deposits(c, filter))
+    }
+
+    fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64> {
+        self.write(move |tx| deposits::purge_idempotency(tx, before_ms))
     }
 
     fn load_config(&self) -> StoreFuture<BTreeMap<String, StoredConfig>> {

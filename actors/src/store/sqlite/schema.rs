@@ -189,6 +189,32 @@ CREATE TABLE IF NOT EXISTS worker_notices (
   created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS worker_notices_by_worker ON worker_notices (worker_id, id);
+CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_at);
+-- Deposits through Stripe Checkout; credited only by a verified webhook.
+CREATE TABLE IF NOT EXISTS deposits (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  buyer_id TEXT NOT NULL,
+  amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+  bonus_cents INTEGER NOT NULL DEFAULT 0,
+  -- pending, completed, expired, mismatch
+  status TEXT NOT NULL,
+  session_id TEXT NOT NULL UNIQUE,
+  checkout_url TEXT NOT NULL,
+  paid_cents INTEGER,
+  created_at INTEGER NOT NULL,
+  settled_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS deposits_by_buyer ON deposits (buyer_id, seq);
+CREATE INDEX IF NOT EXISTS deposits_by_status ON deposits (status, seq);
+-- Every provider event acted on, by its id: each is acted on once.
+CREATE TABLE IF NOT EXISTS provider_events (
+  id TEXT PRIMARY KEY,
+  type TEXT NOT NULL,
+  session_id TEXT,
+  outcome TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_log (
   id INTEGER PRIMARY KEY,
   actor_id TEXT NOT NULL,

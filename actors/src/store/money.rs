@@ -1,0 +1,89 @@
+//! What the store keeps of money coming in and going out: deposits and the provider's events.
+
+use serde::{Deserialize, Serialize};
+
+use super::IdemKey;
+use crate::rules::deposit::{DepositStatus, SessionEvent};
+
+/// A deposit whose Checkout Session the provider made, to be stored.
+#[derive(Debug, Clone)]
+pub struct NewDeposit {
+    pub deposit_id: String,
+    pub buyer_id: String,
+    pub amount_cents: i64,
+    /// The first deposit's bonus as it would be now (what the buyer is told; the credit
+    /// recomputes it).
+    pub bonus_cents: i64,
+    pub session_id: String,
+    pub checkout_url: String,
+    pub now_ms: i64,
+    pub idem: Option<IdemKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositRecord {
+    pub seq: i64,
+    pub deposit_id: String,
+    pub buyer_id: String,
+    pub amount_cents: i64,
+    pub bonus_cents: i64,
+    pub status: DepositStatus,
+    pub session_id: String,
+    pub checkout_url: String,
+    /// What the provider said was paid, when it said so.
+    pub paid_cents: Option<i64>,
+    pub created_at_ms: i64,
+    /// When it was credited, expired or held.
+    pub settled_at_ms: Option<i64>,
+}
+
+/// A verified provider event, for the store to act on once.
+#[derive(Debug, Clone)]
+pub struct ProviderEvent {
+    pub event_id: String,
+    pub event_type: String,
+    /// The session the event is about, and what it says (None: an event this server ignores).
+    pub session: Option<(String, Option<String>, SessionEvent)>,
+    pub now_ms: i64,
+    /// `signup.first_deposit_bonus_pct` now.
+    pub bonus_pct: f64,
+}
+
+/// What an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// The deposit was credited (with its bonus, if it was the buyer's first).
+    Credited(DepositRecord),
+    /// Paid, but not the deposit's amount: held as `mismatch`.
+    Held(DepositRecord),
+    Expired(DepositRecord),
+    /// This event id was handled before: nothing moved.
+    Duplicate,
+    /// The event changes nothing (an ignored type, or a deposit already final).
+    Nothing,
+    /// No deposit has this session: recorded for an admin, nothing moved.
+    Unmatched,
+}
+
+impl EventOutcome {
+    /// How the event is remembered beside its id.
+    pub fn label(&self) -> &'static str {
+        match self {
+            EventOutcome::Credited(_) => "credited",
+            EventOutcome::Held(_) => "mismatch",
+            EventOutcome::Expired(_) => "expired",
+            EventOutcome::Duplicate => "duplicate",
+            EventOutcome::Nothing => "nothing",
+            EventOutcome::Unmatched => "unmatched",
+        }
+    }
+}
+
+/// Which deposits to list.
+#[derive(Debug, Clone, Default)]
+pub struct DepositFilter {
+    pub buyer_id: Option<String>,
+    pub status: Option<DepositStatus>,
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
