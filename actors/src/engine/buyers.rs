@@ -4,10 +4,12 @@ use super::*;
 
 impl Engine {
     pub async fn balance(&self, user_id: &str) -> Result<BalanceSnapshot, EngineError> {
-        self.bank
-            .snapshot(user_id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound("no balance for this account".into()))
+        let found = if self.shared_store {
+            self.store.balance(user_id.to_string()).await?
+        } else {
+            self.bank.snapshot(user_id).await?
+        };
+        found.ok_or_else(|| EngineError::NotFound("no balance for this account".into()))
     }
 
     pub fn estimate(&self, task_type: &str, input: &Value) -> Result<i64, EngineError> {

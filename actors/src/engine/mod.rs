@@ -67,6 +67,10 @@ pub struct Engine {
     ready: Arc<AtomicBool>,
     /// Names each long-poll's ask, so that it can be withdrawn.
     tickets: Arc<AtomicU64>,
+    /// Whether other nodes (and actors that commit beside the BalanceActors) share this store:
+    /// then balances are read from it, not from the BalanceActors' caches, which hear of
+    /// another's commit a moment after it is visible.
+    shared_store: bool,
     /// The payment provider, when one is configured (else deposits answer PAYMENTS_DISABLED).
     payments: Option<crate::payments::Payments>,
 }
@@ -148,7 +152,9 @@ impl Engine {
             metrics.clone(),
         )
         .start();
+        let shared_store = store.event_log().is_some();
         let engine = Engine {
+            shared_store,
             store,
             config,
             metrics,
