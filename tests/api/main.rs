@@ -8,6 +8,7 @@ mod helpers;
 mod lifecycle;
 mod operators;
 mod ops;
+mod payouts;
 mod qa;
 mod readme;
 mod realtime;

@@ -384,6 +384,12 @@ async fn benchmarks_walk_the_ladder_from_warning_to_deduction_to_ban() {
         (Method::GET, "/api/worker/me", None),
         (Method::GET, "/api/work/next", None),
         (Method::GET, "/api/balance", None),
+        // Its frozen money stays where it is: no withdrawal.
+        (
+            Method::POST,
+            "/api/withdraw",
+            Some(json!({"amount_cents": 1000})),
+        ),
         (
             Method::POST,
             "/api/work/submit",

@@ -28,7 +28,9 @@ use crate::routes::{admin, buyer, feed, money, ops, worker, ws};
         admin::get_config, admin::put_config, admin::credit, admin::audit, admin::qa_results,
         admin::qa_stats, admin::qa_inject,
         money::deposit_options, money::deposit, money::webhook, money::deposits,
-        money::admin_deposits,
+        money::admin_deposits, money::bind_email, money::verify_email, money::bind_payout,
+        money::payout, money::withdraw, money::withdrawals, money::admin_withdrawals,
+        money::complete_withdrawal, money::reject_withdrawal, money::admin_outbox,
         feed::public_feed, feed::buyer_events, ws::connect,
         ops::health, ops::ready, ops::metrics, ops::openapi,
     ),
@@ -69,9 +71,15 @@ pub fn document(cfg: &PlatformConfig) -> Value {
         let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         code["enum"] = json!(codes);
     }
-    let email = &mut schemas["RegisterBody"]["properties"]["email"];
-    if email.is_object() {
-        email["pattern"] = json!(clawjobs_actors::domain::EMAIL_PATTERN);
+    for body in ["RegisterBody", "BindEmailBody", "VerifyEmailBody"] {
+        let email = &mut schemas[body]["properties"]["email"];
+        if email.is_object() {
+            email["pattern"] = json!(clawjobs_actors::domain::EMAIL_PATTERN);
+        }
+    }
+    let withdraw = &mut schemas["WithdrawBody"]["properties"]["amount_cents"];
+    if withdraw.is_object() {
+        withdraw["minimum"] = json!(cfg.rate_limits.withdrawal.min_cents.max(1));
     }
     let amount = &mut schemas["DepositBody"]["properties"]["amount_cents"];
     if amount.is_object() {

@@ -37,6 +37,7 @@ mod admin;
 mod buyers;
 mod checks;
 mod money;
+mod payouts;
 mod workers;
 
 use checks::{check_input, check_profile};

@@ -799,6 +799,147 @@ async fn deposits_are_credited_once(store: Arc<dyn Store>) {
     audit_ok(&store).await;
 }
 
+/// Payout binding needs a verified email; withdrawals hold their limits even when several run at
+/// once, and are settled once each.
+async fn withdrawals_hold_their_limits_and_settle_once(store: Arc<dyn Store>) {
+    use crate::config::WithdrawalLimits;
+    use crate::rules::payout::PayoutMethod;
+    worker(&store, "w1").await;
+    store
+        .admin_credit("w1".into(), 5_000, "earned".into(), "a".into(), 1, None)
+        .await
+        .unwrap();
+    let bind = || {
+        store.bind_payout(
+            "w1".into(),
+            PayoutMethod::Paypal,
+            "w1@example.com".into(),
+            2,
+        )
+    };
+    assert!(matches!(bind().await, Err(EngineError::EmailNotVerified)));
+    store
+        .email_code(NewEmailCode {
+            worker_id: "w1".into(),
+            email: "w1@example.com".into(),
+            code_hash: "good".into(),
+            now_ms: 2,
+            outbox: Some(("subject".into(), "body 123456".into())),
+        })
+        .await
+        .unwrap();
+    let again = store.email_code(NewEmailCode {
+        worker_id: "w1".into(),
+        email: "w1@example.com".into(),
+        code_hash: "other".into(),
+        now_ms: 3,
+        outbox: None,
+    });
+    assert!(matches!(again.await, Err(EngineError::TooMany { .. })));
+    let verify =
+        |hash: &str| store.verify_email("w1".into(), "w1@example.com".into(), hash.into(), 4);
+    assert_eq!(
+        verify("bad").await.unwrap(),
+        VerifyOutcome::Wrong { left: 4 }
+    );
+    assert_eq!(
+        verify("bad").await.unwrap(),
+        VerifyOutcome::Wrong { left: 3 },
+        "a wrong try is kept"
+    );
+    assert_eq!(verify("good").await.unwrap(), VerifyOutcome::Verified);
+    assert_eq!(
+        verify("good").await.unwrap(),
+        VerifyOutcome::NoCode,
+        "a code is used once"
+    );
+    assert_eq!(
+        bind().await.unwrap().address.as_deref(),
+        Some("w1@example.com")
+    );
+    assert_eq!(store.outbox(None, 10).await.unwrap().len(), 1);
+
+    let limits = WithdrawalLimits {
+        daily_max_cents: 3_000,
+        min_cents: 1_000,
+    };
+    let now = 86_400_000 * 3 + 5;
+    let new = |id: &str| NewWithdrawal {
+        withdrawal_id: id.into(),
+        worker_id: "w1".into(),
+        amount_cents: 1_000,
+        now_ms: now,
+        limits: limits.clone(),
+        idem: None,
+    };
+    // Five at once against a daily maximum of three.
+    let results = futures_join_all((0..5).map(|i| store.withdraw(new(&format!("wd{i}"))))).await;
+    let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(ok.len(), 3, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, EngineError::WithdrawalLimit { .. })),
+        "{results:?}"
+    );
+    let b = store.balance("w1".into()).await.unwrap().unwrap();
+    assert_eq!(b.available_cents, 2_000);
+    // The next UTC day has its own maximum.
+    let mut tomorrow = new("wd-next");
+    tomorrow.now_ms = now + 86_400_000;
+    store.withdraw(tomorrow).await.unwrap();
+
+    let (a, b2) = (ok[0].withdrawal_id.clone(), ok[1].withdrawal_id.clone());
+    let complete = |id: String| {
+        store.settle_withdrawal(
+            id,
+            Settle::Complete {
+                external_ref: "ref".into(),
+            },
+            "admin".into(),
+            now,
+            None,
+        )
+    };
+    let settles = futures_join_all([complete(a.clone()), complete(a.clone())].into_iter()).await;
+    assert_eq!(
+        settles.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{settles:?}"
+    );
+    assert!(
+        settles
+            .iter()
+            .any(|r| matches!(r, Err(EngineError::Conflict(_))))
+    );
+    let rejected = store
+        .settle_withdrawal(
+            b2.clone(),
+            Settle::Reject {
+                reason: "no".into(),
+            },
+            "admin".into(),
+            now,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rejected.status, WithdrawalStatus::Rejected);
+    let b = store.balance("w1".into()).await.unwrap().unwrap();
+    assert_eq!((b.available_cents, b.total_withdrawn_cents), (2_000, 1_000));
+    let pending = store
+        .withdrawals(WithdrawalFilter {
+            status: Some(WithdrawalStatus::Pending),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 2);
+    audit_ok(&store).await;
+}
+
 async fn futures_join_all<T: Send + 'static>(
     futs: impl Iterator<Item = StoreFuture<T>>,
 ) -> Vec<Result<T, EngineError>> {
@@ -824,6 +965,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once);

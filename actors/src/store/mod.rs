@@ -877,6 +877,42 @@ pub trait Store: Send + Sync + 'static {
     fn deposit_event(&self, e: ProviderEvent) -> StoreFuture<EventOutcome>;
     /// Deposits, newest first.
     fn deposits(&self, filter: DepositFilter) -> StoreFuture<Vec<DepositRecord>>;
+    // Money out.
+    /// Stores a new email code for a worker (replacing its last one), and the message in the
+    /// outbox when it is not sent. A new code within a minute of the last is refused.
+    fn email_code(&self, c: NewEmailCode) -> StoreFuture<()>;
+    /// Tries a code (its hash): a wrong one counts (committed even though the answer is no).
+    fn verify_email(
+        &self,
+        worker_id: String,
+        email: String,
+        code_hash: String,
+        now_ms: i64,
+    ) -> StoreFuture<VerifyOutcome>;
+    /// Binds a payout address; needs a verified email (`EmailNotVerified`).
+    fn bind_payout(
+        &self,
+        worker_id: String,
+        method: crate::rules::payout::PayoutMethod,
+        address: String,
+        now_ms: i64,
+    ) -> StoreFuture<PayoutBinding>;
+    fn payout_binding(&self, worker_id: String) -> StoreFuture<Option<PayoutBinding>>;
+    /// The outbox, newest first.
+    fn outbox(&self, before_seq: Option<i64>, limit: u32) -> StoreFuture<Vec<OutboxMessage>>;
+    /// Takes a withdrawal out of the worker's available balance into payouts pending, if the
+    /// rules allow it now (`rules::withdrawal`), in one transaction.
+    fn withdraw(&self, w: NewWithdrawal) -> StoreFuture<WithdrawalRecord>;
+    fn withdrawals(&self, filter: WithdrawalFilter) -> StoreFuture<Vec<WithdrawalRecord>>;
+    /// Completes or rejects a pending withdrawal, once (a second attempt is `Conflict`).
+    fn settle_withdrawal(
+        &self,
+        withdrawal_id: String,
+        settle: Settle,
+        admin_id: String,
+        now_ms: i64,
+        idem: Option<IdemKey>,
+    ) -> StoreFuture<WithdrawalRecord>;
     /// Forgets idempotency keys stored before `before_ms`; returns how many.
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64>;
 

@@ -87,3 +87,121 @@ pub struct DepositFilter {
     pub before_seq: Option<i64>,
     pub limit: u32,
 }
+
+/// An email the server would have sent, kept for an admin when no SMTP server is configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub seq: i64,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at_ms: i64,
+}
+
+/// A new email code for a worker (only its hash is kept).
+#[derive(Debug, Clone)]
+pub struct NewEmailCode {
+    pub worker_id: String,
+    pub email: String,
+    pub code_hash: String,
+    pub now_ms: i64,
+    /// The message to keep in the outbox (when it is not sent over SMTP): (subject, body).
+    pub outbox: Option<(String, String)>,
+}
+
+/// What a try at an email code did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    Verified,
+    Wrong {
+        left: u32,
+    },
+    Void,
+    Expired,
+    /// No code was sent to this address.
+    NoCode,
+}
+
+/// A worker's verified email and payout address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutBinding {
+    pub worker_id: String,
+    pub email: String,
+    pub email_verified_at_ms: i64,
+    pub method: Option<crate::rules::payout::PayoutMethod>,
+    pub address: Option<String>,
+    pub bound_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WithdrawalStatus {
+    /// Out of the worker's balance, waiting for an admin to pay it out or reject it.
+    Pending,
+    Completed,
+    Rejected,
+}
+
+impl WithdrawalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WithdrawalStatus::Pending => "pending",
+            WithdrawalStatus::Completed => "completed",
+            WithdrawalStatus::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<WithdrawalStatus> {
+        match s {
+            "pending" => Some(WithdrawalStatus::Pending),
+            "completed" => Some(WithdrawalStatus::Completed),
+            "rejected" => Some(WithdrawalStatus::Rejected),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewWithdrawal {
+    pub withdrawal_id: String,
+    pub worker_id: String,
+    pub amount_cents: i64,
+    pub now_ms: i64,
+    pub limits: crate::config::WithdrawalLimits,
+    pub idem: Option<IdemKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawalRecord {
+    pub seq: i64,
+    pub withdrawal_id: String,
+    pub worker_id: String,
+    pub amount_cents: i64,
+    pub status: WithdrawalStatus,
+    pub method: String,
+    pub address: String,
+    /// The worker's available balance right after the request.
+    pub available_after_cents: i64,
+    pub external_ref: Option<String>,
+    pub reason: Option<String>,
+    pub created_at_ms: i64,
+    pub settled_at_ms: Option<i64>,
+    pub settled_by: Option<String>,
+}
+
+/// What an admin does with a pending withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    /// Paid out, with the payment's reference (PayPal transaction id, Solana signature…).
+    Complete { external_ref: String },
+    /// Refused: the money goes back to the worker.
+    Reject { reason: String },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WithdrawalFilter {
+    pub worker_id: Option<String>,
+    pub status: Option<WithdrawalStatus>,
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}

@@ -347,9 +347,9 @@ pub(crate) async fn credit(
 pub struct PageQuery {
     /// The `cursor` of the page before.
     #[param(pattern = "^[0-9]{0,18}$")]
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     #[param(minimum = 1, maximum = 100)]
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/api/tasks", tag = "buyers", security(("bearer" = [])),

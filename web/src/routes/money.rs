@@ -1,14 +1,18 @@
-//! Money in: deposit options, Checkout Sessions, Stripe's webhook, deposit lists.
+//! Money in (deposit options, Checkout Sessions, Stripe's webhook, deposit lists) and money out
+//! (email verification, payout binding, withdrawals, an admin's payouts and the outbox).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use clawjobs_actors::clock::rfc3339;
 use clawjobs_actors::rules::deposit::DepositStatus;
-use clawjobs_actors::store::DepositRecord;
+use clawjobs_actors::rules::payout::PayoutMethod;
+use clawjobs_actors::store::{
+    DepositRecord, OutboxMessage, PayoutBinding, Settle, WithdrawalRecord, WithdrawalStatus,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{idempotency, page_limit, parse_cursor, resource};
-use crate::auth::{Admin, Buyer};
+use crate::auth::{Admin, Buyer, Worker};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::views::Page;
 use crate::{AppState, body};
@@ -26,7 +30,41 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(webhook)),
         )
         .service(resource("/api/deposits", "GET").route(web::get().to(deposits)))
-        .service(resource("/api/admin/deposits", "GET").route(web::get().to(admin_deposits)));
+        .service(resource("/api/admin/deposits", "GET").route(web::get().to(admin_deposits)))
+        .service(
+            resource("/api/worker/bind-email", "POST")
+                .app_data(body::SMALL_BYTES)
+                .route(web::post().to(bind_email)),
+        )
+        .service(
+            resource("/api/worker/verify-email", "POST")
+                .app_data(body::SMALL_BYTES)
+                .route(web::post().to(verify_email)),
+        )
+        .service(
+            resource("/api/worker/bind-payout", "POST")
+                .app_data(body::SMALL_BYTES)
+                .route(web::post().to(bind_payout)),
+        )
+        .service(resource("/api/worker/payout", "GET").route(web::get().to(payout)))
+        .service(
+            resource("/api/withdraw", "POST")
+                .app_data(body::SMALL_BYTES)
+                .route(web::post().to(withdraw)),
+        )
+        .service(resource("/api/withdrawals", "GET").route(web::get().to(withdrawals)))
+        .service(resource("/api/admin/withdrawals", "GET").route(web::get().to(admin_withdrawals)))
+        .service(
+            resource("/api/admin/withdrawals/{id}/complete", "POST")
+                .app_data(body::SMALL_BYTES)
+                .route(web::post().to(complete_withdrawal)),
+        )
+        .service(
+            resource("/api/admin/withdrawals/{id}/reject", "POST")
+                .app_data(body::SMALL_BYTES)
+                .route(web::post().to(reject_withdrawal)),
+        )
+        .service(resource("/api/admin/outbox", "GET").route(web::get().to(admin_outbox)));
 }
 
 #[derive(Serialize, ToSchema)]
@@ -244,6 +282,435 @@ pub(crate) async fn admin_deposits(
         |d| AdminDepositView {
             buyer_id: d.buyer_id.clone(),
             deposit: DepositView::from(d),
+        },
+    )))
+}
+
+// ---------- money out ----------
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindEmailBody {
+    #[schema(max_length = 254)]
+    email: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CodeSent {
+    email: String,
+    /// Where the code went: `smtp`, or `outbox` (the server log and `GET /api/admin/outbox`).
+    sent_by: &'static str,
+    expires_in_seconds: u64,
+}
+
+#[utoipa::path(post, path = "/api/worker/bind-email", tag = "money", security(("bearer" = [])),
+    request_body = BindEmailBody,
+    responses(
+        (status = 202, description = "A 6-digit code is on its way (good for 15 minutes)", body = CodeSent),
+        (status = 400, description = "Not an email address", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not a worker's token", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 429, description = "A code was sent less than a minute ago (Retry-After)", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn bind_email(
+    state: web::Data<AppState>,
+    who: Worker,
+    body: body::Json<BindEmailBody>,
+) -> Result<HttpResponse, ApiError> {
+    let email = state
+        .engine
+        .bind_email(&who.worker_id(), &body.email)
+        .await?;
+    Ok(HttpResponse::Accepted().json(CodeSent {
+        email,
+        sent_by: "outbox",
+        expires_in_seconds: (clawjobs_actors::rules::payout::CODE_TTL_MS / 1000) as u64,
+    }))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEmailBody {
+    #[schema(max_length = 254)]
+    email: String,
+    #[schema(pattern = "^[0-9]{6}$")]
+    code: String,
+}
+
+/// A worker's verified email and payout address.
+#[derive(Serialize, ToSchema)]
+pub struct PayoutView {
+    email: String,
+    email_verified_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<PayoutMethod>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bound_at: Option<String>,
+}
+
+impl From<&PayoutBinding> for PayoutView {
+    fn from(b: &PayoutBinding) -> Self {
+        PayoutView {
+            email: b.email.clone(),
+            email_verified_at: rfc3339(b.email_verified_at_ms),
+            method: b.method,
+            address: b.address.clone(),
+            bound_at: b.bound_at_ms.map(rfc3339),
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/worker/verify-email", tag = "money", security(("bearer" = [])),
+    request_body = VerifyEmailBody,
+    responses(
+        (status = 200, description = "The email is verified", body = PayoutView),
+        (status = 400, description = "A wrong or expired code, or none was sent to this address", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not a worker's token", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 429, description = "5 wrong codes: this one is void; ask for a new one", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn verify_email(
+    state: web::Data<AppState>,
+    who: Worker,
+    body: body::Json<VerifyEmailBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = state
+        .engine
+        .verify_email(&who.worker_id(), &body.email, &body.code)
+        .await?;
+    Ok(HttpResponse::Ok().json(PayoutView::from(&b)))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindPayoutBody {
+    method: PayoutMethod,
+    /// PayPal: an email address; Solana: the base58 of a 32-byte public key.
+    #[schema(min_length = 1, max_length = 254)]
+    address: String,
+}
+
+#[utoipa::path(post, path = "/api/worker/bind-payout", tag = "money", security(("bearer" = [])),
+    request_body = BindPayoutBody,
+    responses(
+        (status = 200, description = "Withdrawals go to this address from now on", body = PayoutView),
+        (status = 400, description = "Not an address of this method", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not a worker's token", body = ErrorEnvelope),
+        (status = 409, description = "EMAIL_NOT_VERIFIED: verify an email first", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn bind_payout(
+    state: web::Data<AppState>,
+    who: Worker,
+    body: body::Json<BindPayoutBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = state
+        .engine
+        .bind_payout(&who.worker_id(), body.method.as_str(), &body.address)
+        .await?;
+    Ok(HttpResponse::Ok().json(PayoutView::from(&b)))
+}
+
+#[utoipa::path(get, path = "/api/worker/payout", tag = "money", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The worker's verified email and payout address", body = PayoutView),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not a worker's token", body = ErrorEnvelope),
+        (status = 404, description = "No email verified yet", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn payout(
+    state: web::Data<AppState>,
+    who: Worker,
+) -> Result<HttpResponse, ApiError> {
+    match state.engine.payout_binding(&who.worker_id()).await? {
+        Some(b) => Ok(HttpResponse::Ok().json(PayoutView::from(&b))),
+        None => Err(ApiError::not_found("no email is verified yet")),
+    }
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawBody {
+    /// At least `rate_limits.withdrawal.min_cents` (the document gives the live minimum).
+    #[schema(minimum = 1, maximum = 10_000_000)]
+    amount_cents: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WithdrawalView {
+    withdrawal_id: String,
+    status: WithdrawalStatus,
+    amount_cents: i64,
+    /// The available balance right after the request.
+    available_after_cents: i64,
+    method: String,
+    address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settled_at: Option<String>,
+}
+
+impl From<&WithdrawalRecord> for WithdrawalView {
+    fn from(w: &WithdrawalRecord) -> Self {
+        WithdrawalView {
+            withdrawal_id: w.withdrawal_id.clone(),
+            status: w.status,
+            amount_cents: w.amount_cents,
+            available_after_cents: w.available_after_cents,
+            method: w.method.clone(),
+            address: w.address.clone(),
+            external_ref: w.external_ref.clone(),
+            reason: w.reason.clone(),
+            created_at: rfc3339(w.created_at_ms),
+            settled_at: w.settled_at_ms.map(rfc3339),
+        }
+    }
+}
+
+/// A withdrawal with its worker, for admins.
+#[derive(Serialize, ToSchema)]
+pub struct AdminWithdrawalView {
+    worker_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settled_by: Option<String>,
+    #[serde(flatten)]
+    withdrawal: WithdrawalView,
+}
+
+impl From<&WithdrawalRecord> for AdminWithdrawalView {
+    fn from(w: &WithdrawalRecord) -> Self {
+        AdminWithdrawalView {
+            worker_id: w.worker_id.clone(),
+            settled_by: w.settled_by.clone(),
+            withdrawal: WithdrawalView::from(w),
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/withdraw", tag = "money", security(("bearer" = [])),
+    params(super::IdempotencyKey),
+    request_body = WithdrawBody,
+    responses(
+        (status = 201, description = "Out of the available balance, into platform:payouts_pending until an admin pays it", body = WithdrawalView),
+        (status = 400, description = "Below the minimum", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 402, description = "Not that much available (frozen money cannot be withdrawn)", body = ErrorEnvelope),
+        (status = 403, description = "Not a worker's token, or a banned (BANNED) or balance-frozen worker", body = ErrorEnvelope),
+        (status = 409, description = "PAYOUT_NOT_BOUND, or this Idempotency-Key came with another body", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 429, description = "WITHDRAWAL_LIMIT: over the daily maximum", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn withdraw(
+    state: web::Data<AppState>,
+    who: Worker,
+    req: HttpRequest,
+    body: body::Json<WithdrawBody>,
+) -> Result<HttpResponse, ApiError> {
+    let idem = idempotency(&req, who.id(), "withdraw", &*body)?;
+    let w = state
+        .engine
+        .withdraw(&who.worker_id(), body.amount_cents, idem)
+        .await?;
+    Ok(HttpResponse::Created().json(WithdrawalView::from(&w)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WithdrawalQuery {
+    /// The `cursor` of the page before.
+    #[param(pattern = "^[0-9]{0,18}$")]
+    cursor: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// Only withdrawals in this status.
+    #[param(pattern = "^(pending|completed|rejected)$")]
+    status: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/withdrawals", tag = "money", security(("bearer" = [])),
+    params(WithdrawalQuery),
+    responses(
+        (status = 200, description = "The worker's withdrawals, newest first", body = Page<WithdrawalView>),
+        (status = 400, description = "A bad cursor, limit or status", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not a worker's token", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn withdrawals(
+    state: web::Data<AppState>,
+    who: Worker,
+    q: web::Query<WithdrawalQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (rows, has_more) = state
+        .engine
+        .withdrawals(
+            Some(&who.worker_id()),
+            q.status.as_deref(),
+            parse_cursor(q.cursor.as_deref())?,
+            page_limit(q.limit)?,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(Page::of(
+        &rows,
+        has_more,
+        |w| w.seq,
+        |w| WithdrawalView::from(w),
+    )))
+}
+
+#[utoipa::path(get, path = "/api/admin/withdrawals", tag = "admins", security(("bearer" = [])),
+    params(WithdrawalQuery),
+    responses(
+        (status = 200, description = "Every worker's withdrawals, newest first (status=pending: those to pay out)", body = Page<AdminWithdrawalView>),
+        (status = 400, description = "A bad cursor, limit or status", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn admin_withdrawals(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    q: web::Query<WithdrawalQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (rows, has_more) = state
+        .engine
+        .withdrawals(
+            None,
+            q.status.as_deref(),
+            parse_cursor(q.cursor.as_deref())?,
+            page_limit(q.limit)?,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(Page::of(
+        &rows,
+        has_more,
+        |w| w.seq,
+        |w| AdminWithdrawalView::from(w),
+    )))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBody {
+    /// The payment's reference (a PayPal transaction id, a Solana signature…).
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    external_ref: String,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectBody {
+    /// Why (kept in the audit log and shown to the worker).
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
+    reason: String,
+}
+
+#[utoipa::path(post, path = "/api/admin/withdrawals/{id}/complete", tag = "admins", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The withdrawal"), super::IdempotencyKey),
+    request_body = CompleteBody,
+    responses(
+        (status = 200, description = "Paid out: payouts pending → external:payouts, audit-logged", body = AdminWithdrawalView),
+        (status = 400, description = "A bad reference", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+        (status = 404, description = "No such withdrawal", body = ErrorEnvelope),
+        (status = 409, description = "Already completed or rejected, or the Idempotency-Key came with another body", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn complete_withdrawal(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+    req: HttpRequest,
+    body: body::Json<CompleteBody>,
+) -> Result<HttpResponse, ApiError> {
+    let idem = idempotency(
+        &req,
+        admin.id(),
+        &format!("withdrawal_complete:{id}"),
+        &*body,
+    )?;
+    let settle = Settle::Complete {
+        external_ref: body.into_inner().external_ref,
+    };
+    let w = state
+        .engine
+        .settle_withdrawal(&id, settle, &admin.user_id(), idem)
+        .await?;
+    Ok(HttpResponse::Ok().json(AdminWithdrawalView::from(&w)))
+}
+
+#[utoipa::path(post, path = "/api/admin/withdrawals/{id}/reject", tag = "admins", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The withdrawal"), super::IdempotencyKey),
+    request_body = RejectBody,
+    responses(
+        (status = 200, description = "Rejected: the money is back in the worker's available balance, audit-logged", body = AdminWithdrawalView),
+        (status = 400, description = "A bad reason", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+        (status = 404, description = "No such withdrawal", body = ErrorEnvelope),
+        (status = 409, description = "Already completed or rejected, or the Idempotency-Key came with another body", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn reject_withdrawal(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+    req: HttpRequest,
+    body: body::Json<RejectBody>,
+) -> Result<HttpResponse, ApiError> {
+    let idem = idempotency(&req, admin.id(), &format!("withdrawal_reject:{id}"), &*body)?;
+    let settle = Settle::Reject {
+        reason: body.into_inner().reason,
+    };
+    let w = state
+        .engine
+        .settle_withdrawal(&id, settle, &admin.user_id(), idem)
+        .await?;
+    Ok(HttpResponse::Ok().json(AdminWithdrawalView::from(&w)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OutboxView {
+    to: String,
+    subject: String,
+    body: String,
+    created_at: String,
+}
+
+#[utoipa::path(get, path = "/api/admin/outbox", tag = "admins", security(("bearer" = [])),
+    params(super::buyer::PageQuery),
+    responses(
+        (status = 200, description = "Mail the server kept instead of sending (no SMTP configured), newest first", body = Page<OutboxView>),
+        (status = 400, description = "A bad cursor or limit", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn admin_outbox(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    q: web::Query<super::buyer::PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (rows, has_more) = state
+        .engine
+        .outbox(parse_cursor(q.cursor.as_deref())?, page_limit(q.limit)?)
+        .await?;
+    Ok(HttpResponse::Ok().json(Page::of(
+        &rows,
+        has_more,
+        |m: &OutboxMessage| m.seq,
+        |m| OutboxView {
+            to: m.to.clone(),
+            subject: m.subject.clone(),
+            body: m.body.clone(),
+            created_at: rfc3339(m.created_at_ms),
         },
     )))
 }

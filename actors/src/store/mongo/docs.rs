@@ -513,3 +513,97 @@ pub(super) struct ProviderEventDoc {
     pub outcome: String,
     pub created_at: i64,
 }
+
+/// A worker's last email code (`_id` is the worker).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct EmailCodeDoc {
+    #[serde(rename = "_id")]
+    pub worker_id: String,
+    pub email: String,
+    pub code_hash: String,
+    pub created_at: i64,
+    pub wrong: i64,
+}
+
+/// A worker's verified email and payout address (`_id` is the worker).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct PayoutDoc {
+    #[serde(rename = "_id")]
+    pub worker_id: String,
+    pub email: String,
+    pub email_verified_at: i64,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub bound_at: Option<i64>,
+}
+
+impl PayoutDoc {
+    pub fn binding(self) -> PayoutBinding {
+        PayoutBinding {
+            worker_id: self.worker_id,
+            email: self.email,
+            email_verified_at_ms: self.email_verified_at,
+            method: self
+                .method
+                .as_deref()
+                .and_then(crate::rules::payout::PayoutMethod::parse),
+            address: self.address,
+            bound_at_ms: self.bound_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct OutboxDoc {
+    #[serde(rename = "_id")]
+    pub seq: i64,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct WithdrawalDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub seq: i64,
+    pub worker_id: String,
+    pub amount_cents: i64,
+    pub status: String,
+    pub method: String,
+    pub address: String,
+    pub available_after_cents: i64,
+    #[serde(default)]
+    pub external_ref: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub created_at: i64,
+    #[serde(default)]
+    pub settled_at: Option<i64>,
+    #[serde(default)]
+    pub settled_by: Option<String>,
+}
+
+impl WithdrawalDoc {
+    pub fn record(self) -> WithdrawalRecord {
+        WithdrawalRecord {
+            seq: self.seq,
+            withdrawal_id: self.id,
+            worker_id: self.worker_id,
+            amount_cents: self.amount_cents,
+            status: WithdrawalStatus::parse(&self.status).unwrap_or(WithdrawalStatus::Pending),
+            method: self.method,
+            address: self.address,
+            available_after_cents: self.available_after_cents,
+            external_ref: self.external_ref,
+            reason: self.reason,
+            created_at_ms: self.created_at,
+            settled_at_ms: self.settled_at,
+            settled_by: self.settled_by,
+        }
+    }
+}

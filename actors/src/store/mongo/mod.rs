@@ -36,6 +36,7 @@ mod deposits;
 mod docs;
 mod events;
 mod journal;
+mod payouts;
 mod qa;
 mod schema;
 mod sweeps;
@@ -139,6 +140,10 @@ struct Db {
     pub events: Collection<events::EventDoc>,
     pub deposits: Collection<DepositDoc>,
     pub provider_events: Collection<ProviderEventDoc>,
+    pub email_codes: Collection<EmailCodeDoc>,
+    pub payouts: Collection<PayoutDoc>,
+    pub outbox: Collection<OutboxDoc>,
+    pub withdrawals: Collection<WithdrawalDoc>,
 }
 
 impl Db {
@@ -165,6 +170,10 @@ impl Db {
             events: db.collection("events"),
             deposits: db.collection("deposits"),
             provider_events: db.collection("provider_events"),
+            email_codes: db.collection("email_codes"),
+            payouts: db.collection("payouts"),
+            outbox: db.collection("outbox"),
+            withdrawals: db.collection("withdrawals"),
         }
     }
 
@@ -913,6 +922,71 @@ impl Store for MongoStore {
 
     fn deposits(&self, filter: DepositFilter) -> StoreFuture<Vec<DepositRecord>> {
         command!(self, read, |tx| deposits::deposits(tx, &filter).await)
+    }
+
+    fn email_code(&self, c: NewEmailCode) -> StoreFuture<()> {
+        command!(self, write, |tx| payouts::email_code(tx, &c).await)
+    }
+
+    fn verify_email(
+        &self,
+        worker_id: String,
+        email: String,
+        code_hash: String,
+        now_ms: i64,
+    ) -> StoreFuture<VerifyOutcome> {
+        command!(self, write, |tx| {
+            payouts::verify_email(tx, &worker_id, &email, &code_hash, now_ms).await
+        })
+    }
+
+    fn bind_payout(
+        &self,
+        worker_id: String,
+        method: crate::rules::payout::PayoutMethod,
+        address: String,
+        now_ms: i64,
+    ) -> StoreFuture<PayoutBinding> {
+        command!(self, write, |tx| {
+            payouts::bind_payout(tx, &worker_id, method, &address, now_ms).await
+        })
+    }
+
+    fn payout_binding(&self, worker_id: String) -> StoreFuture<Option<PayoutBinding>> {
+        command!(self, read, |tx| payouts::payout_binding(tx, &worker_id)
+            .await)
+    }
+
+    fn outbox(&self, before_seq: Option<i64>, limit: u32) -> StoreFuture<Vec<OutboxMessage>> {
+        command!(self, read, |tx| payouts::outbox(tx, before_seq, limit)
+            .await)
+    }
+
+    fn withdraw(&self, w: NewWithdrawal) -> StoreFuture<WithdrawalRecord> {
+        command!(self, write, |tx| payouts::withdraw(tx, &w).await)
+    }
+
+    fn withdrawals(&self, filter: WithdrawalFilter) -> StoreFuture<Vec<WithdrawalRecord>> {
+        command!(self, read, |tx| payouts::withdrawals(tx, &filter).await)
+    }
+
+    fn settle_withdrawal(
+        &self,
+        withdrawal_id: String,
+        settle: Settle,
+        admin_id: String,
+        now_ms: i64,
+        idem: Option<IdemKey>,
+    ) -> StoreFuture<WithdrawalRecord> {
+        command!(self, write, |tx| {
+            let ask = payouts::SettleAsk {
+                withdrawal_id: &withdrawal_id,
+                settle: &settle,
+                admin_id: &admin_id,
+                now_ms,
+            };
+            payouts::settle_withdrawal(tx, ask, idem.as_ref()).await
+        })
     }
 
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64> {

@@ -102,6 +102,10 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "events",
         "deposits",
         "provider_events",
+        "email_codes",
+        "payouts",
+        "outbox",
+        "withdrawals",
     ] {
         if !existing.iter().any(|e| e == name) {
             match raw.create_collection(name).await {
@@ -200,6 +204,14 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         ("audit_log", vec![index(doc! { "created_at": 1 })]),
         ("idempotency", vec![index(doc! { "created_at": 1 })]),
         (
+            "withdrawals",
+            vec![
+                unique(doc! { "seq": 1 }),
+                index(doc! { "worker_id": 1, "created_at": -1 }),
+                index(doc! { "status": 1, "seq": -1 }),
+            ],
+        ),
+        (
             "deposits",
             vec![
                 unique(doc! { "session_id": 1 }),
@@ -230,7 +242,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
                 EngineError::internal(format!("creating the indexes of {collection}: {e}"))
             })?;
     }
-    for counter in ["tasks", "qa_results", "deposits"] {
+    for counter in ["tasks", "qa_results", "deposits", "withdrawals", "outbox"] {
         db.counters
             .update_one(
                 doc! { "_id": counter },

@@ -27,6 +27,7 @@ mod audit;
 mod config;
 mod deposits;
 mod journal;
+mod payouts;
 mod qa;
 mod rows;
 mod schema;
@@ -490,6 +491,59 @@ impl Store for SqliteStore {
 
     fn deposits(&self, filter: DepositFilter) -> StoreFuture<Vec<DepositRecord>> {
         self.read(move |c| deposits::deposits(c, filter))
+    }
+
+    fn email_code(&self, c: NewEmailCode) -> StoreFuture<()> {
+        self.write(move |tx| payouts::email_code(tx, c))
+    }
+
+    fn verify_email(
+        &self,
+        worker_id: String,
+        email: String,
+        code_hash: String,
+        now_ms: i64,
+    ) -> StoreFuture<VerifyOutcome> {
+        self.write(move |tx| payouts::verify_email(tx, worker_id, email, code_hash, now_ms))
+    }
+
+    fn bind_payout(
+        &self,
+        worker_id: String,
+        method: crate::rules::payout::PayoutMethod,
+        address: String,
+        now_ms: i64,
+    ) -> StoreFuture<PayoutBinding> {
+        self.write(move |tx| payouts::bind_payout(tx, worker_id, method, address, now_ms))
+    }
+
+    fn payout_binding(&self, worker_id: String) -> StoreFuture<Option<PayoutBinding>> {
+        self.read(move |c| payouts::payout_binding(c, worker_id))
+    }
+
+    fn outbox(&self, before_seq: Option<i64>, limit: u32) -> StoreFuture<Vec<OutboxMessage>> {
+        self.read(move |c| payouts::outbox(c, before_seq, limit))
+    }
+
+    fn withdraw(&self, w: NewWithdrawal) -> StoreFuture<WithdrawalRecord> {
+        self.write(move |tx| payouts::withdraw(tx, w))
+    }
+
+    fn withdrawals(&self, filter: WithdrawalFilter) -> StoreFuture<Vec<WithdrawalRecord>> {
+        self.read(move |c| payouts::withdrawals(c, filter))
+    }
+
+    fn settle_withdrawal(
+        &self,
+        withdrawal_id: String,
+        settle: Settle,
+        admin_id: String,
+        now_ms: i64,
+        idem: Option<IdemKey>,
+    ) -> StoreFuture<WithdrawalRecord> {
+        self.write(move |tx| {
+            payouts::settle_withdrawal(tx, withdrawal_id, settle, admin_id, now_ms, idem)
+        })
     }
 
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64> {

@@ -215,6 +215,48 @@ CREATE TABLE IF NOT EXISTS provider_events (
   outcome TEXT NOT NULL,
   created_at INTEGER NOT NULL
 );
+-- Money out: a worker's last email code (its hash), its verified email and payout address, the
+-- mail kept for an admin when no SMTP server is configured, and withdrawals.
+CREATE TABLE IF NOT EXISTS email_codes (
+  worker_id TEXT PRIMARY KEY,
+  email TEXT NOT NULL,
+  code_hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  wrong INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS payouts (
+  worker_id TEXT PRIMARY KEY,
+  email TEXT NOT NULL,
+  email_verified_at INTEGER NOT NULL,
+  method TEXT,
+  address TEXT,
+  bound_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS outbox (
+  seq INTEGER PRIMARY KEY,
+  to_addr TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  body TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS withdrawals (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  worker_id TEXT NOT NULL,
+  amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+  -- pending, completed, rejected
+  status TEXT NOT NULL,
+  method TEXT NOT NULL,
+  address TEXT NOT NULL,
+  available_after_cents INTEGER NOT NULL,
+  external_ref TEXT,
+  reason TEXT,
+  created_at INTEGER NOT NULL,
+  settled_at INTEGER,
+  settled_by TEXT
+);
+CREATE INDEX IF NOT EXISTS withdrawals_by_worker ON withdrawals (worker_id, created_at);
+CREATE INDEX IF NOT EXISTS withdrawals_by_status ON withdrawals (status, seq);
 CREATE TABLE IF NOT EXISTS audit_log (
   id INTEGER PRIMARY KEY,
   actor_id TEXT NOT NULL,
