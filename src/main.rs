@@ -98,6 +98,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot bind {}", settings.bind))?;
         let addr = listener.local_addr()?;
+        let public_url = settings.payments(addr).public_url;
         let payments = settings
             .payments(addr)
             .build()
@@ -107,7 +108,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 "payments: off (no STRIPE_SECRET_KEY); deposits answer PAYMENTS_DISABLED"
             );
         }
-        let engine = engine.with_payments(payments);
+        let engine = engine.with_payments(payments).with_public_url(&public_url);
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let web = clawjobs_web::WebSettings {
             workers: settings.workers,

@@ -734,6 +734,7 @@ mod tests {
         let now = now_ms();
         store
             .create_buyer(NewBuyer {
+                referral: None,
                 user_id: "b1".into(),
                 email: "b1@example.com".into(),
                 password_hash: "x".into(),
@@ -745,6 +746,7 @@ mod tests {
             .unwrap();
         store
             .create_worker(NewWorker {
+                referral: None,
                 worker_id: "w1".into(),
                 token_hash: "hw1".into(),
                 worker_type: None,

@@ -101,6 +101,10 @@ pub enum EntryKind {
     WithdrawalPaid,
     /// An admin rejected a withdrawal: payouts pending → back to available.
     WithdrawalReturned,
+    /// A referred buyer's credit, from promotions.
+    ReferralCredit,
+    /// A referrer's share of a referred worker's released task, from revenue.
+    ReferralShare,
 }
 
 impl EntryKind {
@@ -121,6 +125,8 @@ impl EntryKind {
             EntryKind::Withdrawal => "withdrawal",
             EntryKind::WithdrawalPaid => "withdrawal_paid",
             EntryKind::WithdrawalReturned => "withdrawal_returned",
+            EntryKind::ReferralCredit => "referral_credit",
+            EntryKind::ReferralShare => "referral_share",
         }
     }
 }

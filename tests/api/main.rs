@@ -12,6 +12,7 @@ mod payouts;
 mod qa;
 mod readme;
 mod realtime;
+mod referrals;
 mod restart;
 mod rules;
 mod streams;

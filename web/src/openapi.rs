@@ -30,7 +30,7 @@ use crate::routes::{admin, buyer, feed, money, ops, worker, ws};
         money::deposit_options, money::deposit, money::webhook, money::deposits,
         money::admin_deposits, money::bind_email, money::verify_email, money::bind_payout,
         money::payout, money::withdraw, money::withdrawals, money::admin_withdrawals,
-        money::complete_withdrawal, money::reject_withdrawal, money::admin_outbox,
+        money::complete_withdrawal, money::reject_withdrawal, money::admin_outbox, money::referral,
         feed::public_feed, feed::buyer_events, ws::connect,
         ops::health, ops::ready, ops::metrics, ops::openapi,
     ),

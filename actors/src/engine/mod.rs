@@ -38,6 +38,7 @@ mod buyers;
 mod checks;
 mod money;
 mod payouts;
+mod referrals;
 mod workers;
 
 use checks::{check_input, check_profile};
@@ -72,6 +73,8 @@ pub struct Engine {
     /// then balances are read from it, not from the BalanceActors' caches, which hear of
     /// another's commit a moment after it is visible.
     shared_store: bool,
+    /// This server's public address, for links (referrals); empty: links are paths.
+    public_url: String,
     /// The payment provider, when one is configured (else deposits answer PAYMENTS_DISABLED).
     payments: Option<crate::payments::Payments>,
 }
@@ -170,6 +173,7 @@ impl Engine {
             ready: Arc::new(AtomicBool::new(false)),
             tickets: Arc::default(),
             payments: None,
+            public_url: String::new(),
         };
         if let Some(changes) = changes {
             crate::cluster::follow(
@@ -238,8 +242,10 @@ impl Engine {
         &self,
         email: &str,
         password_hash: String,
+        referral_code: Option<&str>,
     ) -> Result<(String, String, BalanceSnapshot), EngineError> {
         let email = domain::Email::parse(email)?;
+        let referral = self.new_referral(referral_code, Role::Buyer)?;
         let user_id = domain::new_id("u");
         let token = domain::new_token(Role::Buyer);
         let balance = self
@@ -251,6 +257,7 @@ impl Engine {
                 token_hash: domain::token_hash(&token),
                 signup_credit_cents: self.cfg().signup.buyer_free_credit_cents,
                 now_ms: now_ms(),
+                referral,
             })
             .await?;
         Ok((user_id, token, balance))

@@ -8,8 +8,10 @@ impl Engine {
         worker_type: Option<String>,
         model_info: Value,
         profile: WorkerProfile,
+        referral_code: Option<&str>,
     ) -> Result<(WorkerRecord, String), EngineError> {
         check_profile(&profile)?;
+        let referral = self.new_referral(referral_code, Role::Worker)?;
         if worker_type
             .as_ref()
             .is_some_and(|t| t.chars().count() > MAX_WORKER_TYPE_CHARS)
@@ -30,6 +32,7 @@ impl Engine {
                 profile,
                 tier: self.cfg().lowest_tier().to_string(),
                 now_ms: now_ms(),
+                referral,
             })
             .await?;
         Ok((worker, token))

@@ -13,6 +13,7 @@
 //! - [`money`]: the journal entries of every other movement (pay, refund, credit reversal,
 //!   unfreeze, the QA fund's payments, signup and admin credits, deposits and withdrawals).
 //! - [`deposit`]: what a verified Stripe event does to a deposit (credit once, hold, expire).
+//! - [`referral`]: codes, the referred buyer's credit, the referrer's share of released tasks.
 //! - [`payout`]: email codes and payout addresses; [`withdrawal`]: who may withdraw what, now.
 
 pub mod claim;
@@ -21,5 +22,6 @@ pub mod expiry;
 pub mod money;
 pub mod payout;
 pub mod penalty;
+pub mod referral;
 pub mod settlement;
 pub mod withdrawal;

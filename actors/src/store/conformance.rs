@@ -66,6 +66,7 @@ fn with_database(uri: &str, database: &str) -> String {
 async fn buyer(store: &Arc<dyn Store>, id: &str, credit: i64) {
     store
         .create_buyer(NewBuyer {
+            referral: None,
             user_id: id.into(),
             email: format!("{id}@example.com"),
             password_hash: "x".into(),
@@ -80,6 +81,7 @@ async fn buyer(store: &Arc<dyn Store>, id: &str, credit: i64) {
 async fn worker(store: &Arc<dyn Store>, id: &str) {
     store
         .create_worker(NewWorker {
+            referral: None,
             worker_id: id.into(),
             token_hash: format!("hash-{id}"),
             worker_type: None,
@@ -940,6 +942,115 @@ async fn withdrawals_hold_their_limits_and_settle_once(store: Arc<dyn Store>) {
     audit_ok(&store).await;
 }
 
+/// A referral code is made once; a referred buyer is credited; a referred worker's released task
+/// pays its referrer from revenue, once; an unknown code makes nothing.
+async fn referrals_credit_and_share_once(store: Arc<dyn Store>) {
+    let cfg = Arc::new(PlatformConfig::builtin());
+    buyer(&store, "r1", 1_000).await;
+    let first = store
+        .referral("r1".into(), "AAAA2222".into(), 1)
+        .await
+        .unwrap();
+    assert_eq!(first.code, "AAAA2222");
+    let again = store
+        .referral("r1".into(), "BBBB3333".into(), 1)
+        .await
+        .unwrap();
+    assert_eq!(again.code, "AAAA2222", "one code per user");
+    let referred = |code: &str, credit: i64| NewReferral {
+        code: code.into(),
+        buyer_credit_cents: credit,
+        share_bp: 1_000,
+    };
+    let mut b = NewBuyer {
+        referral: Some(referred("NOPE2222", 100)),
+        user_id: "b2".into(),
+        email: "b2@example.com".into(),
+        password_hash: "x".into(),
+        token_hash: "hash-b2".into(),
+        signup_credit_cents: 50,
+        now_ms: 2,
+    };
+    assert!(matches!(
+        store.create_buyer(b.clone()).await,
+        Err(EngineError::Validation { .. })
+    ));
+    assert!(
+        store.balance("b2".into()).await.unwrap().is_none(),
+        "nothing was made"
+    );
+    b.referral = Some(referred("AAAA2222", 100));
+    assert_eq!(store.create_buyer(b).await.unwrap().available_cents, 150);
+    store
+        .create_worker(NewWorker {
+            referral: Some(referred("AAAA2222", 0)),
+            worker_id: "w1".into(),
+            token_hash: "hash-w1".into(),
+            worker_type: None,
+            model_info: json!({}),
+            profile: WorkerProfile::default(),
+            tier: "new".into(),
+            now_ms: 2,
+        })
+        .await
+        .unwrap();
+    store.post_task(task("t1", "r1", 40)).await.unwrap();
+    let ClaimOutcome::Claimed(_) = store.claim("t1".into(), "w1".into(), 10).await.unwrap() else {
+        panic!("claim")
+    };
+    let settled = store
+        .submit(
+            "t1".into(),
+            "w1".into(),
+            "{\"text\":\"x\"}".into(),
+            20,
+            cfg,
+            NO_SPOT,
+        )
+        .await
+        .unwrap();
+    let before = store
+        .balance("r1".into())
+        .await
+        .unwrap()
+        .unwrap()
+        .available_cents;
+    // Two sweeps at once release the lot once and pay the share once.
+    let far = 10 * 86_400_000;
+    let sweeps = futures_join_all((0..2).map(|_| store.unfreeze_due(far, 100))).await;
+    assert_eq!(
+        sweeps.iter().map(|r| *r.as_ref().unwrap()).sum::<u64>(),
+        1,
+        "{sweeps:?}"
+    );
+    let share = (40 * 1_000 / 10_000).min(settled.commission_cents);
+    let after = store
+        .balance("r1".into())
+        .await
+        .unwrap()
+        .unwrap()
+        .available_cents;
+    assert_eq!(after - before, share);
+    let stats = store
+        .referral("r1".into(), "CCCC4444".into(), 30)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            stats.referred_buyers,
+            stats.referred_workers,
+            stats.earned_cents
+        ),
+        (1, 1, share)
+    );
+    let w = store.balance("w1".into()).await.unwrap().unwrap();
+    assert_eq!(
+        w.available_cents, settled.earned_cents,
+        "the worker's earning is untouched"
+    );
+    audit_ok(&store).await;
+}
+
 async fn futures_join_all<T: Send + 'static>(
     futs: impl Iterator<Item = StoreFuture<T>>,
 ) -> Vec<Result<T, EngineError>> {
@@ -965,6 +1076,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once);

@@ -157,6 +157,8 @@ pub struct NewBuyer {
     pub token_hash: String,
     pub signup_credit_cents: i64,
     pub now_ms: i64,
+    /// Who referred this buyer, and on what terms.
+    pub referral: Option<NewReferral>,
 }
 
 /// At most 64 names of 1 to 64 characters, as `engine::check_profile` allows.
@@ -258,6 +260,8 @@ pub struct NewWorker {
     pub profile: WorkerProfile,
     pub tier: String,
     pub now_ms: i64,
+    /// Who referred this worker, and on what terms.
+    pub referral: Option<NewReferral>,
 }
 
 #[derive(Debug, Clone)]
@@ -913,6 +917,14 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         idem: Option<IdemKey>,
     ) -> StoreFuture<WithdrawalRecord>;
+    // Referrals.
+    /// A user's referral code (made now, as `candidate`, if it has none) and what it brought.
+    fn referral(
+        &self,
+        user_id: String,
+        candidate: String,
+        now_ms: i64,
+    ) -> StoreFuture<ReferralStats>;
     /// Forgets idempotency keys stored before `before_ms`; returns how many.
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64>;
 

@@ -205,3 +205,24 @@ pub struct WithdrawalFilter {
     pub before_seq: Option<i64>,
     pub limit: u32,
 }
+
+/// A new account's referral: the code it came with, and the terms then in force.
+#[derive(Debug, Clone)]
+pub struct NewReferral {
+    pub code: String,
+    /// A referred buyer's credit (`signup.referral_buyer_credit_cents`; 0 for a worker).
+    pub buyer_credit_cents: i64,
+    /// The referrer's share of each of a referred worker's first tasks
+    /// (`signup.referral_seller_pct`, in basis points).
+    pub share_bp: i64,
+}
+
+/// `GET /api/referral`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferralStats {
+    pub code: String,
+    pub referred_buyers: u64,
+    pub referred_workers: u64,
+    /// What the referred workers' tasks have paid this user so far.
+    pub earned_cents: i64,
+}

@@ -53,6 +53,10 @@ pub struct RegisterBody {
     email: String,
     #[schema(min_length = 8, max_length = 256)]
     password: String,
+    /// Another user's referral code (`GET /api/referral`): this buyer gets
+    /// `signup.referral_buyer_credit_cents` on top of the signup credit. Unknown → 400.
+    #[schema(pattern = "^[2-9A-HJKMNP-Za-hjkmnp-z]{8}$")]
+    referral_code: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -67,7 +71,7 @@ pub struct Registered {
     request_body = RegisterBody,
     responses(
         (status = 201, description = "Registered, with the signup credit", body = Registered),
-        (status = 400, description = "Not a valid email or password", body = ErrorEnvelope),
+        (status = 400, description = "Not a valid email or password, or an unknown referral code", body = ErrorEnvelope),
         (status = 409, description = "The email is taken", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 429, description = "Too many registrations from this address", body = ErrorEnvelope,
@@ -83,7 +87,10 @@ pub(crate) async fn register(
     clawjobs_actors::domain::Email::parse(&body.email)?;
     clawjobs_actors::domain::check_password(&body.password)?;
     let hash = password::hash(body.password.clone()).await?;
-    let (user_id, token, balance) = state.engine.register_buyer(&body.email, hash).await?;
+    let (user_id, token, balance) = state
+        .engine
+        .register_buyer(&body.email, hash, body.referral_code.as_deref())
+        .await?;
     Ok(HttpResponse::Created().json(Registered {
         user_id,
         token,

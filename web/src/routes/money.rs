@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{idempotency, page_limit, parse_cursor, resource};
-use crate::auth::{Admin, Buyer, Worker};
+use crate::auth::{Account, Admin, Buyer, Worker};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::views::Page;
 use crate::{AppState, body};
@@ -64,7 +64,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .app_data(body::SMALL_BYTES)
                 .route(web::post().to(reject_withdrawal)),
         )
-        .service(resource("/api/admin/outbox", "GET").route(web::get().to(admin_outbox)));
+        .service(resource("/api/admin/outbox", "GET").route(web::get().to(admin_outbox)))
+        .service(resource("/api/referral", "GET").route(web::get().to(referral)));
 }
 
 #[derive(Serialize, ToSchema)]
@@ -713,4 +714,38 @@ pub(crate) async fn admin_outbox(
             created_at: rfc3339(m.created_at_ms),
         },
     )))
+}
+
+// ---------- referrals ----------
+
+#[derive(Serialize, ToSchema)]
+pub struct ReferralView {
+    /// Give it to new buyers (`POST /api/auth/register`) and workers (`POST /api/worker/connect`)
+    /// as `referral_code`.
+    code: String,
+    link: String,
+    referred_buyers: u64,
+    referred_workers: u64,
+    /// Shares of referred workers' tasks paid to this account so far.
+    earned_cents: i64,
+}
+
+#[utoipa::path(get, path = "/api/referral", tag = "money", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "This account's referral code (made on the first ask) and what it brought", body = ReferralView),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not a buyer's or a worker's token", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn referral(
+    state: web::Data<AppState>,
+    who: Account,
+) -> Result<HttpResponse, ApiError> {
+    let r = state.engine.referral(who.id()).await?;
+    Ok(HttpResponse::Ok().json(ReferralView {
+        code: r.stats.code,
+        link: r.link,
+        referred_buyers: r.stats.referred_buyers,
+        referred_workers: r.stats.referred_workers,
+        earned_cents: r.stats.earned_cents,
+    }))
 }

@@ -44,6 +44,10 @@ pub struct ConnectBody {
     #[schema(value_type = Option<Object>)]
     model_info: Option<serde_json::Map<String, Value>>,
     profile: Option<WorkerProfile>,
+    /// Another user's referral code: the referrer earns a share of this worker's first 100
+    /// tasks, paid by the platform. Unknown → 400.
+    #[schema(pattern = "^[2-9A-HJKMNP-Za-hjkmnp-z]{8}$")]
+    referral_code: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -59,7 +63,7 @@ pub struct Connected {
     request_body(content = Option<ConnectBody>, description = "May be left out"),
     responses(
         (status = 201, description = "Connected; the token is shown once", body = Connected),
-        (status = 400, description = "A bad profile or body", body = ErrorEnvelope),
+        (status = 400, description = "A bad profile or body, or an unknown referral code", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 429, description = "Too many connects from this address", body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -78,6 +82,7 @@ pub(crate) async fn connect(
             body.worker_type,
             model_info,
             body.profile.unwrap_or_default(),
+            body.referral_code.as_deref(),
         )
         .await?;
     Ok(HttpResponse::Created().json(Connected {

@@ -73,6 +73,9 @@ pub(super) async fn create_buyer(tx: &mut Tx<'_>, b: &NewBuyer) -> R<BalanceSnap
     if let Some(entry) = rules::money::signup_credit(&b.user_id, b.signup_credit_cents) {
         tx.apply(&entry, b.now_ms).await?;
     }
+    if let Some(r) = &b.referral {
+        super::referrals::attach(tx, &b.user_id, Role::Buyer, r, b.now_ms).await?;
+    }
     let db = tx.db;
     let balance = tx.one(&db.balances, doc! { "_id": &b.user_id }).await?;
     balance
@@ -230,6 +233,9 @@ pub(super) async fn create_worker(tx: &mut Tx<'_>, w: &NewWorker) -> R<WorkerRec
     };
     let db = tx.db;
     tx.insert(&db.workers, &doc).await?;
+    if let Some(r) = &w.referral {
+        super::referrals::attach(tx, &w.worker_id, Role::Worker, r, w.now_ms).await?;
+    }
     Ok(doc.record(0)?)
 }
 

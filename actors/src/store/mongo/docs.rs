@@ -607,3 +607,25 @@ impl WithdrawalDoc {
         }
     }
 }
+
+/// A user's referral code (`_id` is the code).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct ReferralCodeDoc {
+    #[serde(rename = "_id")]
+    pub code: String,
+    pub user_id: String,
+    pub created_at: i64,
+}
+
+/// Who referred a user (`_id`), on what terms, and what it has paid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct ReferralDoc {
+    #[serde(rename = "_id")]
+    pub user_id: String,
+    pub referrer_id: String,
+    pub role: String,
+    pub share_bp: i64,
+    pub tasks_paid: i64,
+    pub earned_cents: i64,
+    pub created_at: i64,
+}

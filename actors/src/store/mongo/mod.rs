@@ -38,6 +38,7 @@ mod events;
 mod journal;
 mod payouts;
 mod qa;
+mod referrals;
 mod schema;
 mod sweeps;
 mod tasks;
@@ -144,6 +145,8 @@ struct Db {
     pub payouts: Collection<PayoutDoc>,
     pub outbox: Collection<OutboxDoc>,
     pub withdrawals: Collection<WithdrawalDoc>,
+    pub referral_codes: Collection<ReferralCodeDoc>,
+    pub referrals: Collection<ReferralDoc>,
 }
 
 impl Db {
@@ -174,6 +177,8 @@ impl Db {
             payouts: db.collection("payouts"),
             outbox: db.collection("outbox"),
             withdrawals: db.collection("withdrawals"),
+            referral_codes: db.collection("referral_codes"),
+            referrals: db.collection("referrals"),
         }
     }
 
@@ -986,6 +991,24 @@ impl Store for MongoStore {
                 now_ms,
             };
             payouts::settle_withdrawal(tx, ask, idem.as_ref()).await
+        })
+    }
+
+    fn referral(
+        &self,
+        user_id: String,
+        candidate: String,
+        now_ms: i64,
+    ) -> StoreFuture<ReferralStats> {
+        // Every attempt after the first draws a code of its own (the first may have been taken).
+        let first = std::sync::Mutex::new(Some(candidate));
+        command!(self, write, |tx| {
+            let code = first
+                .lock()
+                .ok()
+                .and_then(|mut c| c.take())
+                .unwrap_or_else(crate::rules::referral::new_code);
+            referrals::referral(tx, &user_id, &code, now_ms).await
         })
     }
 

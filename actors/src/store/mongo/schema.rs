@@ -106,6 +106,8 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "payouts",
         "outbox",
         "withdrawals",
+        "referral_codes",
+        "referrals",
     ] {
         if !existing.iter().any(|e| e == name) {
             match raw.create_collection(name).await {
@@ -203,6 +205,8 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         ),
         ("audit_log", vec![index(doc! { "created_at": 1 })]),
         ("idempotency", vec![index(doc! { "created_at": 1 })]),
+        ("referral_codes", vec![unique(doc! { "user_id": 1 })]),
+        ("referrals", vec![index(doc! { "referrer_id": 1 })]),
         (
             "withdrawals",
             vec![

@@ -70,6 +70,7 @@ pub(super) async fn unfreeze_due(tx: &mut Tx<'_>, now_ms: i64, limit: u32) -> R<
         {
             tx.apply(&entry, now_ms).await?;
         }
+        super::referrals::share_on_release(tx, lot, now_ms).await?;
         released += 1;
     }
     Ok(released)

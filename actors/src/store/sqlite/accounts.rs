@@ -72,6 +72,9 @@ pub(super) fn create_buyer(tx: &mut Tx<'_>, b: NewBuyer) -> Result<BalanceSnapsh
     if let Some(entry) = rules::money::signup_credit(&b.user_id, b.signup_credit_cents) {
         tx.apply(&entry, b.now_ms)?;
     }
+    if let Some(r) = &b.referral {
+        super::referrals::attach(tx, &b.user_id, Role::Buyer, r, b.now_ms)?;
+    }
     read_balance(tx.conn, &b.user_id)?
         .ok_or_else(|| EngineError::internal("new buyer has no balance row"))
 }
@@ -212,6 +215,9 @@ pub(super) fn create_worker(tx: &mut Tx<'_>, w: NewWorker) -> Result<WorkerRecor
         )
         .and_then(|mut s| s.execute(params![w.worker_id, w.worker_type, w.model_info.to_string(), profile, w.tier, w.now_ms]))
         .map_err(db_err)?;
+    if let Some(r) = &w.referral {
+        super::referrals::attach(tx, &w.worker_id, Role::Worker, r, w.now_ms)?;
+    }
     read_worker(tx.conn, &w.worker_id)?.ok_or_else(|| EngineError::internal("new worker not found"))
 }
 

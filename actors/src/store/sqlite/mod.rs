@@ -29,6 +29,7 @@ mod deposits;
 mod journal;
 mod payouts;
 mod qa;
+mod referrals;
 mod rows;
 mod schema;
 mod sweeps;
@@ -544,6 +545,15 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             payouts::settle_withdrawal(tx, withdrawal_id, settle, admin_id, now_ms, idem)
         })
+    }
+
+    fn referral(
+        &self,
+        user_id: String,
+        candidate: String,
+        now_ms: i64,
+    ) -> StoreFuture<ReferralStats> {
+        self.write(move |tx| referrals::referral(tx, user_id, candidate, now_ms))
     }
 
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64> {

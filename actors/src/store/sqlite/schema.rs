@@ -257,6 +257,22 @@ CREATE TABLE IF NOT EXISTS withdrawals (
 );
 CREATE INDEX IF NOT EXISTS withdrawals_by_worker ON withdrawals (worker_id, created_at);
 CREATE INDEX IF NOT EXISTS withdrawals_by_status ON withdrawals (status, seq);
+-- Referrals: each user's code (made on first ask), and who referred whom on what terms.
+CREATE TABLE IF NOT EXISTS referral_codes (
+  code TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS referrals (
+  user_id TEXT PRIMARY KEY,
+  referrer_id TEXT NOT NULL,
+  role TEXT NOT NULL,
+  share_bp INTEGER NOT NULL,
+  tasks_paid INTEGER NOT NULL DEFAULT 0,
+  earned_cents INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS referrals_by_referrer ON referrals (referrer_id);
 CREATE TABLE IF NOT EXISTS audit_log (
   id INTEGER PRIMARY KEY,
   actor_id TEXT NOT NULL,

@@ -44,25 +44,35 @@ pub(super) fn fail_stale(
 }
 
 pub(super) fn unfreeze_due(tx: &mut Tx<'_>, now_ms: i64, limit: u32) -> Result<u64, EngineError> {
-    let due: Vec<(i64, String, String, i64)> = {
+    type Due = (i64, String, String, i64, i64, i64);
+    let due: Vec<Due> = {
         let mut s = tx
             .conn
             .prepare_cached(
-                "SELECT id, worker_id, task_id, amount_cents FROM lots
+                "SELECT id, worker_id, task_id, amount_cents, commission_cents, deducted_cents FROM lots
                  WHERE status = 'frozen' AND release_at <= ?1 ORDER BY release_at LIMIT ?2",
             )
             .map_err(db_err)?;
         let rows = s
             .query_map(params![now_ms, limit], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .map_err(db_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
     };
-    for (lot_id, worker_id, task_id, amount) in &due {
+    for (lot_id, worker_id, task_id, amount, commission, deducted) in &due {
         if let Some(entry) = rules::money::unfreeze(task_id, worker_id, *amount) {
             tx.apply(&entry, now_ms)?;
         }
+        let price = amount + commission + deducted;
+        super::referrals::share_on_release(tx, worker_id, task_id, price, *commission, now_ms)?;
         tx.conn
             .prepare_cached("UPDATE lots SET status = 'released' WHERE id = ?1")
             .and_then(|mut s| s.execute(params![lot_id]))
