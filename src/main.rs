@@ -108,7 +108,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 "payments: off (no STRIPE_SECRET_KEY); deposits answer PAYMENTS_DISABLED"
             );
         }
-        let engine = engine.with_payments(payments).with_public_url(&public_url);
+        let mailer = match &settings.smtp_url {
+            Some(url) => {
+                let m = clawjobs_actors::mail::SmtpMailer::new(url, &settings.smtp_from)
+                    .map_err(|e| anyhow::anyhow!("mail: {e}"))?;
+                Some(std::sync::Arc::new(m) as std::sync::Arc<dyn clawjobs_actors::mail::Mailer>)
+            }
+            None => None,
+        };
+        let engine = engine
+            .with_payments(payments)
+            .with_public_url(&public_url)
+            .with_mailer(mailer);
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let web = clawjobs_web::WebSettings {
             workers: settings.workers,

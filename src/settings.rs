@@ -55,6 +55,9 @@ pub struct Settings {
     /// Stripe (`STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`, `STRIPE_API_BASE`) and this
     /// server's public address (`CLAWJOBS_PUBLIC_URL`); the address defaults to the bound one.
     pub payments: PaymentSettings,
+    /// `CLAWJOBS_SMTP_URL` (email codes over SMTP; else the admin outbox) and its sender.
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -125,6 +128,9 @@ impl Settings {
                 api_base: env("STRIPE_API_BASE"),
                 public_url: env("CLAWJOBS_PUBLIC_URL").unwrap_or_default(),
             },
+            smtp_url: env("CLAWJOBS_SMTP_URL"),
+            smtp_from: env("CLAWJOBS_SMTP_FROM")
+                .unwrap_or_else(|| "clawjobs <no-reply@clawjobs.invalid>".into()),
         })
     }
 

@@ -43,6 +43,9 @@ pub enum EngineError {
     /// Too many tries (email codes); try again after `retry_after_s`.
     #[error("{message}")]
     TooMany { message: String, retry_after_s: u64 },
+    /// The mail server could not be reached or refused the message; nothing was kept.
+    #[error("the mail server failed")]
+    Mail(String),
     /// No payment provider is configured (no `STRIPE_SECRET_KEY`).
     #[error("payments are not configured on this server")]
     PaymentsDisabled,
@@ -81,7 +84,8 @@ impl EngineError {
         match self {
             EngineError::Internal(cause)
             | EngineError::Unavailable(cause)
-            | EngineError::PaymentProvider(cause) => cause.clone(),
+            | EngineError::PaymentProvider(cause)
+            | EngineError::Mail(cause) => cause.clone(),
             other => other.to_string(),
         }
     }

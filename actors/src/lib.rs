@@ -16,6 +16,7 @@ pub mod error;
 pub mod feed;
 pub mod ledger;
 pub mod limits;
+pub mod mail;
 pub mod metrics;
 pub mod nodes;
 pub mod payments;

@@ -3,6 +3,7 @@
 mod bad_input;
 mod concurrency;
 mod deposits;
+mod fake_smtp;
 mod fake_stripe;
 mod helpers;
 mod lifecycle;

@@ -358,3 +358,80 @@ async fn frozen_earnings_cannot_be_withdrawn_and_a_code_is_void_after_five_wrong
     assert_eq!(s, StatusCode::NOT_FOUND);
     app.assert_audit().await;
 }
+
+#[tokio::test]
+async fn with_an_smtp_server_codes_are_mailed_and_a_failed_send_keeps_nothing() {
+    let smtp = crate::fake_smtp::FakeSmtp::start().await;
+    let app = spawn_app_with_env(&[
+        ("CLAWJOBS_SMTP_URL", &smtp.url),
+        ("CLAWJOBS_SMTP_FROM", "Payouts <payouts@clawjobs.test>"),
+    ])
+    .await;
+    let w = app.worker().await;
+    let (s, v) = app
+        .post(
+            "/api/worker/bind-email",
+            Some(&w.token),
+            json!({"email": "mailed@example.com"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["sent_by"], "smtp");
+    let got = smtp.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].to, ["mailed@example.com"]);
+    assert!(
+        got[0].data.contains("payouts@clawjobs.test"),
+        "{}",
+        got[0].data
+    );
+    let code = got[0]
+        .data
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {}", got[0].data))
+        .to_string();
+    let (_, outbox) = app.get("/api/admin/outbox", &app.admin).await;
+    assert_eq!(
+        outbox["data"],
+        json!([]),
+        "a mailed code is not kept in the outbox"
+    );
+    let (s, v) = app
+        .post(
+            "/api/worker/verify-email",
+            Some(&w.token),
+            json!({"email": "mailed@example.com", "code": code}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // The server refuses: 502, and nothing is kept, so the worker may ask again at once.
+    smtp.refuse(true);
+    let other = app.worker().await;
+    let (s, v) = app
+        .post(
+            "/api/worker/bind-email",
+            Some(&other.token),
+            json!({"email": "o@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("MAIL_UNAVAILABLE")),
+        "{v}"
+    );
+    smtp.refuse(false);
+    let (s, v) = app
+        .post(
+            "/api/worker/bind-email",
+            Some(&other.token),
+            json!({"email": "o@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::ACCEPTED,
+        "not held back by the failed try: {v}"
+    );
+}

@@ -74,6 +74,8 @@ error_codes! {
     PayoutNotBound => "PAYOUT_NOT_BOUND", CONFLICT;
     /// Over the daily withdrawal maximum.
     WithdrawalLimit => "WITHDRAWAL_LIMIT", TOO_MANY_REQUESTS;
+    /// The mail server failed: the code was not sent (and not kept); try again.
+    MailUnavailable => "MAIL_UNAVAILABLE", BAD_GATEWAY;
     /// No Stripe key is configured on this server: deposits are off, everything else works.
     PaymentsDisabled => "PAYMENTS_DISABLED", SERVICE_UNAVAILABLE;
     /// Stripe could not be reached or refused: nothing was made; try again.
@@ -213,6 +215,15 @@ impl From<EngineError> for ApiError {
             } => {
                 retry_after_seconds = Some(retry_after_s);
                 (C::RateLimited, message, Value::Null)
+            }
+            EngineError::Mail(cause) => {
+                tracing::warn!(%cause, "mail server failed");
+                (
+                    C::MailUnavailable,
+                    "the code could not be sent (the mail server failed); try again shortly"
+                        .to_string(),
+                    Value::Null,
+                )
             }
             EngineError::PaymentsDisabled => (
                 C::PaymentsDisabled,

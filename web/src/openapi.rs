@@ -203,6 +203,31 @@ mod tests {
         assert_eq!(timeout["maximum"], json!(cfg.dispatch.max_timeout_seconds));
     }
 
+    /// Money bodies are told the live amounts: the deposit tiers and the withdrawal minimum.
+    #[test]
+    fn money_bodies_follow_the_live_config() {
+        let mut cfg = PlatformConfig::builtin();
+        cfg.deposit_tiers_cents = vec![700, 9_900];
+        cfg.rate_limits.withdrawal.min_cents = 2_500;
+        let doc = document(&cfg);
+        let s = &doc["components"]["schemas"];
+        assert_eq!(
+            s["DepositBody"]["properties"]["amount_cents"]["enum"],
+            json!([700, 9_900])
+        );
+        assert_eq!(
+            s["WithdrawBody"]["properties"]["amount_cents"]["minimum"],
+            json!(2_500)
+        );
+        for body in ["BindEmailBody", "VerifyEmailBody"] {
+            assert!(
+                s[body]["properties"]["email"]["pattern"].is_string(),
+                "{body}"
+            );
+        }
+        assert!(doc["paths"]["/api/deposit/webhook"]["post"].is_object());
+    }
+
     /// utoipa takes bounds as literals; they must be the engine's own (`limits`).
     #[test]
     fn declared_bounds_are_the_engine_s() {

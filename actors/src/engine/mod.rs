@@ -73,6 +73,8 @@ pub struct Engine {
     /// then balances are read from it, not from the BalanceActors' caches, which hear of
     /// another's commit a moment after it is visible.
     shared_store: bool,
+    /// Where email codes go (None: the admin outbox and the log).
+    mailer: Option<Arc<dyn crate::mail::Mailer>>,
     /// This server's public address, for links (referrals); empty: links are paths.
     public_url: String,
     /// The payment provider, when one is configured (else deposits answer PAYMENTS_DISABLED).
@@ -174,6 +176,7 @@ impl Engine {
             tickets: Arc::default(),
             payments: None,
             public_url: String::new(),
+            mailer: None,
         };
         if let Some(changes) = changes {
             crate::cluster::follow(

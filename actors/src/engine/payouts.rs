@@ -14,31 +14,53 @@ fn code_hash(worker_id: &str, code: &str) -> String {
 }
 
 impl Engine {
-    /// Sends a 6-digit code to `email` (kept in the outbox and the log while no mailer is
-    /// configured); returns the normalised address.
+    /// Sends the worker a mailer (SMTP), or None to keep codes in the outbox and the log.
+    pub fn with_mailer(mut self, mailer: Option<Arc<dyn crate::mail::Mailer>>) -> Engine {
+        self.mailer = mailer;
+        self
+    }
+
+    /// Sends a 6-digit code to `email`: over SMTP when a mailer is configured, else into the
+    /// admin outbox and the log. Returns the normalised address and where the code went.
     pub async fn bind_email(
         &self,
         worker_id: &WorkerId,
         email: &str,
-    ) -> Result<String, EngineError> {
+    ) -> Result<(String, &'static str), EngineError> {
         let email = domain::Email::parse(email)?.as_str().to_string();
         let code = format!("{:06}", rand::random_range(0..1_000_000u32));
+        let hash = code_hash(worker_id.as_str(), &code);
         let subject = "Your clawjobs verification code".to_string();
         let body = format!(
             "Your clawjobs payout verification code is {code}. It is good for 15 minutes.\n\
              If you did not ask for it, ignore this message."
         );
+        let keep = self
+            .mailer
+            .is_none()
+            .then(|| (subject.clone(), body.clone()));
+        // Stored first: the once-a-minute rule holds before anything is sent.
         self.store
             .email_code(NewEmailCode {
                 worker_id: worker_id.as_str().to_string(),
                 email: email.clone(),
-                code_hash: code_hash(worker_id.as_str(), &code),
+                code_hash: hash.clone(),
                 now_ms: now_ms(),
-                outbox: Some((subject, body)),
+                outbox: keep,
             })
             .await?;
-        tracing::info!(worker = %worker_id.as_str(), %email, %code, "email code (no mailer configured: kept in the admin outbox)");
-        Ok(email)
+        let Some(mailer) = &self.mailer else {
+            tracing::info!(worker = %worker_id.as_str(), %email, %code, "email code (no mailer configured: kept in the admin outbox)");
+            return Ok((email, "outbox"));
+        };
+        if let Err(cause) = mailer.send(&email, &subject, &body).await {
+            // Not sent: forget it, so that the worker may ask again at once.
+            self.store
+                .forget_email_code(worker_id.as_str().to_string(), hash)
+                .await?;
+            return Err(EngineError::Mail(cause));
+        }
+        Ok((email, "smtp"))
     }
 
     pub async fn verify_email(

@@ -885,6 +885,8 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new email code for a worker (replacing its last one), and the message in the
     /// outbox when it is not sent. A new code within a minute of the last is refused.
     fn email_code(&self, c: NewEmailCode) -> StoreFuture<()>;
+    /// Forgets a code that could not be sent (if it is still the worker's last one).
+    fn forget_email_code(&self, worker_id: String, code_hash: String) -> StoreFuture<()>;
     /// Tries a code (its hash): a wrong one counts (committed even though the answer is no).
     fn verify_email(
         &self,

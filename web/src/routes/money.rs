@@ -313,19 +313,20 @@ pub struct CodeSent {
         (status = 403, description = "Not a worker's token", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 429, description = "A code was sent less than a minute ago (Retry-After)", body = ErrorEnvelope),
+        (status = 502, description = "MAIL_UNAVAILABLE: the SMTP server failed; nothing was kept, try again", body = ErrorEnvelope),
     ))]
 pub(crate) async fn bind_email(
     state: web::Data<AppState>,
     who: Worker,
     body: body::Json<BindEmailBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let email = state
+    let (email, sent_by) = state
         .engine
         .bind_email(&who.worker_id(), &body.email)
         .await?;
     Ok(HttpResponse::Accepted().json(CodeSent {
         email,
-        sent_by: "outbox",
+        sent_by,
         expires_in_seconds: (clawjobs_actors::rules::payout::CODE_TTL_MS / 1000) as u64,
     }))
 }

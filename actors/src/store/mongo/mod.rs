@@ -933,6 +933,18 @@ impl Store for MongoStore {
         command!(self, write, |tx| payouts::email_code(tx, &c).await)
     }
 
+    fn forget_email_code(&self, worker_id: String, code_hash: String) -> StoreFuture<()> {
+        command!(self, write, |tx| {
+            let db = tx.db;
+            tx.delete(
+                &db.email_codes,
+                doc! { "_id": &worker_id, "code_hash": &code_hash },
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
     fn verify_email(
         &self,
         worker_id: String,

@@ -498,6 +498,16 @@ impl Store for SqliteStore {
         self.write(move |tx| payouts::email_code(tx, c))
     }
 
+    fn forget_email_code(&self, worker_id: String, code_hash: String) -> StoreFuture<()> {
+        self.write(move |tx| {
+            tx.conn
+                .prepare_cached("DELETE FROM email_codes WHERE worker_id = ?1 AND code_hash = ?2")
+                .and_then(|mut s| s.execute(params![worker_id, code_hash]))
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
     fn verify_email(
         &self,
         worker_id: String,
