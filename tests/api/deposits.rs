@@ -40,17 +40,13 @@ async fn deposit(
     cents: i64,
     key: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut req = app
-        .client
-        .post(app.url("/api/deposit"))
-        .bearer_auth(&buyer.token)
-        .json(&json!({ "amount_cents": cents }));
-    if let Some(k) = key {
-        req = req.header("idempotency-key", k);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
+    app.post_keyed(
+        "/api/deposit",
+        &buyer.token,
+        json!({ "amount_cents": cents }),
+        key,
+    )
+    .await
 }
 
 fn completed(event_id: &str, d: &Value, amount: i64) -> String {
@@ -228,6 +224,32 @@ async fn a_wrong_amount_is_held_and_an_expired_session_credits_nothing() {
     assert_eq!(held["data"][0]["deposit_id"], d["deposit_id"]);
     assert_eq!(held["data"][0]["buyer_id"], buyer.user_id.as_str());
     assert_eq!(held["data"][0]["paid_cents"], 1999);
+    // The admin checks Stripe and credits what was paid, once.
+    let resolve = format!(
+        "/api/admin/deposits/{}/resolve",
+        d["deposit_id"].as_str().unwrap()
+    );
+    let (s, v) = app
+        .post(
+            &resolve,
+            Some(&app.admin),
+            json!({"note": "the buyer confirmed 19.99"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "completed");
+    let (s, _) = app
+        .post(&resolve, Some(&app.admin), json!({"note": "again"}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let bal = app.balance(&buyer.token).await;
+    assert_eq!(
+        (
+            bal["available_cents"].as_i64(),
+            bal["total_deposited_cents"].as_i64()
+        ),
+        (Some(50 + 1999), Some(1999))
+    );
 
     let (_, e) = deposit(&app, &buyer, 500, None).await;
     let expired = fake_stripe::session_event(
@@ -261,15 +283,18 @@ async fn a_wrong_amount_is_held_and_an_expired_session_credits_nothing() {
         .iter()
         .map(|d| d["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["pending", "expired", "mismatch"]);
-    let bal = app.balance(&buyer.token).await;
-    assert_eq!(
-        (
-            bal["available_cents"].as_i64(),
-            bal["total_deposited_cents"].as_i64()
-        ),
-        (Some(50), Some(0))
+    assert_eq!(statuses, ["pending", "expired", "completed"]);
+    // Only a mismatch is resolved.
+    let pending = format!(
+        "/api/admin/deposits/{}/resolve",
+        u["deposit_id"].as_str().unwrap()
     );
+    let (s, _) = app
+        .post(&pending, Some(&app.admin), json!({"note": "no"}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let bal = app.balance(&buyer.token).await;
+    assert_eq!(bal["available_cents"].as_i64(), Some(50 + 1999));
     app.assert_audit().await;
 }
 

@@ -255,6 +255,27 @@ impl TestApp {
         (status, value)
     }
 
+    /// A POST with an `Idempotency-Key` (none when None).
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        token: &str,
+        body: Value,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.json(Method::GET, path, Some(token), None).await
     }

@@ -6,17 +6,13 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 async fn withdraw(app: &TestApp, w: &Worker, cents: i64, key: Option<&str>) -> (StatusCode, Value) {
-    let mut req = app
-        .client
-        .post(app.url("/api/withdraw"))
-        .bearer_auth(&w.token)
-        .json(&json!({ "amount_cents": cents }));
-    if let Some(k) = key {
-        req = req.header("idempotency-key", k);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
+    app.post_keyed(
+        "/api/withdraw",
+        &w.token,
+        json!({ "amount_cents": cents }),
+        key,
+    )
+    .await
 }
 
 /// The newest code the outbox holds for `email`.

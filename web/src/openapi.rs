@@ -28,7 +28,7 @@ use crate::routes::{admin, buyer, feed, money, ops, worker, ws};
         admin::get_config, admin::put_config, admin::credit, admin::audit, admin::qa_results,
         admin::qa_stats, admin::qa_inject,
         money::deposit_options, money::deposit, money::webhook, money::deposits,
-        money::admin_deposits, money::bind_email, money::verify_email, money::bind_payout,
+        money::admin_deposits, money::resolve_deposit, money::bind_email, money::verify_email, money::bind_payout,
         money::payout, money::withdraw, money::withdrawals, money::admin_withdrawals,
         money::complete_withdrawal, money::reject_withdrawal, money::admin_outbox, money::referral,
         feed::public_feed, feed::buyer_events, ws::connect,

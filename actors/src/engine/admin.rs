@@ -77,13 +77,11 @@ impl Engine {
             ));
         }
         let limit = limit.clamp(1, MAX_PAGE_ITEMS);
-        let mut rows = self
+        let rows = self
             .store
             .qa_results(worker_id, verdict, cursor, limit + 1)
             .await?;
-        let has_more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok((rows, has_more))
+        Ok(page(rows, limit))
     }
 
     pub async fn qa_stats(&self) -> Result<QaStats, EngineError> {

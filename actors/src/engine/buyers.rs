@@ -115,13 +115,11 @@ impl Engine {
         limit: u32,
     ) -> Result<(Vec<TaskRecord>, bool), EngineError> {
         let limit = limit.clamp(1, MAX_PAGE_ITEMS);
-        let mut rows = self
+        let rows = self
             .store
             .list_tasks(buyer_id.to_string(), before_seq, limit + 1)
             .await?;
-        let has_more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok((rows, has_more))
+        Ok(page(rows, limit))
     }
 
     pub async fn credit(

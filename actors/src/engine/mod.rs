@@ -288,6 +288,13 @@ impl Engine {
     }
 }
 
+/// One page of a list read with `limit + 1` rows: the first `limit`, and whether there is more.
+fn page<T>(mut rows: Vec<T>, limit: u32) -> (Vec<T>, bool) {
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    (rows, has_more)
+}
+
 /// A uniform draw in [0, 10000), compared with a rate in basis points.
 fn roll_bp() -> u32 {
     rand::random_range(0..10_000)

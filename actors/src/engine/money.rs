@@ -163,6 +163,29 @@ impl Engine {
         Ok(outcome)
     }
 
+    /// An admin credits a deposit held as `mismatch` with what Stripe says was paid.
+    pub async fn resolve_deposit(
+        &self,
+        deposit_id: &str,
+        admin_id: &UserId,
+        note: &str,
+    ) -> Result<DepositRecord, EngineError> {
+        if note.trim().is_empty() || note.chars().count() > MAX_REASON_CHARS {
+            return Err(EngineError::validation_field(
+                "note",
+                format!("a note of 1 to {MAX_REASON_CHARS} characters is required"),
+            ));
+        }
+        self.store
+            .resolve_deposit(
+                deposit_id.to_string(),
+                admin_id.as_str().to_string(),
+                note.to_string(),
+                now_ms(),
+            )
+            .await
+    }
+
     /// Deposits, newest first: a buyer's own (`buyer_id`), or all of one status for an admin.
     pub async fn deposits(
         &self,
@@ -181,7 +204,7 @@ impl Engine {
             })?),
         };
         let limit = limit.clamp(1, MAX_PAGE_ITEMS);
-        let mut rows = self
+        let rows = self
             .store
             .deposits(DepositFilter {
                 buyer_id: buyer_id.map(|b| b.as_str().to_string()),
@@ -190,8 +213,6 @@ impl Engine {
                 limit: limit + 1,
             })
             .await?;
-        let has_more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok((rows, has_more))
+        Ok(page(rows, limit))
     }
 }

@@ -180,7 +180,7 @@ impl Engine {
             })?),
         };
         let limit = limit.clamp(1, MAX_PAGE_ITEMS);
-        let mut rows = self
+        let rows = self
             .store
             .withdrawals(WithdrawalFilter {
                 worker_id: worker_id.map(|w| w.as_str().to_string()),
@@ -189,9 +189,7 @@ impl Engine {
                 limit: limit + 1,
             })
             .await?;
-        let has_more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok((rows, has_more))
+        Ok(page(rows, limit))
     }
 
     /// An admin pays a withdrawal out (`external:payouts`) or rejects it (back to the worker).
@@ -241,9 +239,7 @@ impl Engine {
         limit: u32,
     ) -> Result<(Vec<OutboxMessage>, bool), EngineError> {
         let limit = limit.clamp(1, MAX_PAGE_ITEMS);
-        let mut rows = self.store.outbox(cursor, limit + 1).await?;
-        let has_more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok((rows, has_more))
+        let rows = self.store.outbox(cursor, limit + 1).await?;
+        Ok(page(rows, limit))
     }
 }

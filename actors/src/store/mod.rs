@@ -879,6 +879,15 @@ pub trait Store: Send + Sync + 'static {
     /// Acts on a verified provider event exactly once: by its id, and by the deposit's state
     /// (credited once, with the first deposit's bonus, in the same transaction).
     fn deposit_event(&self, e: ProviderEvent) -> StoreFuture<EventOutcome>;
+    /// An admin credits a `mismatch` deposit with what was actually paid (once: it is then
+    /// `completed`; anything else is `Conflict`).
+    fn resolve_deposit(
+        &self,
+        deposit_id: String,
+        admin_id: String,
+        note: String,
+        now_ms: i64,
+    ) -> StoreFuture<DepositRecord>;
     /// Deposits, newest first.
     fn deposits(&self, filter: DepositFilter) -> StoreFuture<Vec<DepositRecord>>;
     // Money out.

@@ -32,6 +32,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/deposits", "GET").route(web::get().to(deposits)))
         .service(resource("/api/admin/deposits", "GET").route(web::get().to(admin_deposits)))
         .service(
+            resource("/api/admin/deposits/{id}/resolve", "POST")
+                .app_data(body::SMALL_BYTES)
+                .route(web::post().to(resolve_deposit)),
+        )
+        .service(
             resource("/api/worker/bind-email", "POST")
                 .app_data(body::SMALL_BYTES)
                 .route(web::post().to(bind_email)),
@@ -285,6 +290,42 @@ pub(crate) async fn admin_deposits(
             deposit: DepositView::from(d),
         },
     )))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    /// Why the paid amount is credited (kept in the audit log).
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
+    note: String,
+}
+
+#[utoipa::path(post, path = "/api/admin/deposits/{id}/resolve", tag = "admins", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The deposit")),
+    request_body = ResolveBody,
+    responses(
+        (status = 200, description = "The paid amount is credited (external:stripe → buyer, no bonus); the deposit is completed, audit-logged", body = AdminDepositView),
+        (status = 400, description = "A bad note", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+        (status = 404, description = "No such deposit", body = ErrorEnvelope),
+        (status = 409, description = "Not a mismatch deposit (or already resolved)", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn resolve_deposit(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+    body: body::Json<ResolveBody>,
+) -> Result<HttpResponse, ApiError> {
+    let d = state
+        .engine
+        .resolve_deposit(&id, &admin.user_id(), &body.note)
+        .await?;
+    Ok(HttpResponse::Ok().json(AdminDepositView {
+        buyer_id: d.buyer_id.clone(),
+        deposit: DepositView::from(&d),
+    }))
 }
 
 // ---------- money out ----------

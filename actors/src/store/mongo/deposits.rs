@@ -181,3 +181,58 @@ pub(super) async fn purge_idempotency(tx: &mut Tx<'_>, before_ms: i64) -> R<u64>
     tx.delete(&db.idempotency, doc! { "created_at": { "$lt": before_ms } })
         .await
 }
+
+pub(super) async fn resolve_deposit(
+    tx: &mut Tx<'_>,
+    deposit_id: &str,
+    admin_id: &str,
+    note: &str,
+    now_ms: i64,
+) -> R<DepositRecord> {
+    let db = tx.db;
+    let Some(d) = tx.one(&db.deposits, doc! { "_id": deposit_id }).await? else {
+        return Err(Fail::Engine(EngineError::NotFound(format!(
+            "no deposit {deposit_id}"
+        ))));
+    };
+    let paid = match (d.status.as_str(), d.paid_cents) {
+        ("mismatch", Some(paid)) if paid > 0 => paid,
+        ("mismatch", _) => {
+            return Err(Fail::Engine(EngineError::Conflict(
+                "this deposit was paid nothing to credit".into(),
+            )));
+        }
+        (other, _) => {
+            return Err(Fail::Engine(EngineError::Conflict(format!(
+                "only a mismatch deposit is resolved; this one is {other}"
+            ))));
+        }
+    };
+    let Some(after) = tx
+        .take(
+            &db.deposits,
+            doc! { "_id": deposit_id, "status": "mismatch" },
+            doc! { "$set": { "status": DepositStatus::Completed.as_str(), "settled_at": now_ms } },
+        )
+        .await?
+    else {
+        return Err(Fail::Retry);
+    };
+    tx.apply(&rules::money::deposit(&d.id, &d.buyer_id, paid), now_ms)
+        .await?;
+    tx.update(
+        &db.balances,
+        doc! { "_id": &d.buyer_id },
+        doc! { "$inc": { "total_deposited_cents": paid, "version": 1_i64 } },
+    )
+    .await?;
+    tx.audit(
+        admin_id,
+        "deposit.resolve",
+        &serde_json::json!({ "deposit_id": d.id, "buyer_id": d.buyer_id, "credited_cents": paid,
+            "amount_cents": d.amount_cents, "note": note }),
+        now_ms,
+    )
+    .await?;
+    Ok(after.record())
+}

@@ -925,6 +925,18 @@ impl Store for MongoStore {
         command!(self, write, |tx| deposits::deposit_event(tx, &e).await)
     }
 
+    fn resolve_deposit(
+        &self,
+        deposit_id: String,
+        admin_id: String,
+        note: String,
+        now_ms: i64,
+    ) -> StoreFuture<DepositRecord> {
+        command!(self, write, |tx| {
+            deposits::resolve_deposit(tx, &deposit_id, &admin_id, &note, now_ms).await
+        })
+    }
+
     fn deposits(&self, filter: DepositFilter) -> StoreFuture<Vec<DepositRecord>> {
         command!(self, read, |tx| deposits::deposits(tx, &filter).await)
     }

@@ -188,3 +188,65 @@ pub(super) fn purge_idempotency(tx: &mut Tx<'_>, before_ms: i64) -> Result<u64, 
         .map_err(db_err)?;
     Ok(n as u64)
 }
+
+pub(super) fn resolve_deposit(
+    tx: &mut Tx<'_>,
+    deposit_id: String,
+    admin_id: String,
+    note: String,
+    now_ms: i64,
+) -> Result<DepositRecord, EngineError> {
+    let sql = format!("SELECT {DEPOSIT_COLS} FROM deposits WHERE id = ?1");
+    let found = tx
+        .conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_row(params![deposit_id], deposit_from_row)
+                .optional()
+        })
+        .map_err(db_err)?;
+    let Some(d) = found else {
+        return Err(EngineError::NotFound(format!("no deposit {deposit_id}")));
+    };
+    let paid = match (d.status, d.paid_cents) {
+        (DepositStatus::Mismatch, Some(paid)) if paid > 0 => paid,
+        (DepositStatus::Mismatch, _) => {
+            return Err(EngineError::Conflict(
+                "this deposit was paid nothing to credit".into(),
+            ));
+        }
+        (other, _) => {
+            return Err(EngineError::Conflict(format!(
+                "only a mismatch deposit is resolved; this one is {}",
+                other.as_str()
+            )));
+        }
+    };
+    let n = tx
+        .conn
+        .prepare_cached("UPDATE deposits SET status = 'completed', settled_at = ?2 WHERE id = ?1 AND status = 'mismatch'")
+        .and_then(|mut s| s.execute(params![deposit_id, now_ms]))
+        .map_err(db_err)?;
+    if n == 0 {
+        return Err(EngineError::Conflict(
+            "this deposit is already resolved".into(),
+        ));
+    }
+    tx.apply(
+        &rules::money::deposit(&d.deposit_id, &d.buyer_id, paid),
+        now_ms,
+    )?;
+    tx.conn
+        .prepare_cached("UPDATE balances SET total_deposited_cents = total_deposited_cents + ?2, version = version + 1 WHERE user_id = ?1")
+        .and_then(|mut s| s.execute(params![d.buyer_id, paid]))
+        .map_err(db_err)?;
+    tx.audit(
+        &admin_id,
+        "deposit.resolve",
+        &serde_json::json!({ "deposit_id": d.deposit_id, "buyer_id": d.buyer_id, "credited_cents": paid,
+            "amount_cents": d.amount_cents, "note": note }),
+        now_ms,
+    )?;
+    read_deposit(tx.conn, &d.session_id, None)?
+        .ok_or_else(|| EngineError::internal("deposit not found"))
+}

@@ -490,6 +490,16 @@ impl Store for SqliteStore {
         self.write(move |tx| deposits::deposit_event(tx, e))
     }
 
+    fn resolve_deposit(
+        &self,
+        deposit_id: String,
+        admin_id: String,
+        note: String,
+        now_ms: i64,
+    ) -> StoreFuture<DepositRecord> {
+        self.write(move |tx| deposits::resolve_deposit(tx, deposit_id, admin_id, note, now_ms))
+    }
+
     fn deposits(&self, filter: DepositFilter) -> StoreFuture<Vec<DepositRecord>> {
         self.read(move |c| deposits::deposits(c, filter))
     }
