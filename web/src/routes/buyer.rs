@@ -375,13 +375,5 @@ pub(crate) async fn list_tasks(
     let before = parse_cursor(q.cursor.as_deref())?;
     let limit = super::page_limit(q.limit)?;
     let (rows, has_more) = state.engine.list_tasks(who.id(), before, limit).await?;
-    let cursor = has_more
-        .then(|| rows.last().map(|t| t.seq.to_string()))
-        .flatten();
-    let data = rows.iter().map(TaskView::from).collect();
-    Ok(HttpResponse::Ok().json(Page {
-        data,
-        cursor,
-        has_more,
-    }))
+    Ok(HttpResponse::Ok().json(Page::of(&rows, has_more, |t| t.seq, |t| TaskView::from(t))))
 }
