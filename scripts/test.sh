@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test. First the workspace's tests (unit, conformance, black-box API) with the servers on
 # the embedded store, the store conformance suite also on MongoDB; then the black-box API suite
-# again with every server on MongoDB.
+# again with every server on MongoDB; then the pages in a real browser (tests/browser: Node.js
+# with playwright-core driving Debian's Chromium, `apt-get install chromium`; skipped with a note
+# when either is missing, unless --require-browser).
 #
 # MongoDB is CLAWJOBS_TEST_MONGODB_URI when set (a real replica set works as well), else the
 # stand-in `secantusd-py` started here (pip install secantusdb==0.7.0b3), else its suites are
@@ -11,10 +13,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 require=0
-if [[ "${1:-}" == --require-mongodb ]]; then
-  require=1
+require_browser=0
+while [[ "${1:-}" == --require-* ]]; do
+  case "$1" in
+    --require-mongodb) require=1 ;;
+    --require-browser) require_browser=1 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
   shift
-fi
+done
 
 mongo_pid=
 cleanup() { [[ -n "$mongo_pid" ]] && kill "$mongo_pid" 2>/dev/null || true; }
@@ -60,4 +67,16 @@ if [[ -n "${CLAWJOBS_TEST_MONGODB_URI:-}" ]]; then
   echo "== the black-box API suite on MongoDB"
   # --workspace: the same feature resolution as above, so nothing is built again.
   CLAWJOBS_TEST_STORE=mongodb cargo test --workspace --test api "$@"
+fi
+
+chromium=${CHROMIUM:-$(command -v chromium || true)}
+if [[ -n "$chromium" ]] && command -v node >/dev/null; then
+  echo "== the pages in Chromium ($chromium), screenshots in target/screenshots/"
+  (cd tests/browser && { [[ -d node_modules/playwright-core ]] || npm ci --no-audit --no-fund --loglevel=error; } &&
+    CHROMIUM="$chromium" CLAWJOBS_BIN="$PWD/../../target/debug/clawjobs" npm test --silent)
+elif ((require_browser)); then
+  echo "no browser suite: it needs Node.js and Chromium (apt-get install chromium)" >&2
+  exit 1
+else
+  echo "note: no Chromium or Node.js (apt-get install chromium): the browser suite is skipped" >&2
 fi

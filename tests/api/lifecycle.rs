@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -414,5 +414,91 @@ async fn a_one_cent_task_pays_its_worker_a_cent() {
         .await;
     assert_eq!(s, StatusCode::OK, "{c}");
     assert_eq!(cents(&c, "credited_cents"), 1);
+    app.assert_audit().await;
+}
+
+#[tokio::test]
+async fn a_worker_lists_its_earnings_and_sees_when_frozen_money_frees_up() {
+    let app = spawn_app().await;
+    app.patch_config("commissions", json!({"freeze_seconds": 3}))
+        .await;
+    let buyer = app.funded_buyer("erin@example.com", 500).await;
+    let worker = app.worker().await;
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let (_, posted) = app
+            .post_task(&buyer, json!({"type": "code", "input": {"prompt": "x"}}))
+            .await;
+        let task_id = posted["task_id"].as_str().unwrap().to_string();
+        app.next(&worker, 5).await;
+        let (s, _) = app.submit(&worker, &task_id, "fn main() {}").await;
+        assert_eq!(s, StatusCode::OK);
+        tasks.push(task_id);
+    }
+    let (s, _) = app
+        .post(
+            &format!("/api/task/{}/credit", tasks[0]),
+            Some(&buyer.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Newest first, one page at a time.
+    let (s, page) = app.get("/api/worker/earnings?limit=1", &worker.token).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(page["has_more"], true);
+    let newest = &page["data"][0];
+    assert_eq!(newest["task_id"], tasks[1].as_str());
+    assert_eq!(newest["type"], "code");
+    assert_eq!(newest["status"], "frozen");
+    assert_eq!(
+        cents(newest, "earned_cents") + cents(newest, "commission_cents"),
+        5
+    );
+    let cursor = page["cursor"].as_str().unwrap();
+    let (_, older) = app
+        .get(
+            &format!("/api/worker/earnings?limit=1&cursor={cursor}"),
+            &worker.token,
+        )
+        .await;
+    assert_eq!(older["data"][0]["task_id"], tasks[0].as_str());
+    assert_eq!(
+        older["data"][0]["status"], "reversed",
+        "the buyer was credited"
+    );
+    assert_eq!(older["has_more"], false);
+
+    // `me` says when the frozen earning frees up, and how much.
+    let (_, me) = app.get("/api/worker/me", &worker.token).await;
+    assert_eq!(me["earnings"]["next_release_at"], newest["frees_at"]);
+    assert_eq!(
+        cents(&me["earnings"], "next_release_cents"),
+        cents(newest, "earned_cents")
+    );
+    eventually("the earning's release", Duration::from_secs(8), || async {
+        let (_, page) = app.get("/api/worker/earnings", &worker.token).await;
+        (page["data"][0]["status"] == "released").then_some(())
+    })
+    .await;
+    let (_, me) = app.get("/api/worker/me", &worker.token).await;
+    assert!(
+        me["earnings"]
+            .get("next_release_at")
+            .is_none_or(Value::is_null),
+        "{me}"
+    );
+
+    // Someone else's token or a bad cursor changes nothing and says why.
+    let (s, _) = app.get("/api/worker/earnings", &buyer.token).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = app
+        .get("/api/worker/earnings?cursor=abc", &worker.token)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("VALIDATION_ERROR"))
+    );
     app.assert_audit().await;
 }

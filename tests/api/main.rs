@@ -9,6 +9,7 @@ mod helpers;
 mod lifecycle;
 mod operators;
 mod ops;
+mod pages;
 mod payouts;
 mod qa;
 mod readme;

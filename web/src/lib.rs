@@ -4,6 +4,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod openapi;
+pub mod pages;
 pub mod password;
 pub mod ratelimit;
 pub mod routes;
@@ -35,8 +36,9 @@ pub struct WebSettings {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Everything under `/api` and `/metrics`.
+/// Everything under `/api` and `/metrics`, and the browser pages.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    pages::configure(cfg);
     routes::buyer::configure(cfg);
     routes::worker::configure(cfg);
     routes::admin::configure(cfg);

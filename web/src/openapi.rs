@@ -24,7 +24,7 @@ use crate::routes::{admin, buyer, feed, money, ops, worker, ws};
     paths(
         buyer::register, buyer::login, buyer::balance, buyer::estimate, buyer::post_task,
         buyer::get_task, buyer::credit, buyer::list_tasks,
-        worker::connect, worker::next, worker::submit, worker::profile, worker::me,
+        worker::connect, worker::next, worker::submit, worker::profile, worker::me, worker::earnings,
         admin::get_config, admin::put_config, admin::credit, admin::audit, admin::qa_results,
         admin::qa_stats, admin::qa_inject,
         money::deposit_options, money::deposit, money::webhook, money::deposits,

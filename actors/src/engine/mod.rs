@@ -90,6 +90,8 @@ pub struct WorkerMe {
     pub tier_progress: Value,
     /// QA warnings, deductions and bans, newest first.
     pub notices: Vec<WorkerNotice>,
+    /// When the earliest frozen earnings free up, and how much frees then.
+    pub next_release: Option<(i64, i64)>,
 }
 
 /// What a buyer asks for in `POST /api/task`.

@@ -218,13 +218,34 @@ impl Engine {
         let tier_progress =
             economics::tier_progress(&self.cfg(), &worker.tier, &worker.stats.tier_stats());
         let notices = self.store.worker_notices(worker_id.to_string()).await?;
+        let next_release = self
+            .store
+            .earnings(worker_id.to_string(), None, 1)
+            .await?
+            .next_release;
         Ok(WorkerMe {
             worker,
             today_cents,
             balance,
             tier_progress,
             notices,
+            next_release,
         })
+    }
+
+    /// A page of a worker's earnings, newest first, and whether there is more.
+    pub async fn earnings(
+        &self,
+        worker_id: &str,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<crate::store::Earning>, bool), EngineError> {
+        let limit = limit.clamp(1, MAX_PAGE_ITEMS);
+        let rows = self
+            .store
+            .earnings(worker_id.to_string(), cursor, limit + 1)
+            .await?;
+        Ok(page(rows.lots, limit))
     }
 
     /// `BANNED` for a worker the QA ladder banned (checked on every worker call).

@@ -699,6 +699,31 @@ pub struct WorkerNotice {
     pub at: String,
 }
 
+/// One of a worker's earnings (a lot), for `GET /api/worker/earnings`.
+#[derive(Debug, Clone)]
+pub struct Earning {
+    /// The page cursor: newest first, strictly decreasing.
+    pub seq: i64,
+    pub task_id: String,
+    pub task_type: String,
+    pub earned_cents: i64,
+    pub commission_cents: i64,
+    /// Taken into the QA fund by a penalty.
+    pub deducted_cents: i64,
+    pub created_ms: i64,
+    pub release_ms: i64,
+    /// frozen, released, reversed, or held (a banned worker's: never released).
+    pub status: String,
+}
+
+/// A page of a worker's earnings and when its frozen money next frees up.
+#[derive(Debug, Clone, Default)]
+pub struct Earnings {
+    pub lots: Vec<Earning>,
+    /// The earliest release time of the worker's frozen lots, and how much frees then.
+    pub next_release: Option<(i64, i64)>,
+}
+
 /// A task that failed in a sweep and was refunded.
 #[derive(Debug, Clone)]
 pub struct FailedTask {
@@ -860,6 +885,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<Vec<QaResult>>;
     fn qa_stats(&self) -> StoreFuture<QaStats>;
     fn worker_notices(&self, worker_id: String) -> StoreFuture<Vec<WorkerNotice>>;
+    /// A worker's earnings, newest first, before `before_seq`.
+    fn earnings(
+        &self,
+        worker_id: String,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreFuture<Earnings>;
     fn banned_workers(&self) -> StoreFuture<Vec<String>>;
 
     // Admin.

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{resource, wait_seconds};
 use crate::auth::Worker;
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::views::{ProfileView, SubmitView, WorkView};
+use crate::views::{Page, ProfileView, SubmitView, WorkView};
 use crate::{AppState, body};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -32,7 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .app_data(body::PROFILE_BYTES)
             .route(web::patch().to(profile)),
     )
-    .service(resource("/api/worker/me", "GET").route(web::get().to(me)));
+    .service(resource("/api/worker/me", "GET").route(web::get().to(me)))
+    .service(resource("/api/worker/earnings", "GET").route(web::get().to(earnings)));
 }
 
 #[derive(Deserialize, Default, ToSchema)]
@@ -193,6 +194,10 @@ pub struct Earnings {
     total_cents: i64,
     withdrawable_cents: i64,
     frozen_cents: i64,
+    /// When the earliest frozen earnings become withdrawable (none frozen: absent).
+    next_release_at: Option<String>,
+    /// How much frees up then.
+    next_release_cents: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -231,8 +236,76 @@ pub(crate) async fn me(state: web::Data<AppState>, who: Worker) -> Result<HttpRe
             total_cents: me.balance.total_earned_cents,
             withdrawable_cents: me.balance.available_cents,
             frozen_cents: me.balance.frozen_cents,
+            next_release_at: me
+                .next_release
+                .map(|(at, _)| clawjobs_actors::clock::rfc3339(at)),
+            next_release_cents: me.next_release.map(|(_, cents)| cents),
         },
         profile: ProfileView::from(w),
         notices: me.notices,
     }))
+}
+
+/// One earning: a task the worker was paid for and where that money stands.
+#[derive(Serialize, ToSchema)]
+pub struct EarningView {
+    task_id: String,
+    #[serde(rename = "type")]
+    task_type: String,
+    earned_cents: i64,
+    commission_cents: i64,
+    /// Taken back into the QA fund by a penalty.
+    deducted_cents: i64,
+    /// frozen (inside the refund window), released (withdrawable), reversed (the buyer was
+    /// credited), or held (a banned worker's).
+    #[schema(pattern = "^(frozen|released|reversed|held)$")]
+    status: String,
+    earned_at: String,
+    /// When the refund window ends and a frozen earning becomes withdrawable.
+    frees_at: String,
+}
+
+impl From<&clawjobs_actors::store::Earning> for EarningView {
+    fn from(e: &clawjobs_actors::store::Earning) -> Self {
+        use clawjobs_actors::clock::rfc3339;
+        EarningView {
+            task_id: e.task_id.clone(),
+            task_type: e.task_type.clone(),
+            earned_cents: e.earned_cents,
+            commission_cents: e.commission_cents,
+            deducted_cents: e.deducted_cents,
+            status: e.status.clone(),
+            earned_at: rfc3339(e.created_ms),
+            frees_at: rfc3339(e.release_ms),
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/worker/earnings", tag = "workers", security(("bearer" = [])),
+    params(super::buyer::PageQuery),
+    responses(
+        (status = 200, description = "The worker's earnings, newest first", body = Page<EarningView>),
+        (status = 400, description = "A bad cursor or limit", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not a worker's token; BANNED", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn earnings(
+    state: web::Data<AppState>,
+    who: Worker,
+    q: web::Query<super::buyer::PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (rows, has_more) = state
+        .engine
+        .earnings(
+            who.id(),
+            super::parse_cursor(q.cursor.as_deref())?,
+            super::page_limit(q.limit)?,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(Page::of(
+        &rows,
+        has_more,
+        |e| e.seq,
+        |e| EarningView::from(e),
+    )))
 }

@@ -297,6 +297,72 @@ pub(super) async fn worker_earned_since(tx: &mut Tx<'_>, worker_id: &str, since_
     Ok(rows.first().map_or(0, |d| int(d, "sum")))
 }
 
+pub(super) async fn earnings(
+    tx: &mut Tx<'_>,
+    worker_id: &str,
+    before_seq: Option<i64>,
+    limit: u32,
+) -> R<Earnings> {
+    let db = tx.db;
+    let lots = tx
+        .many(
+            &db.lots,
+            doc! { "worker_id": worker_id, "_id": { "$lt": before_seq.unwrap_or(i64::MAX) } },
+            doc! { "_id": -1 },
+            Some(i64::from(limit)),
+        )
+        .await?;
+    let ids: Vec<&str> = lots.iter().map(|l| l.task_id.as_str()).collect();
+    let types: BTreeMap<String, String> = tx
+        .aggregate(
+            &db.tasks,
+            vec![
+                doc! { "$match": { "_id": { "$in": ids } } },
+                doc! { "$project": { "type": 1 } },
+            ],
+        )
+        .await?
+        .into_iter()
+        .filter_map(|d| {
+            Some((
+                d.get_str("_id").ok()?.to_string(),
+                d.get_str("type").ok()?.to_string(),
+            ))
+        })
+        .collect();
+    let next = tx
+        .aggregate(
+            &db.lots,
+            vec![
+                doc! { "$match": { "worker_id": worker_id, "status": "frozen" } },
+                doc! { "$group": {
+                    "_id": "$release_at",
+                    "cents": { "$sum": { "$subtract": ["$amount_cents", "$deducted_cents"] } },
+                } },
+                doc! { "$sort": { "_id": 1 } },
+                doc! { "$limit": 1 },
+            ],
+        )
+        .await?;
+    Ok(Earnings {
+        lots: lots
+            .into_iter()
+            .map(|l| Earning {
+                seq: l.id,
+                task_type: types.get(&l.task_id).cloned().unwrap_or_default(),
+                task_id: l.task_id,
+                earned_cents: l.amount_cents,
+                commission_cents: l.commission_cents,
+                deducted_cents: l.deducted_cents,
+                created_ms: l.created_at,
+                release_ms: l.release_at,
+                status: l.status,
+            })
+            .collect(),
+        next_release: next.first().map(|d| (int(d, "_id"), int(d, "cents"))),
+    })
+}
+
 /// An integer field whatever width the server stored it with (sums come back narrow).
 pub(super) fn int(d: &Document, key: &str) -> i64 {
     match d.get(key) {

@@ -694,6 +694,17 @@ impl Store for MongoStore {
         })
     }
 
+    fn earnings(
+        &self,
+        worker_id: String,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreFuture<Earnings> {
+        command!(self, read, |tx| {
+            accounts::earnings(tx, &worker_id, before_seq, limit).await
+        })
+    }
+
     fn balance(&self, user_id: String) -> StoreFuture<Option<BalanceSnapshot>> {
         command!(self, read, |tx| {
             let db = tx.db;

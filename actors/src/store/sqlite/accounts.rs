@@ -250,6 +250,54 @@ pub(super) fn worker_earned_since(
     .map_err(db_err)
 }
 
+pub(super) fn earnings(
+    c: &Connection,
+    worker_id: String,
+    before_seq: Option<i64>,
+    limit: u32,
+) -> Result<Earnings, EngineError> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT l.id, l.task_id, coalesce(t.type, ''), l.amount_cents, l.commission_cents,
+                    l.deducted_cents, l.created_at, l.release_at, l.status
+             FROM lots l LEFT JOIN tasks t ON t.id = l.task_id
+             WHERE l.worker_id = ?1 AND l.id < ?2 ORDER BY l.id DESC LIMIT ?3",
+        )
+        .map_err(db_err)?;
+    let lots = s
+        .query_map(
+            params![worker_id, before_seq.unwrap_or(i64::MAX), limit],
+            |r| {
+                Ok(Earning {
+                    seq: r.get(0)?,
+                    task_id: r.get(1)?,
+                    task_type: r.get(2)?,
+                    earned_cents: r.get(3)?,
+                    commission_cents: r.get(4)?,
+                    deducted_cents: r.get(5)?,
+                    created_ms: r.get(6)?,
+                    release_ms: r.get(7)?,
+                    status: r.get(8)?,
+                })
+            },
+        )
+        .map_err(db_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_err)?;
+    let next_release = c
+        .prepare_cached(
+            "SELECT release_at, sum(amount_cents - deducted_cents) FROM lots
+             WHERE worker_id = ?1 AND status = 'frozen'
+             GROUP BY release_at ORDER BY release_at LIMIT 1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![worker_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(db_err)?;
+    Ok(Earnings { lots, next_release })
+}
+
 pub(super) fn admin_credit(
     tx: &mut Tx<'_>,
     user_id: UserId,

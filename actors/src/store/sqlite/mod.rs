@@ -327,6 +327,15 @@ impl Store for SqliteStore {
         self.read(move |c| read_balance(c, &user_id))
     }
 
+    fn earnings(
+        &self,
+        worker_id: String,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreFuture<Earnings> {
+        self.read(move |c| accounts::earnings(c, worker_id, before_seq, limit))
+    }
+
     fn post_task(&self, t: NewTask) -> StoreFuture<TaskPosted> {
         self.write(move |tx| tasks::post_task(tx, t))
     }
