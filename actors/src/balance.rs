@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::error::EngineError;
+use crate::meter::{Inspect, Meter, Metered, State};
 use crate::store::{BalanceObserver, BalanceSnapshot, NewTask, Store, TaskPosted};
 
 /// How long an idle balance actor stays in memory.
 const IDLE: Duration = Duration::from_secs(120);
 
-type Registry = Arc<Mutex<HashMap<String, Addr<BalanceActor>>>>;
+type Registry = Arc<Mutex<HashMap<String, Metered<BalanceActor>>>>;
 
 /// The directory of live balance actors.
 #[derive(Clone)]
@@ -34,7 +35,7 @@ pub fn registry() -> (Box<dyn BalanceObserver>, BankSeed) {
 }
 
 /// Forwards committed balances to the live balance actors.
-struct BankObserver(std::sync::Weak<Mutex<HashMap<String, Addr<BalanceActor>>>>);
+struct BankObserver(std::sync::Weak<Mutex<HashMap<String, Metered<BalanceActor>>>>);
 
 impl BalanceObserver for BankObserver {
     fn watches(&self, user_id: &str) -> bool {
@@ -68,11 +69,12 @@ impl BankSeed {
 }
 
 impl Bank {
-    fn actor(&self, user_id: &str) -> Addr<BalanceActor> {
+    fn actor(&self, user_id: &str) -> Metered<BalanceActor> {
         let mut map = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(addr) = map.get(user_id).filter(|a| a.connected()) {
             return addr.clone();
         }
+        let meter = Meter::new("BalanceActor", user_id);
         let addr = BalanceActor {
             user_id: user_id.to_string(),
             store: self.store.clone(),
@@ -80,8 +82,11 @@ impl Bank {
             snapshot: None,
             in_flight: 0,
             last_used: Instant::now(),
+            meter: meter.clone(),
         }
         .start();
+        crate::meter::registry().add(&meter, addr.clone().recipient().downgrade(), GAUGES);
+        let addr = Metered { addr, meter };
         map.insert(user_id.to_string(), addr.clone());
         addr
     }
@@ -91,7 +96,7 @@ impl Bank {
     where
         M: Message + Send + 'static,
         M::Result: Send,
-        BalanceActor: Handler<M>,
+        BalanceActor: Handler<crate::meter::Timed<M>>,
     {
         for _ in 0..2 {
             match self.actor(user_id).send(msg()).await {
@@ -121,12 +126,16 @@ impl Bank {
 pub struct BalanceActor {
     user_id: String,
     store: Arc<dyn Store>,
-    registry: std::sync::Weak<Mutex<HashMap<String, Addr<BalanceActor>>>>,
+    registry: std::sync::Weak<Mutex<HashMap<String, Metered<BalanceActor>>>>,
     snapshot: Option<BalanceSnapshot>,
     /// Debits sent to the store and not yet answered (the actor stays alive while there are any).
     in_flight: u32,
     last_used: Instant,
+    meter: Arc<Meter>,
 }
+
+/// What the console lists of a balance actor.
+const GAUGES: crate::meter::Gauges = &["available_cents", "frozen_cents", "in_flight"];
 
 impl BalanceActor {
     fn observe(&mut self, s: BalanceSnapshot) {
@@ -135,6 +144,8 @@ impl BalanceActor {
             .as_ref()
             .is_none_or(|cur| s.version > cur.version)
         {
+            self.meter.set_gauge(0, s.available_cents);
+            self.meter.set_gauge(1, s.frozen_cents);
             self.snapshot = Some(s);
         }
     }
@@ -162,7 +173,9 @@ impl Actor for BalanceActor {
     fn stopping(&mut self, ctx: &mut Context<Self>) -> Running {
         if let Some(registry) = self.registry.upgrade()
             && let Ok(mut map) = registry.lock()
-            && map.get(&self.user_id).is_some_and(|a| *a == ctx.address())
+            && map
+                .get(&self.user_id)
+                .is_some_and(|a| a.addr == ctx.address())
         {
             map.remove(&self.user_id);
         }
@@ -217,10 +230,34 @@ impl Handler<PostTask> for BalanceActor {
             }
         }
         self.in_flight += 1;
+        self.meter.set_gauge(2, i64::from(self.in_flight));
         let fut = self.store.post_task(task);
         Box::pin(fut.into_actor(self).map(move |res, act, _| {
             act.in_flight -= 1;
+            act.meter.set_gauge(2, i64::from(act.in_flight));
             res
+        }))
+    }
+}
+
+crate::metered!(BalanceActor: Observed, GetBalance, PostTask);
+
+impl Handler<Inspect> for BalanceActor {
+    type Result = State;
+    fn handle(&mut self, _: Inspect, _: &mut Context<Self>) -> State {
+        State(serde_json::json!({
+            "user_id": self.user_id,
+            "balance": self.snapshot.as_ref().map(|s| serde_json::json!({
+                "available_cents": s.available_cents,
+                "frozen_cents": s.frozen_cents,
+                "total_deposited_cents": s.total_deposited_cents,
+                "total_earned_cents": s.total_earned_cents,
+                "total_withdrawn_cents": s.total_withdrawn_cents,
+                "version": s.version,
+            })),
+            "debits_in_flight": self.in_flight,
+            "idle_seconds": self.last_used.elapsed().as_secs(),
+            "passivates_after_idle_seconds": IDLE.as_secs(),
         }))
     }
 }

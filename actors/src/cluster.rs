@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use actix::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::config_actor::{ConfigActor, Stored};
@@ -23,7 +22,7 @@ use crate::store::Change;
 pub struct Listeners {
     pub dispatcher: Slot<Dispatcher>,
     pub feed: Slot<FeedHub>,
-    pub config: Addr<ConfigActor>,
+    pub config: crate::meter::Metered<ConfigActor>,
     pub banned: BanList,
     /// The engine's token cache.
     pub tokens: Arc<RwLock<HashMap<String, Principal>>>,

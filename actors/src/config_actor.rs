@@ -60,6 +60,29 @@ impl Actor for ConfigActor {
     type Context = Context<Self>;
 }
 
+crate::metered!(ConfigActor: GetConfig, Stored, PutConfig);
+
+impl Handler<crate::meter::Inspect> for ConfigActor {
+    type Result = crate::meter::State;
+    fn handle(&mut self, _: crate::meter::Inspect, _: &mut Context<Self>) -> crate::meter::State {
+        // Versions only: the documents themselves are at GET /api/admin/config/{key}.
+        let docs: serde_json::Map<String, Value> = self
+            .docs
+            .iter()
+            .map(|(k, d)| {
+                (
+                    k.clone(),
+                    serde_json::json!({
+                        "version": d.version,
+                        "updated_at": crate::clock::rfc3339(d.updated_at_ms),
+                    }),
+                )
+            })
+            .collect();
+        crate::meter::State(serde_json::json!({ "documents": docs }))
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "Result<StoredConfig, EngineError>")]
 pub struct GetConfig(pub String);

@@ -34,7 +34,7 @@ pub struct ClaimSpec {
     pub min_price_cents: i64,
     /// Told when a task claimed through this spec expires (a WebSocket session); long-polls have
     /// no one to tell.
-    pub notify: Option<Recipient<TaskExpired>>,
+    pub notify: Option<crate::meter::MeteredRecipient<TaskExpired>>,
     /// Tasks this worker just gave back, not to be offered to it again at once.
     pub exclude: Vec<String>,
 }
@@ -87,7 +87,7 @@ struct Held {
     pending: Pending,
     assignment: Assignment,
     timer: SpawnHandle,
-    notify: Option<Recipient<TaskExpired>>,
+    notify: Option<crate::meter::MeteredRecipient<TaskExpired>>,
 }
 
 pub struct Dispatcher {
@@ -107,6 +107,8 @@ pub struct Dispatcher {
     publisher: Publisher,
     /// Shutting down: nobody is parked any more.
     closing: bool,
+    /// Its mailbox meter, where the console's gauges are kept.
+    meter: Option<Arc<crate::meter::Meter>>,
 }
 
 impl Dispatcher {
@@ -122,6 +124,7 @@ impl Dispatcher {
             metrics,
             publisher,
             closing: false,
+            meter: None,
             pending: PendingIndex::default(),
             offered: 0,
             held: HashMap::new(),
@@ -282,7 +285,7 @@ impl Dispatcher {
         &mut self,
         task: Pending,
         assignment: Assignment,
-        notify: Option<Recipient<TaskExpired>>,
+        notify: Option<crate::meter::MeteredRecipient<TaskExpired>>,
         ctx: &mut Context<Self>,
     ) {
         let wait = Duration::from_millis((assignment.deadline_ms - now_ms()).max(0) as u64);
@@ -313,7 +316,7 @@ impl Dispatcher {
         &mut self,
         task: Pending,
         a: Assignment,
-        notify: Option<Recipient<TaskExpired>>,
+        notify: Option<crate::meter::MeteredRecipient<TaskExpired>>,
         ctx: &mut Context<Self>,
     ) {
         let fut = self.store.expire(
@@ -324,7 +327,8 @@ impl Dispatcher {
             self.config.get(),
         );
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            let tell = |notify: &Option<Recipient<TaskExpired>>, task_id: &str| {
+            let tell = |notify: &Option<crate::meter::MeteredRecipient<TaskExpired>>,
+                        task_id: &str| {
                 if let Some(n) = notify {
                     n.do_send(TaskExpired {
                         task_id: task_id.to_string(),
@@ -419,10 +423,94 @@ impl Actor for Dispatcher {
                 .collect();
             act.barred.retain(|k, _| live.contains(k.as_str()));
         });
+        ctx.run_interval(Duration::from_secs(1), |act, _| {
+            if let Some(m) = &act.meter {
+                m.set_gauge(0, (act.pending.len() + act.offered) as i64);
+                m.set_gauge(1, act.held.len() as i64);
+                m.set_gauge(
+                    2,
+                    act.parked.iter().filter(|c| !c.reply.is_closed()).count() as i64,
+                );
+            }
+        });
     }
 }
 
 crate::crash_on_request!(Dispatcher);
+
+impl crate::slot::Slotted for Dispatcher {
+    const KIND: &'static str = "Dispatcher";
+    const GAUGES: crate::meter::Gauges = &["pending", "assigned", "parked"];
+    fn set_meter(&mut self, meter: Arc<crate::meter::Meter>) {
+        self.meter = Some(meter);
+    }
+}
+
+crate::metered!(Dispatcher: Claim, Withdraw, TaskPending, Recover, TaskFinal, TaskTaken,
+    TasksFailed, Release, Shutdown, Overdue, Watch, GetGauges, GetLiveIds);
+
+/// The tasks the Dispatcher holds, for the console's comparison with the store.
+#[derive(Message)]
+#[rtype(result = "LiveIds")]
+pub struct GetLiveIds;
+
+#[derive(Debug, Default, Clone, MessageResponse)]
+pub struct LiveIds {
+    /// Pending, and being claimed right now.
+    pub pending: HashSet<String>,
+    /// Assigned, with the worker holding it.
+    pub assigned: HashMap<String, String>,
+}
+
+impl Handler<GetLiveIds> for Dispatcher {
+    type Result = LiveIds;
+    fn handle(&mut self, _: GetLiveIds, _: &mut Context<Self>) -> LiveIds {
+        LiveIds {
+            pending: self.pending.ids().map(str::to_string).collect(),
+            assigned: self
+                .held
+                .iter()
+                .map(|(id, h)| (id.clone(), h.assignment.worker_id.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// How many of a list the console is shown.
+const INSPECT_ROWS: usize = 50;
+
+impl Handler<crate::meter::Inspect> for Dispatcher {
+    type Result = crate::meter::State;
+    fn handle(&mut self, _: crate::meter::Inspect, _: &mut Context<Self>) -> crate::meter::State {
+        use crate::clock::rfc3339;
+        let mut held: Vec<_> = self.held.iter().collect();
+        held.sort_by_key(|(_, h)| h.assignment.deadline_ms);
+        let parked: Vec<_> = self
+            .parked
+            .iter()
+            .filter(|c| !c.reply.is_closed())
+            .collect();
+        crate::meter::State(serde_json::json!({
+            "pending_by_type": self.pending.counts_by_type(),
+            "pending": self.pending.len(),
+            "being_claimed": self.offered,
+            "assigned": self.held.len(),
+            "assigned_first_due": held.iter().take(INSPECT_ROWS).map(|(id, h)| serde_json::json!({
+                "task_id": id, "type": h.pending.task_type, "price_cents": h.pending.price_cents,
+                "worker_id": h.assignment.worker_id, "attempt": h.assignment.attempt,
+                "deadline": rfc3339(h.assignment.deadline_ms), "websocket": h.notify.is_some(),
+            })).collect::<Vec<_>>(),
+            "parked_claimers": parked.len(),
+            "parked": parked.iter().take(INSPECT_ROWS).map(|c| serde_json::json!({
+                "worker_id": c.spec.worker_id, "accept": c.spec.accept, "reject": c.spec.reject,
+                "min_price_cents": c.spec.min_price_cents, "websocket": c.spec.notify.is_some(),
+            })).collect::<Vec<_>>(),
+            "task_watchers": self.watchers.values().flatten().filter(|w| !w.is_closed()).count(),
+            "qa_inputs_tracked": self.barred.len(),
+            "closing": self.closing,
+        }))
+    }
+}
 
 /// A worker asks for a task. The answer comes on `reply`; with `park`, only once one is claimed.
 #[derive(Message)]
@@ -696,9 +784,9 @@ impl Handler<Watch> for Dispatcher {
 pub struct GetGauges;
 
 impl Handler<GetGauges> for Dispatcher {
-    type Result = MessageResult<GetGauges>;
-    fn handle(&mut self, _: GetGauges, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(Gauges {
+    type Result = Gauges;
+    fn handle(&mut self, _: GetGauges, _: &mut Context<Self>) -> Gauges {
+        Gauges {
             pending_tasks: (self.pending.len() + self.offered) as u64,
             assigned_tasks: self.held.len() as u64,
             parked_claimers: self.parked.iter().filter(|c| !c.reply.is_closed()).count() as u64,
@@ -708,7 +796,7 @@ impl Handler<GetGauges> for Dispatcher {
                 .flatten()
                 .filter(|w| !w.is_closed())
                 .count() as u64,
-        })
+        }
     }
 }
 

@@ -58,6 +58,7 @@ pub struct FeedHub {
     buyers: HashMap<String, Vec<Subscriber>>,
     dropped: u64,
     closed: bool,
+    meter: Option<std::sync::Arc<crate::meter::Meter>>,
 }
 
 fn wire(id: u64, event: &str, data: &Value) -> Bytes {
@@ -162,6 +163,43 @@ impl Actor for FeedHub {
             });
             act.public.retain(|s| !s.tx.is_closed());
         });
+        ctx.run_interval(std::time::Duration::from_secs(1), |act, _| {
+            if let Some(m) = &act.meter {
+                m.set_gauge(0, act.public.len() as i64);
+                m.set_gauge(1, act.buyers.values().map(Vec::len).sum::<usize>() as i64);
+                m.set_gauge(2, act.dropped as i64);
+            }
+        });
+    }
+}
+
+impl crate::slot::Slotted for FeedHub {
+    const KIND: &'static str = "FeedHub";
+    const GAUGES: crate::meter::Gauges = &["public_subscribers", "buyer_subscribers", "dropped"];
+    fn set_meter(&mut self, meter: std::sync::Arc<crate::meter::Meter>) {
+        self.meter = Some(meter);
+    }
+}
+
+crate::metered!(FeedHub: Publish, Deliver, Subscribe, CloseAll, FeedStats);
+
+impl Handler<crate::meter::Inspect> for FeedHub {
+    type Result = crate::meter::State;
+    fn handle(&mut self, _: crate::meter::Inspect, _: &mut Context<Self>) -> crate::meter::State {
+        let buyer_streams: usize = self.buyers.values().map(Vec::len).sum();
+        crate::meter::State(json!({
+            "public_subscribers": self.public.len(),
+            "buyers_watching": self.buyers.len(),
+            "buyer_subscribers": buyer_streams,
+            "dropped_for_falling_behind": self.dropped,
+            "public_ring": self.public_ring.len(),
+            "buyer_ring": self.buyer_ring.len(),
+            "ring_capacity": RING,
+            "first_id": self.first_id,
+            "next_id": self.next_id,
+            "shared_log": self.log.is_some(),
+            "closed": self.closed,
+        }))
     }
 }
 
@@ -298,13 +336,23 @@ impl Handler<CloseAll> for FeedHub {
 }
 
 #[derive(Message)]
-#[rtype(result = "(usize, u64)")]
+#[rtype(result = "FeedCounts")]
 pub struct FeedStats;
 
+/// Streams open now, and subscribers dropped for falling behind since the start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub struct FeedCounts {
+    pub subscribers: usize,
+    pub dropped: u64,
+}
+
 impl Handler<FeedStats> for FeedHub {
-    type Result = MessageResult<FeedStats>;
-    fn handle(&mut self, _: FeedStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult((self.subscriber_count(), self.dropped))
+    type Result = FeedCounts;
+    fn handle(&mut self, _: FeedStats, _: &mut Context<Self>) -> FeedCounts {
+        FeedCounts {
+            subscribers: self.subscriber_count(),
+            dropped: self.dropped,
+        }
     }
 }
 
@@ -362,7 +410,13 @@ mod tests {
             slow_rx.recv().await.is_none(),
             "dropped subscriber's stream ends"
         );
-        assert_eq!(hub.send(FeedStats).await.unwrap(), (1, 1));
+        assert_eq!(
+            hub.send(FeedStats).await.unwrap(),
+            FeedCounts {
+                subscribers: 1,
+                dropped: 1
+            }
+        );
     }
 
     #[actix_rt::test]

@@ -17,6 +17,7 @@ pub mod feed;
 pub mod ledger;
 pub mod limits;
 pub mod mail;
+pub mod meter;
 pub mod metrics;
 pub mod nodes;
 pub mod payments;

@@ -39,3 +39,8 @@ pub const MAX_TASK_ID_BYTES: usize = 64;
 pub const MAX_PAGE_ITEMS: u32 = 100;
 /// An `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+/// Rows of the admin console's actor list per page.
+pub const MAX_ACTOR_ROWS: usize = 500;
+/// How long the console waits for an actor to describe its state.
+pub const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

@@ -7,7 +7,11 @@ macro_rules! counters {
     ($($name:ident: $help:literal),* $(,)?) => {
         /// Monotonic counters shared by the engine and the web layer.
         #[derive(Debug, Default)]
-        pub struct Metrics { $(pub $name: AtomicU64,)* }
+        pub struct Metrics {
+            $(pub $name: AtomicU64,)*
+            /// How long answered requests took (long-polls, streams and sockets left out).
+            pub http_latency: Histogram,
+        }
 
         impl Metrics {
             fn write_counters(&self, out: &mut String) {
@@ -40,7 +44,7 @@ counters! {
 }
 
 /// Point-in-time values that are not counters.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, actix::MessageResponse)]
 pub struct Gauges {
     pub pending_tasks: u64,
     pub assigned_tasks: u64,
@@ -54,8 +58,13 @@ impl Metrics {
     }
 
     pub fn render(&self, g: Gauges) -> String {
-        let mut out = String::with_capacity(2048);
+        let mut out = String::with_capacity(4096);
         self.write_counters(&mut out);
+        self.http_latency.write(
+            &mut out,
+            "http_request_duration_seconds",
+            "Time to answer a request (long-polls, streams and sockets left out).",
+        );
         for (name, help, v) in [
             (
                 "pending_tasks",
@@ -84,5 +93,105 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// Upper bounds of the latency buckets, in µs (the last bucket holds everything slower).
+pub const LATENCY_BUCKETS_US: [u64; 16] = [
+    100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
+    1_000_000, 2_000_000, 5_000_000, 10_000_000,
+];
+
+/// A latency histogram with fixed buckets: one relaxed increment per observation.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Every bucket's count so far.
+    pub fn snapshot(&self) -> [u64; LATENCY_BUCKETS_US.len() + 1] {
+        std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed))
+    }
+
+    fn write(&self, out: &mut String, name: &str, help: &str) {
+        let counts = self.snapshot();
+        let _ = writeln!(
+            out,
+            "# HELP clawjobs_{name} {help}\n# TYPE clawjobs_{name} histogram"
+        );
+        let mut cumulative = 0;
+        for (i, c) in counts.iter().enumerate() {
+            cumulative += c;
+            let le = LATENCY_BUCKETS_US
+                .get(i)
+                .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+            let _ = writeln!(out, "clawjobs_{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "clawjobs_{name}_sum {sum}\nclawjobs_{name}_count {cumulative}"
+        );
+    }
+}
+
+/// The `q` quantile (0..1) of the observations between two snapshots, as the upper bound of the
+/// bucket it falls in, in µs; None when nothing was observed.
+pub fn quantile_us(before: &[u64], after: &[u64], q: f64) -> Option<u64> {
+    let deltas: Vec<u64> = after
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    let total: u64 = deltas.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, d) in deltas.iter().enumerate() {
+        seen += d;
+        if seen >= rank {
+            return Some(
+                LATENCY_BUCKETS_US
+                    .get(i)
+                    .copied()
+                    .unwrap_or(LATENCY_BUCKETS_US[LATENCY_BUCKETS_US.len() - 1] * 2),
+            );
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_p99_is_the_bucket_the_99th_percentile_falls_in() {
+        let h = Histogram::default();
+        let before = h.snapshot();
+        for _ in 0..98 {
+            h.observe(Duration::from_micros(150));
+        }
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_millis(30));
+        let after = h.snapshot();
+        assert_eq!(quantile_us(&before, &after, 0.5), Some(200));
+        assert_eq!(quantile_us(&before, &after, 0.99), Some(5_000));
+        assert_eq!(quantile_us(&before, &after, 1.0), Some(50_000));
+        assert_eq!(quantile_us(&after, &after, 0.99), None);
+        let text = Metrics::default().render(Gauges::default());
+        assert!(text.contains("clawjobs_http_request_duration_seconds_bucket{le=\"+Inf\"} 0"));
     }
 }

@@ -69,6 +69,19 @@ impl PendingIndex {
         self.ids.is_empty()
     }
 
+    /// Every pending task's id.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.ids.keys().map(String::as_str)
+    }
+
+    /// How many tasks of each type wait.
+    pub fn counts_by_type(&self) -> BTreeMap<String, usize> {
+        self.by_type
+            .iter()
+            .map(|(t, prices)| (t.clone(), prices.values().map(BTreeMap::len).sum()))
+            .collect()
+    }
+
     pub fn insert(&mut self, p: Pending) {
         if self.ids.contains_key(&p.task_id) {
             return;

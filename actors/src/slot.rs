@@ -2,15 +2,29 @@
 //! run on an arbiter (thread) of their own; when one panics its mailbox is gone, the Supervisor
 //! starts a new one from the store's state and puts it in the slot, and everyone who holds the
 //! slot (not the address) talks to the new one from then on.
+//!
+//! Each incarnation has its own mailbox [`Meter`], listed in the [`registry`](crate::meter): every
+//! message through the slot travels in a [`Timed`] envelope.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
 
+use crate::meter::{Gauges, Inspect, Meter, Timed};
+
 struct Running<A: Actor> {
     addr: Addr<A>,
     arbiter: ArbiterHandle,
+    meter: Arc<Meter>,
+}
+
+/// An actor that runs in a slot: its kind's name and gauges for the console.
+pub trait Slotted: Actor<Context = Context<Self>> + Handler<Inspect> + Send {
+    const KIND: &'static str;
+    const GAUGES: Gauges = &[];
+    /// Where the actor keeps its gauges current.
+    fn set_meter(&mut self, meter: Arc<Meter>);
 }
 
 pub struct Slot<A: Actor> {
@@ -27,10 +41,7 @@ impl<A: Actor> Clone for Slot<A> {
     }
 }
 
-impl<A> Slot<A>
-where
-    A: Actor<Context = Context<A>> + Send,
-{
+impl<A: Slotted> Slot<A> {
     /// A slot with no actor in it yet: [`Slot::restart`] starts one.
     pub fn empty() -> Slot<A> {
         Slot {
@@ -40,8 +51,19 @@ where
 
     fn spawn(make: impl FnOnce() -> A + Send + 'static) -> Running<A> {
         let arbiter = Arbiter::new().handle();
-        let addr = A::start_in_arbiter(&arbiter, move |_| make());
-        Running { addr, arbiter }
+        let meter = Meter::new(A::KIND, A::KIND.to_ascii_lowercase());
+        let mine = meter.clone();
+        let addr = A::start_in_arbiter(&arbiter, move |_| {
+            let mut actor = make();
+            actor.set_meter(mine);
+            actor
+        });
+        crate::meter::registry().add(&meter, addr.clone().recipient().downgrade(), A::GAUGES);
+        Running {
+            addr,
+            arbiter,
+            meter,
+        }
     }
 
     /// Whether the actor in the slot still has its mailbox (false once it panicked).
@@ -69,11 +91,11 @@ impl<A: Actor> Slot<A> {
     where
         M: Message + Send + 'static,
         M::Result: Send,
-        A: Handler<M>,
-        A::Context: actix::dev::ToEnvelope<A, M>,
+        A: Handler<Timed<M>>,
+        A::Context: actix::dev::ToEnvelope<A, Timed<M>>,
     {
         match self.running.load().as_ref() {
-            Some(r) => r.addr.do_send(msg),
+            Some(r) => r.addr.do_send(r.meter.timed(msg)),
             None => tracing::warn!("a message to an actor that was never started was dropped"),
         }
     }
@@ -86,15 +108,15 @@ impl<A: Actor> Slot<A> {
     where
         M: Message + Send + 'static,
         M::Result: Send,
-        A: Handler<M>,
-        A::Context: actix::dev::ToEnvelope<A, M>,
+        A: Handler<Timed<M>>,
+        A::Context: actix::dev::ToEnvelope<A, Timed<M>>,
     {
         let sent = self
             .running
             .load()
             .as_ref()
             .as_ref()
-            .map(|r| r.addr.send(msg));
+            .map(|r| r.addr.send(r.meter.timed(msg)));
         async move {
             match sent {
                 Some(request) => request.await,
@@ -126,5 +148,7 @@ macro_rules! crash_on_request {
                 );
             }
         }
+        #[cfg(debug_assertions)]
+        $crate::metered!($actor: $crate::slot::Crash);
     };
 }

@@ -5,6 +5,9 @@
 //! Dispatcher's own timers, for tasks whose timer was lost in a restart or lives on another node),
 //! and fails pending tasks nobody took within `dispatch.pending_ttl_seconds`, refunding them. It
 //! forgets `Idempotency-Key` answers after [`IDEMPOTENCY_KEEP_MS`] (Stripe's 24 hours).
+//!
+//! Each schedule is a [`Job`] with its last run, result and next run, shown in the admin console;
+//! an admin may run one now ([`RunJob`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,13 +33,81 @@ const BATCH: u32 = 1_000;
 pub const IDEMPOTENCY_KEEP_MS: i64 = 24 * 3600 * 1000;
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
+/// The Supervisor's schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Job {
+    Watch,
+    Unfreeze,
+    Overdue,
+    Stale,
+    PurgeIdempotency,
+}
+
+impl Job {
+    pub const ALL: [Job; 5] = [
+        Job::Watch,
+        Job::Unfreeze,
+        Job::Overdue,
+        Job::Stale,
+        Job::PurgeIdempotency,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Watch => "watch",
+            Job::Unfreeze => "unfreeze",
+            Job::Overdue => "overdue",
+            Job::Stale => "stale",
+            Job::PurgeIdempotency => "purge_idempotency",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Job> {
+        Job::ALL.into_iter().find(|j| j.name() == name)
+    }
+
+    fn every(self) -> Duration {
+        match self {
+            Job::Watch => WATCH_EVERY,
+            Job::Unfreeze => UNFREEZE_EVERY,
+            Job::Overdue => OVERDUE_EVERY,
+            Job::Stale => STALE_EVERY,
+            Job::PurgeIdempotency => PURGE_EVERY,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Job::Watch => "restarts a FeedHub, Dispatcher or QaComparator that panicked",
+            Job::Unfreeze => "releases frozen earnings whose refund window ended",
+            Job::Overdue => "hands assigned tasks past their deadline back to the Dispatcher",
+            Job::Stale => {
+                "fails and refunds pending tasks nobody took in dispatch.pending_ttl_seconds"
+            }
+            Job::PurgeIdempotency => "forgets Idempotency-Key answers older than 24 hours",
+        }
+    }
+}
+
+/// What the console shows of a job.
+#[derive(Debug, Default, Clone)]
+struct JobState {
+    runs: u64,
+    failures: u64,
+    running: bool,
+    last_started_ms: Option<i64>,
+    last_duration_ms: Option<i64>,
+    last_result: Option<Result<String, String>>,
+}
+
 pub struct Supervisor {
     store: Arc<dyn Store>,
     config: ConfigHandle,
     nodes: Nodes,
     metrics: Arc<Metrics>,
-    unfreezing: bool,
-    reviving: bool,
+    /// When the schedules started ticking (their next runs follow from it).
+    started_ms: i64,
+    jobs: std::collections::HashMap<Job, JobState>,
 }
 
 impl Supervisor {
@@ -51,42 +122,80 @@ impl Supervisor {
             config,
             nodes,
             metrics,
-            unfreezing: false,
-            reviving: false,
+            started_ms: now_ms(),
+            jobs: Job::ALL
+                .into_iter()
+                .map(|j| (j, JobState::default()))
+                .collect(),
+        }
+    }
+
+    /// Marks `job` running; false if it already is (a run is never started twice at once).
+    fn begin(&mut self, job: Job) -> bool {
+        let state = self.jobs.entry(job).or_default();
+        if state.running {
+            return false;
+        }
+        state.running = true;
+        state.last_started_ms = Some(now_ms());
+        true
+    }
+
+    fn finish(&mut self, job: Job, result: Result<String, String>) {
+        let state = self.jobs.entry(job).or_default();
+        state.running = false;
+        state.runs += 1;
+        if result.is_err() {
+            state.failures += 1;
+        }
+        state.last_duration_ms = state.last_started_ms.map(|t| now_ms() - t);
+        state.last_result = Some(result);
+    }
+
+    fn run(&mut self, job: Job, ctx: &mut Context<Self>) {
+        match job {
+            Job::Watch => self.watch(ctx),
+            Job::Unfreeze => self.unfreeze(ctx),
+            Job::Overdue => self.overdue(ctx),
+            Job::Stale => self.stale(ctx),
+            Job::PurgeIdempotency => self.purge(ctx),
         }
     }
 
     /// Restarts the actors that panicked.
     fn watch(&mut self, ctx: &mut Context<Self>) {
-        if self.reviving || self.nodes.all_alive() {
+        if self.nodes.all_alive() {
+            // The common case, four times a second: counted without a spawn.
+            if self.begin(Job::Watch) {
+                self.finish(Job::Watch, Ok("all actors alive".into()));
+            }
             return;
         }
-        self.reviving = true;
+        if !self.begin(Job::Watch) {
+            return;
+        }
         let nodes = self.nodes.clone();
         let fut = async move { nodes.revive().await };
-        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
-            act.reviving = false;
-            match res {
-                Ok(revived) => {
-                    for actor in revived {
-                        tracing::error!(
-                            actor,
-                            "an actor panicked and was restarted from the store"
-                        );
-                        Metrics::inc(&act.metrics.actor_restarts_total);
-                    }
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
+            Ok(revived) => {
+                for actor in &revived {
+                    tracing::error!(actor, "an actor panicked and was restarted from the store");
+                    Metrics::inc(&act.metrics.actor_restarts_total);
                 }
-                // The next look tries again.
-                Err(e) => tracing::error!(error = %e, "restarting an actor failed"),
+                act.finish(Job::Watch, Ok(format!("restarted {}", revived.join(", "))));
+            }
+            // The next look tries again.
+            Err(e) => {
+                tracing::error!(error = %e, "restarting an actor failed");
+                act.finish(Job::Watch, Err(e.to_string()));
             }
         }));
     }
 
     fn unfreeze(&mut self, ctx: &mut Context<Self>) {
-        if self.unfreezing {
+        if !self.begin(Job::Unfreeze) {
             return;
         }
-        self.unfreezing = true;
         let store = self.store.clone();
         let fut = async move {
             let now = now_ms();
@@ -105,60 +214,96 @@ impl Supervisor {
             }
             Ok::<u64, crate::EngineError>(released)
         };
-        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
-            act.unfreezing = false;
-            match res {
-                Ok(n) => {
-                    act.metrics
-                        .lots_released_total
-                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                }
-                Err(e) => tracing::warn!(error = %e, "unfreeze sweep failed"),
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
+            Ok(n) => {
+                act.metrics
+                    .lots_released_total
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                act.finish(Job::Unfreeze, Ok(format!("released {n} earnings")));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "unfreeze sweep failed");
+                act.finish(Job::Unfreeze, Err(e.to_string()));
             }
         }));
     }
 
     fn overdue(&mut self, ctx: &mut Context<Self>) {
+        if !self.begin(Job::Overdue) {
+            return;
+        }
         let fut = self.store.overdue(now_ms() - OVERDUE_GRACE_MS, BATCH);
         ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
             Ok(tasks) => {
+                let n = tasks.len();
                 for t in tasks {
                     act.nodes.dispatcher.do_send(Overdue(t));
                 }
+                act.finish(Job::Overdue, Ok(format!("handed back {n} overdue tasks")));
             }
-            Err(e) => tracing::warn!(error = %e, "overdue sweep failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "overdue sweep failed");
+                act.finish(Job::Overdue, Err(e.to_string()));
+            }
         }));
     }
 
     fn stale(&mut self, ctx: &mut Context<Self>) {
+        if !self.begin(Job::Stale) {
+            return;
+        }
         let ttl_ms = (self.config.get().dispatch.pending_ttl_seconds as i64).saturating_mul(1000);
         let fut = self
             .store
             .fail_stale(now_ms().saturating_sub(ttl_ms), BATCH);
         ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
-            Ok(failed) if !failed.is_empty() => {
-                tracing::info!(
-                    count = failed.len(),
-                    "failed and refunded stale pending tasks"
+            Ok(failed) => {
+                let n = failed.len();
+                if n > 0 {
+                    tracing::info!(count = n, "failed and refunded stale pending tasks");
+                    act.nodes.dispatcher.do_send(TasksFailed(failed));
+                }
+                act.finish(
+                    Job::Stale,
+                    Ok(format!("failed and refunded {n} stale tasks")),
                 );
-                act.nodes.dispatcher.do_send(TasksFailed(failed));
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "stale sweep failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "stale sweep failed");
+                act.finish(Job::Stale, Err(e.to_string()));
+            }
         }));
     }
-}
 
-impl Supervisor {
     fn purge(&mut self, ctx: &mut Context<Self>) {
+        if !self.begin(Job::PurgeIdempotency) {
+            return;
+        }
         let fut = self
             .store
             .purge_idempotency(now_ms().saturating_sub(IDEMPOTENCY_KEEP_MS));
-        ctx.spawn(fut.into_actor(self).map(|res, _, _| match res {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(count = n, "forgot idempotency keys older than 24 h"),
-            Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            let result = match res {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(count = n, "forgot idempotency keys older than 24 h");
+                    }
+                    Ok(format!("forgot {n} keys"))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "idempotency purge failed");
+                    Err(e.to_string())
+                }
+            };
+            act.finish(Job::PurgeIdempotency, result);
         }));
+    }
+
+    /// The next scheduled run of `job`: its intervals tick from the actor's start.
+    fn next_run_ms(&self, job: Job, now: i64) -> i64 {
+        let every = job.every().as_millis().max(1) as i64;
+        let since = (now - self.started_ms).max(0);
+        self.started_ms + (since / every + 1) * every
     }
 }
 
@@ -168,10 +313,72 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.unfreeze(ctx);
         self.stale(ctx);
-        ctx.run_interval(WATCH_EVERY, |act, ctx| act.watch(ctx));
-        ctx.run_interval(UNFREEZE_EVERY, |act, ctx| act.unfreeze(ctx));
-        ctx.run_interval(OVERDUE_EVERY, |act, ctx| act.overdue(ctx));
-        ctx.run_interval(STALE_EVERY, |act, ctx| act.stale(ctx));
-        ctx.run_interval(PURGE_EVERY, |act, ctx| act.purge(ctx));
+        for job in Job::ALL {
+            ctx.run_interval(job.every(), move |act, ctx| act.run(job, ctx));
+        }
+        // The console's per-second figures (messages/s, the slowest wait) are cut here.
+        ctx.run_interval(Duration::from_secs(1), |_, _| {
+            crate::meter::registry().sample()
+        });
+    }
+}
+
+/// Runs a job now (an admin's "run now"; the engine writes the audit entry first). Refused when
+/// the job is running already.
+#[derive(Message)]
+#[rtype(result = "Result<(), crate::EngineError>")]
+pub struct RunJob(pub Job);
+
+impl Handler<RunJob> for Supervisor {
+    type Result = Result<(), crate::EngineError>;
+    fn handle(&mut self, msg: RunJob, ctx: &mut Context<Self>) -> Self::Result {
+        if self.jobs.get(&msg.0).is_some_and(|s| s.running) {
+            return Err(crate::EngineError::Conflict(format!(
+                "{} is running now; try again when it finishes",
+                msg.0.name()
+            )));
+        }
+        self.run(msg.0, ctx);
+        Ok(())
+    }
+}
+
+crate::metered!(Supervisor: RunJob);
+
+impl Handler<crate::meter::Inspect> for Supervisor {
+    type Result = crate::meter::State;
+    fn handle(&mut self, _: crate::meter::Inspect, _: &mut Context<Self>) -> crate::meter::State {
+        use crate::clock::rfc3339;
+        let now = now_ms();
+        let jobs: Vec<_> = Job::ALL
+            .into_iter()
+            .map(|job| {
+                let s = self.jobs.get(&job).cloned().unwrap_or_default();
+                let (ok, result) = match &s.last_result {
+                    None => (None, None),
+                    Some(Ok(r)) => (Some(true), Some(r.clone())),
+                    Some(Err(e)) => (Some(false), Some(e.clone())),
+                };
+                serde_json::json!({
+                    "name": job.name(),
+                    "what": job.what(),
+                    "every_ms": job.every().as_millis() as u64,
+                    "running": s.running,
+                    "runs": s.runs,
+                    "failures": s.failures,
+                    "last_run": s.last_started_ms.map(rfc3339),
+                    "last_duration_ms": s.last_duration_ms,
+                    "last_ok": ok,
+                    "last_result": result,
+                    "next_run": rfc3339(self.next_run_ms(job, now)),
+                })
+            })
+            .collect();
+        let alive = serde_json::json!({
+            "dispatcher": self.nodes.dispatcher.alive(),
+            "feed_hub": self.nodes.feed.alive(),
+            "qa_comparator": self.nodes.comparator.alive(),
+        });
+        crate::meter::State(serde_json::json!({ "jobs": jobs, "supervised": alive }))
     }
 }

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod concurrency;
+mod console;
 mod deposits;
 mod fake_smtp;
 mod fake_stripe;

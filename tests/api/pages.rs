@@ -20,6 +20,7 @@ async fn pages_are_served_with_a_strict_policy_and_their_assets_embedded() {
     for path in [
         "/",
         "/worker",
+        "/admin",
         "/deposit/success?deposit_id=d_x",
         "/deposit/cancel",
     ] {

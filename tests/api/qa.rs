@@ -690,7 +690,16 @@ async fn qa_copies_look_like_any_task_everywhere_a_worker_looks() {
         assert_nothing_hidden(what, v);
     }
     let (_, me_after) = app.get("/api/worker/me", &b.token).await;
-    assert_eq!(shape(&me_after), shape(&me_before));
+    // B earned meanwhile, so when its frozen money frees up is now known (null before): the
+    // only change of shape, and one every worker's first earning makes.
+    let known = |v: &Value| {
+        shape(v)
+            .into_iter()
+            .map(|s| s.replace("next_release_at:null", "next_release_at:string"))
+            .map(|s| s.replace("next_release_cents:null", "next_release_cents:number"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(known(&me_after), known(&me_before));
     assert_nothing_hidden("worker/me", &me_after);
     let (_, balance) = app.get("/api/balance", &b.token).await;
     assert_nothing_hidden("balance", &balance);

@@ -42,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::buyer::configure(cfg);
     routes::worker::configure(cfg);
     routes::admin::configure(cfg);
+    routes::console::configure(cfg);
     routes::money::configure(cfg);
     routes::ops::configure(cfg);
     routes::feed::configure(cfg);
@@ -83,10 +84,22 @@ pub fn server(
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .wrap(middleware::from_fn(
-                move |req, next: middleware::Next<_>| {
+                move |req: actix_web::dev::ServiceRequest, next: middleware::Next<_>| {
                     let metrics = metrics.clone();
                     async move {
+                        let started = Instant::now();
+                        // Long-polls wait on purpose: their time is not the server's latency.
+                        let waits = req.query_string().contains("wait=");
                         let res = next.call(req).await?;
+                        let streams = res.status()
+                            == actix_web::http::StatusCode::SWITCHING_PROTOCOLS
+                            || res
+                                .headers()
+                                .get(actix_web::http::header::CONTENT_TYPE)
+                                .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+                        if !waits && !streams {
+                            metrics.http_latency.observe(started.elapsed());
+                        }
                         Metrics::inc(&metrics.http_requests_total);
                         if res.status().is_client_error() || res.status().is_server_error() {
                             Metrics::inc(&metrics.http_errors_total);

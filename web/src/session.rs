@@ -6,6 +6,8 @@
 //! queue (a client that stops reading is disconnected, never waited on).
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -15,6 +17,7 @@ use bytes::Bytes;
 use clawjobs_actors::EngineError;
 use clawjobs_actors::dispatcher::TaskExpired;
 use clawjobs_actors::domain::{TaskId, WorkerId};
+use clawjobs_actors::meter::{Gauges, Inspect, Meter, MeteredRecipient, State};
 use clawjobs_actors::store::ClaimedTask;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -55,7 +58,15 @@ pub struct WorkerSession {
     idle: Duration,
     /// A refill is scheduled (after a rate limit or a refusal).
     refill_pending: bool,
+    pub meter: Arc<Meter>,
+    connected_at: Instant,
 }
+
+/// What the console lists of a session.
+pub const GAUGES: Gauges = &["held", "capacity", "asks"];
+
+/// Numbers sessions, so that a worker's second socket has an id of its own in the console.
+static SESSIONS: AtomicU64 = AtomicU64::new(0);
 
 impl WorkerSession {
     pub fn new(
@@ -64,7 +75,10 @@ impl WorkerSession {
         out: mpsc::Sender<Out>,
         idle: Duration,
     ) -> Self {
+        let n = SESSIONS.fetch_add(1, Ordering::Relaxed) + 1;
         WorkerSession {
+            meter: Meter::new("WorkerSession", format!("{worker_id}/{n}")),
+            connected_at: Instant::now(),
             worker_id,
             state,
             out,
@@ -130,7 +144,7 @@ impl WorkerSession {
     fn ask(&mut self, id: u64, ctx: &mut Context<Self>) -> SpawnHandle {
         let state = self.state.clone();
         let worker_id = self.worker_id.clone();
-        let notify = ctx.address().recipient::<TaskExpired>();
+        let notify = MeteredRecipient::new(ctx.address(), self.meter.clone());
         let exclude: Vec<String> = self.released.iter().cloned().collect();
         let fut = async move {
             let engine = &state.engine;
@@ -304,6 +318,9 @@ impl Actor for WorkerSession {
             .ws_sessions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ctx.run_interval(heartbeat(self.idle), |act, ctx| {
+            act.meter.set_gauge(0, act.held.len() as i64);
+            act.meter.set_gauge(1, i64::from(act.capacity));
+            act.meter.set_gauge(2, act.asks.len() as i64);
             if act.last_heard.elapsed() > act.idle {
                 act.close(CloseCode::Normal, "idle: no frame received in time", ctx);
             } else if act.out.try_send(Out::Ping).is_err() {
@@ -354,6 +371,27 @@ impl Handler<Inbound> for WorkerSession {
             Inbound::Frame(AggregatedMessage::Pong(_)) => {}
             Inbound::Frame(AggregatedMessage::Close(_)) | Inbound::Gone => ctx.stop(),
         }
+    }
+}
+
+clawjobs_actors::metered!(WorkerSession: Inbound, TaskExpired);
+
+impl Handler<Inspect> for WorkerSession {
+    type Result = State;
+    fn handle(&mut self, _: Inspect, _: &mut Context<Self>) -> State {
+        let mut held: Vec<&String> = self.held.iter().collect();
+        held.sort();
+        State(json!({
+            "worker_id": self.worker_id,
+            "ready_for": self.capacity,
+            "held_tasks": held,
+            "claims_asked": self.asks.len(),
+            "recently_given_back": self.released,
+            "refill_scheduled": self.refill_pending,
+            "connected_seconds": self.connected_at.elapsed().as_secs(),
+            "silent_seconds": self.last_heard.elapsed().as_secs(),
+            "closes_when_silent_seconds": self.idle.as_secs(),
+        }))
     }
 }
 

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use actix::prelude::*;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -36,6 +35,8 @@ use crate::supervisor::Supervisor;
 mod admin;
 mod buyers;
 mod checks;
+mod console;
+pub use console::{ActorQuery, ActorSort, ActorsPage, Figures, Invariants, Warning};
 mod money;
 mod payouts;
 mod referrals;
@@ -60,7 +61,8 @@ pub struct Engine {
     bank: Bank,
     dispatcher: Slot<Dispatcher>,
     pub feed: Slot<FeedHub>,
-    config_actor: Addr<ConfigActor>,
+    config_actor: crate::meter::Metered<ConfigActor>,
+    supervisor: crate::meter::Metered<Supervisor>,
     comparator: Slot<QaComparator>,
     /// Hands what a command caused to the actors it concerns.
     publisher: Publisher,
@@ -137,7 +139,12 @@ impl Engine {
         let config = ConfigHandle::new(cfg);
         let metrics = Arc::new(Metrics::default());
         let bank = seed.into_bank(store.clone());
-        let config_actor = ConfigActor::new(store.clone(), config.clone(), docs).start();
+        let config_actor = crate::meter::Metered::start(
+            ConfigActor::new(store.clone(), config.clone(), docs),
+            "ConfigActor",
+            "config",
+            &[],
+        );
         let banned: BanList = Arc::new(RwLock::new(
             store.banned_workers().await?.into_iter().collect(),
         ));
@@ -153,13 +160,17 @@ impl Engine {
             benchmarks,
         )
         .await?;
-        Supervisor::new(
-            store.clone(),
-            config.clone(),
-            nodes.clone(),
-            metrics.clone(),
-        )
-        .start();
+        let supervisor = crate::meter::Metered::start(
+            Supervisor::new(
+                store.clone(),
+                config.clone(),
+                nodes.clone(),
+                metrics.clone(),
+            ),
+            "Supervisor",
+            "supervisor",
+            &[],
+        );
         let shared_store = store.event_log().is_some();
         let engine = Engine {
             shared_store,
@@ -170,6 +181,7 @@ impl Engine {
             dispatcher: nodes.dispatcher,
             feed: nodes.feed,
             config_actor,
+            supervisor,
             comparator: nodes.comparator,
             publisher: nodes.publisher,
             banned,

@@ -50,7 +50,7 @@ impl Engine {
     pub fn claim_spec(
         &self,
         worker: &WorkerRecord,
-        notify: Option<Recipient<TaskExpired>>,
+        notify: Option<crate::meter::MeteredRecipient<TaskExpired>>,
     ) -> Result<Option<ClaimSpec>, EngineError> {
         use crate::rules::claim::{Claimant, refusal};
         let now = now_ms();

@@ -36,6 +36,10 @@ pub struct QaComparator {
     benchmarks: Vec<Benchmark>,
     next_benchmark: usize,
     last_benchmark_ms: i64,
+    /// Comparisons started and not yet finished, and finished since the start.
+    judging: u64,
+    judged: u64,
+    meter: Option<Arc<crate::meter::Meter>>,
 }
 
 impl QaComparator {
@@ -54,6 +58,9 @@ impl QaComparator {
             benchmarks,
             next_benchmark: 0,
             last_benchmark_ms: now_ms(),
+            judging: 0,
+            judged: 0,
+            meter: None,
         }
     }
 
@@ -178,6 +185,49 @@ impl Actor for QaComparator {
 
 crate::crash_on_request!(QaComparator);
 
+impl crate::slot::Slotted for QaComparator {
+    const KIND: &'static str = "QaComparator";
+    const GAUGES: crate::meter::Gauges = &["judging", "judged"];
+    fn set_meter(&mut self, meter: Arc<crate::meter::Meter>) {
+        self.meter = Some(meter);
+    }
+}
+
+crate::metered!(QaComparator: Judge, Inject);
+
+impl QaComparator {
+    fn count(&mut self, started: bool) {
+        if started {
+            self.judging += 1;
+        } else {
+            self.judging = self.judging.saturating_sub(1);
+            self.judged += 1;
+        }
+        if let Some(m) = &self.meter {
+            m.set_gauge(0, self.judging as i64);
+            m.set_gauge(1, self.judged as i64);
+        }
+    }
+}
+
+impl Handler<crate::meter::Inspect> for QaComparator {
+    type Result = crate::meter::State;
+    fn handle(&mut self, _: crate::meter::Inspect, _: &mut Context<Self>) -> crate::meter::State {
+        let cfg = self.config.get();
+        let every = cfg.qa.benchmark_interval_seconds;
+        crate::meter::State(serde_json::json!({
+            "judging": self.judging,
+            "judged_since_start": self.judged,
+            "benchmarks_loaded": self.benchmarks.len(),
+            "next_benchmark_index": self.next_benchmark,
+            "benchmark_interval_seconds": every,
+            "next_benchmark": (every > 0).then(|| crate::clock::rfc3339(
+                self.last_benchmark_ms.saturating_add((every as i64).saturating_mul(1000)))),
+            "thresholds": { "pass": cfg.qa.similarity_thresholds.pass, "flag": cfg.qa.similarity_thresholds.flag },
+        }))
+    }
+}
+
 /// A task of this QA group is in (or the node restarted with the group undecided): look again.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -190,6 +240,7 @@ impl Handler<Judge> for QaComparator {
         let store = self.store.clone();
         let cfg = self.config.get();
         let group_id = msg.0;
+        self.count(true);
         let look = async move {
             let Some(group) = store.qa_group(group_id.clone()).await? else {
                 return Ok(None);
@@ -204,11 +255,14 @@ impl Handler<Judge> for QaComparator {
                 .map(Some)
         };
         ctx.spawn(look.into_actor(self).map(
-            |res: Result<Option<QaApplied>, EngineError>, act, _| match res {
-                Ok(Some(a)) if a.applied => act.applied(a),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "QA comparison failed; retried at the next start")
+            |res: Result<Option<QaApplied>, EngineError>, act, _| {
+                act.count(false);
+                match res {
+                    Ok(Some(a)) if a.applied => act.applied(a),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "QA comparison failed; retried at the next start")
+                    }
                 }
             },
         ));

@@ -18,6 +18,7 @@ pub mod money;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod sqlite;
+pub mod timeline;
 
 pub use money::*;
 
@@ -885,6 +886,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<Vec<QaResult>>;
     fn qa_stats(&self) -> StoreFuture<QaStats>;
     fn worker_notices(&self, worker_id: String) -> StoreFuture<Vec<WorkerNotice>>;
+    /// What a task's timeline is made of (None: no such task).
+    fn task_timeline(&self, task_id: String) -> StoreFuture<Option<timeline::TimelineParts>>;
     /// A worker's earnings, newest first, before `before_seq`.
     fn earnings(
         &self,
@@ -970,6 +973,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<ReferralStats>;
     /// Forgets idempotency keys stored before `before_ms`; returns how many.
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64>;
+    /// One audit-log entry for an admin action that changes nothing else in the store (a
+    /// Supervisor job run by hand).
+    fn record_audit(
+        &self,
+        actor_id: String,
+        action: String,
+        details: Value,
+        now_ms: i64,
+    ) -> StoreFuture<()>;
 
     fn load_config(&self) -> StoreFuture<BTreeMap<String, StoredConfig>>;
     /// Stores the documents that are missing (first start); returns how many were added.

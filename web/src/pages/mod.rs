@@ -11,7 +11,7 @@
 mod assets;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 use clawjobs_actors::config::PlatformConfig;
 
@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/deposit/success", web::get().to(deposit_success))
         .route("/deposit/cancel", web::get().to(deposit_cancel))
         .route("/worker", web::get().to(worker))
+        .route("/admin", web::get().to(admin))
         .route("/assets/{name}", web::get().to(assets::serve));
 }
 
@@ -187,8 +188,20 @@ struct WorkerPage {
     v: &'static str,
 }
 
-async fn worker(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn worker() -> Result<HttpResponse, ApiError> {
     html(&WorkerPage {
+        v: assets::version(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage {
+    v: &'static str,
+}
+
+async fn admin() -> Result<HttpResponse, ApiError> {
+    html(&AdminPage {
         v: assets::version(),
     })
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod buyer;
+pub mod console;
 pub mod feed;
 pub mod money;
 pub mod ops;

@@ -62,7 +62,10 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut text = state.engine.metrics_text().await;
-    let (subscribers, dropped) = state.engine.feed.send(FeedStats).await.unwrap_or_default();
+    let clawjobs_actors::feed::FeedCounts {
+        subscribers,
+        dropped,
+    } = state.engine.feed.send(FeedStats).await.unwrap_or_default();
     let sessions = state.ws_sessions.load(std::sync::atomic::Ordering::Relaxed);
     for (name, kind, help, value) in [
         (

@@ -42,6 +42,7 @@ mod referrals;
 mod schema;
 mod sweeps;
 mod tasks;
+mod timeline;
 mod watch;
 
 use docs::*;
@@ -147,6 +148,7 @@ struct Db {
     pub withdrawals: Collection<WithdrawalDoc>,
     pub referral_codes: Collection<ReferralCodeDoc>,
     pub referrals: Collection<ReferralDoc>,
+    pub task_events: Collection<timeline::TaskEventDoc>,
 }
 
 impl Db {
@@ -179,6 +181,7 @@ impl Db {
             withdrawals: db.collection("withdrawals"),
             referral_codes: db.collection("referral_codes"),
             referrals: db.collection("referrals"),
+            task_events: db.collection("task_events"),
         }
     }
 
@@ -694,6 +697,13 @@ impl Store for MongoStore {
         })
     }
 
+    fn task_timeline(
+        &self,
+        task_id: String,
+    ) -> StoreFuture<Option<crate::store::timeline::TimelineParts>> {
+        command!(self, read, |tx| timeline::read(tx, &task_id).await)
+    }
+
     fn earnings(
         &self,
         worker_id: String,
@@ -1049,6 +1059,18 @@ impl Store for MongoStore {
 
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64> {
         command!(self, write, |tx| deposits::purge_idempotency(tx, before_ms)
+            .await)
+    }
+
+    fn record_audit(
+        &self,
+        actor_id: String,
+        action: String,
+        details: Value,
+        now_ms: i64,
+    ) -> StoreFuture<()> {
+        command!(self, write, |tx| tx
+            .audit(&actor_id, &action, &details, now_ms)
             .await)
     }
 

@@ -108,6 +108,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "withdrawals",
         "referral_codes",
         "referrals",
+        "task_events",
     ] {
         if !existing.iter().any(|e| e == name) {
             match raw.create_collection(name).await {
@@ -204,6 +205,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
             vec![index(doc! { "worker_id": 1, "created_at": -1 })],
         ),
         ("audit_log", vec![index(doc! { "created_at": 1 })]),
+        ("task_events", vec![index(doc! { "task_id": 1, "_id": 1 })]),
         ("idempotency", vec![index(doc! { "created_at": 1 })]),
         ("referral_codes", vec![unique(doc! { "user_id": 1 })]),
         ("referrals", vec![index(doc! { "referrer_id": 1 })]),

@@ -34,6 +34,14 @@ pub(super) async fn fail_stale(
     let mut failed = Vec::with_capacity(stale.len());
     for task in stale {
         if let Some(buyer_id) = tx.refund(&task.id, now_ms).await? {
+            tx.task_event(
+                &task.id,
+                "failed",
+                "Supervisor",
+                serde_json::json!({ "why": "nobody took it within dispatch.pending_ttl_seconds", "refunded": true }),
+                now_ms,
+            )
+            .await?;
             failed.push(FailedTask {
                 task_id: task.id,
                 buyer_id,

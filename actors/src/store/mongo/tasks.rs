@@ -205,6 +205,15 @@ pub(super) async fn unclaim(
     }
     tx.delete(&db.claims, doc! { "_id": format!("{task_id}/{attempt}") })
         .await?;
+    tx.task_event(
+        task_id,
+        "unclaimed",
+        "Dispatcher",
+        serde_json::json!({ "worker_id": worker_id, "attempt": attempt,
+            "why": "the worker went away before it was told of the claim" }),
+        crate::clock::now_ms(),
+    )
+    .await?;
     for counter in ["tasks_claimed", "claims_today"] {
         tx.update(
             &db.workers,
@@ -232,6 +241,14 @@ pub(super) async fn release(
     if !released {
         return Ok(None);
     }
+    tx.task_event(
+        task_id,
+        "released",
+        worker_id,
+        serde_json::json!({ "why": "the worker gave it back before its deadline" }),
+        crate::clock::now_ms(),
+    )
+    .await?;
     tx.task_live(task_id).await
 }
 
@@ -426,6 +443,17 @@ pub(super) async fn expire(
     if lapsed.tier != tier {
         tx.set_tier(worker_id, &lapsed.tier).await?;
     }
+    tx.task_event(
+        task_id,
+        "expired",
+        worker_id,
+        serde_json::json!({
+            "attempt": attempt, "requeued": !lapsed.fails, "refunded": lapsed.fails,
+            "suspended_until": suspended_until_ms.map(crate::clock::rfc3339),
+        }),
+        now_ms,
+    )
+    .await?;
     if lapsed.fails {
         tx.refund(task_id, now_ms).await?;
         return Ok(ExpireOutcome::Failed {

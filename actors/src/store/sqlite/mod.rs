@@ -34,6 +34,7 @@ mod rows;
 mod schema;
 mod sweeps;
 mod tasks;
+mod timeline;
 mod writer;
 
 use accounts::insert_token;
@@ -473,6 +474,13 @@ impl Store for SqliteStore {
         self.read(move |c| qa::worker_notices(c, worker_id))
     }
 
+    fn task_timeline(
+        &self,
+        task_id: String,
+    ) -> StoreFuture<Option<crate::store::timeline::TimelineParts>> {
+        self.read_snapshot(move |c| timeline::read(c, task_id))
+    }
+
     fn banned_workers(&self) -> StoreFuture<Vec<String>> {
         self.read(qa::banned_workers)
     }
@@ -587,6 +595,16 @@ impl Store for SqliteStore {
 
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64> {
         self.write(move |tx| deposits::purge_idempotency(tx, before_ms))
+    }
+
+    fn record_audit(
+        &self,
+        actor_id: String,
+        action: String,
+        details: Value,
+        now_ms: i64,
+    ) -> StoreFuture<()> {
+        self.write(move |tx| tx.audit(&actor_id, &action, &details, now_ms))
     }
 
     fn load_config(&self) -> StoreFuture<BTreeMap<String, StoredConfig>> {

@@ -280,6 +280,17 @@ CREATE TABLE IF NOT EXISTS audit_log (
   details TEXT NOT NULL,
   created_at INTEGER NOT NULL
 );
+-- What a task's timeline cannot read from its other rows: expiries, releases, undone claims and
+-- sweep failures (written off the hot path only; see store/timeline.rs).
+CREATE TABLE IF NOT EXISTS task_events (
+  id INTEGER PRIMARY KEY,
+  task_id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  event TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  details TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS task_events_by_task ON task_events (task_id, id);
 "#;
 
 /// Version 1 data directories get the QA columns.

@@ -37,6 +37,13 @@ pub(super) fn fail_stale(
     let mut failed = Vec::with_capacity(stale.len());
     for task_id in stale {
         if let Some(buyer_id) = tx.refund(&task_id, now_ms)? {
+            tx.task_event(
+                &task_id,
+                "failed",
+                "Supervisor",
+                serde_json::json!({ "why": "nobody took it within dispatch.pending_ttl_seconds", "refunded": true }),
+                now_ms,
+            )?;
             failed.push(FailedTask { task_id, buyer_id });
         }
     }

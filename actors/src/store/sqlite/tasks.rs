@@ -202,6 +202,14 @@ pub(super) fn unclaim(
         .prepare_cached("DELETE FROM claims WHERE task_id = ?1 AND attempt = ?2")
         .and_then(|mut s| s.execute(params![task_id, attempt]))
         .map_err(db_err)?;
+    tx.task_event(
+        &task_id,
+        "unclaimed",
+        "Dispatcher",
+        serde_json::json!({ "worker_id": worker_id, "attempt": attempt,
+            "why": "the worker went away before it was told of the claim" }),
+        crate::clock::now_ms(),
+    )?;
     tx.conn
         .prepare_cached(
             "UPDATE workers SET tasks_claimed = max(tasks_claimed - 1, 0), claims_today = max(claims_today - 1, 0)
@@ -230,6 +238,13 @@ pub(super) fn release(
     if n == 0 {
         return Ok(None);
     }
+    tx.task_event(
+        &task_id,
+        "released",
+        &worker_id,
+        serde_json::json!({ "why": "the worker gave it back before its deadline" }),
+        crate::clock::now_ms(),
+    )?;
     tx.task_live(&task_id)
 }
 
@@ -417,6 +432,16 @@ pub(super) fn expire(
     if lapsed.tier != tier {
         tx.set_tier(&worker_id, &lapsed.tier)?;
     }
+    tx.task_event(
+        &task_id,
+        "expired",
+        &worker_id,
+        serde_json::json!({
+            "attempt": attempt, "requeued": !lapsed.fails, "refunded": lapsed.fails,
+            "suspended_until": suspended_until_ms.map(crate::clock::rfc3339),
+        }),
+        now_ms,
+    )?;
     if lapsed.fails {
         tx.refund(&task_id, now_ms)?;
         return Ok(ExpireOutcome::Failed {

@@ -1,0 +1,132 @@
+// The actor console at `/admin`: an admin finds the Dispatcher, drills into it, follows a task's
+// timeline from there, runs a Supervisor job, watches the live charts, and is shown the server's
+// validation error when saving a bad config (after a diff of the change).
+import { before, after } from "node:test";
+import assert from "node:assert/strict";
+import { scenario, relax, startServer, launch, open, api, connectWorker, claim, submit, assertAudit, ADMIN, sleep } from "./harness.mjs";
+
+let server, browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launch();
+  await relax(server.base);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+scenario("an admin finds the Dispatcher, drills in and follows a task's timeline", async () => {
+  const buyer = await api(server.base, "/api/auth/register", { method: "POST", body: { email: "cat@example.com", password: "a long password" } });
+  await api(server.base, "/api/admin/credit", { method: "POST", token: ADMIN, body: { user_id: buyer.user_id, amount_cents: 500, reason: "test" } });
+  // One task done, one held by a worker, one waiting.
+  const worker = await connectWorker(server.base);
+  const done = await api(server.base, "/api/task", { method: "POST", token: buyer.token, body: { type: "code", input: { prompt: "a" } } });
+  await submit(server.base, worker.token, (await claim(server.base, worker.token)).task_id, { text: "fn a() {}" });
+  const held = await api(server.base, "/api/task", { method: "POST", token: buyer.token, body: { type: "code", input: { prompt: "b" } } });
+  await claim(server.base, worker.token);
+  await api(server.base, "/api/task", { method: "POST", token: buyer.token, body: { type: "research", input: { q: "c" } } });
+
+  const p = await open(browser, server.base);
+  const { page } = p;
+  await p.goto("/admin");
+  await page.fill("#signin-form [name=token]", ADMIN);
+  await page.click("#signin-form button[type=submit]");
+  await page.locator("#health-pill", { hasText: "all invariants hold" }).waitFor();
+  // The live charts get a figure a second.
+  await page.locator("#v-queue", { hasText: "1" }).waitFor();
+  await sleep(2500);
+  await p.shot("admin-overview");
+
+  await page.click('[data-view="actors"]');
+  await page.selectOption("#actor-kind", "Dispatcher");
+  const row = page.locator('#actor-rows tr[data-kind="Dispatcher"]');
+  await page.waitForFunction(() => {
+    const rows = document.querySelectorAll("#actor-rows tr");
+    return rows.length === 1 && rows[0].dataset.kind === "Dispatcher";
+  });
+  await row.click();
+  const state = page.locator("#drill-state");
+  await state.locator("text=pending_by_type").waitFor();
+  assert.match(await state.innerText(), /"research": 1/);
+  assert.match(await state.innerText(), new RegExp(worker.worker_id));
+  await p.shot("admin-dispatcher");
+
+  // The held task's id in the Dispatcher's state opens its timeline.
+  await state.getByRole("button", { name: `"${held.task_id}"` }).click();
+  await page.locator('#timeline-rows tr[data-event="claimed"]').waitFor();
+  const events = await page.locator("#timeline-rows tr").evaluateAll((rows) => rows.map((r) => r.dataset.event));
+  assert.deepEqual(events, ["posted", "claimed"]);
+  // And the finished one, typed in.
+  await page.fill("#timeline-form [name=task_id]", done.task_id);
+  await page.click("#timeline-form button[type=submit]");
+  await page.locator('#timeline-rows tr[data-event="submitted"]').waitFor();
+  await p.shot("admin-timeline");
+
+  // Every actor kind is there, sortable; a balance actor is found by its id.
+  await page.click('[data-view="actors"]');
+  await page.selectOption("#actor-kind", "");
+  await page.fill("#actor-filter [name=q]", buyer.user_id);
+  await page.locator(`#actor-rows tr[data-kind="BalanceActor"][data-id="${buyer.user_id}"]`).waitFor();
+  await page.fill("#actor-filter [name=q]", "");
+  for (const kind of ["Dispatcher", "FeedHub", "Supervisor", "ConfigActor", "QaComparator", "BalanceActor"]) {
+    await page.locator(`#actor-kind option[value="${kind}"]`).waitFor({ state: "attached" });
+  }
+  await page.click('th[data-sort="messages_handled"]');
+  await page.locator('th.sorted[data-sort="messages_handled"]').waitFor();
+  await p.shot("admin-actors");
+
+  // The Supervisor's jobs, and one run now.
+  await page.click('[data-view="jobs"]');
+  const purge = page.locator('#job-rows tr[data-job="purge_idempotency"]');
+  await purge.waitFor();
+  assert.match(await purge.innerText(), /not yet/);
+  await purge.getByRole("button", { name: "Run now" }).click();
+  await purge.locator(".badge.ok", { hasText: "forgot" }).waitFor();
+  await p.shot("admin-jobs");
+  p.check();
+  await p.close();
+  await assertAudit(server.base);
+});
+
+scenario("a bad config is shown as the server's validation error and nothing changes", async () => {
+  const p = await open(browser, server.base);
+  const { page } = p;
+  await p.goto("/admin");
+  await page.fill("#signin-form [name=token]", ADMIN);
+  await page.click("#signin-form button[type=submit]");
+  await page.click('[data-view="config"]');
+  await page.selectOption("#config-key", "commissions");
+  await page.locator("#config-version", { hasText: "version" }).waitFor();
+  const before = await api(server.base, "/api/admin/config/commissions", { token: ADMIN });
+  const text = await page.inputValue("#config-text");
+  const doc = JSON.parse(text);
+  doc.standard = 1.5; // a commission above 100 %
+  await page.fill("#config-text", JSON.stringify(doc, null, 2));
+  await page.click("#config-review");
+  await page.locator("#config-diff .add", { hasText: '"standard": 1.5' }).waitFor();
+  await page.locator("#config-diff .del", { hasText: '"standard": 0.2' }).waitFor();
+  await page.click("#config-save");
+  await page.locator("#config-error", { hasText: "Not saved" }).waitFor();
+  await p.shot("admin-config-invalid");
+  const afterDoc = await api(server.base, "/api/admin/config/commissions", { token: ADMIN });
+  assert.equal(afterDoc.version, before.version, "nothing was stored");
+
+  // Broken JSON never reaches the server.
+  await page.fill("#config-text", "{ not json");
+  await page.click("#config-review");
+  await page.locator("#config-error", { hasText: "Not valid JSON" }).waitFor();
+  assert.equal(await page.locator("#config-save").isDisabled(), true);
+
+  // A good change is saved and in force.
+  doc.standard = 0.18;
+  await page.fill("#config-text", JSON.stringify(doc, null, 2));
+  await page.click("#config-review");
+  await page.click("#config-save");
+  await page.locator("#config-version", { hasText: `version ${before.version + 1}` }).waitFor();
+  assert.equal((await api(server.base, "/api/admin/config/commissions", { token: ADMIN })).standard, 0.18);
+  p.check();
+  await p.close();
+});
