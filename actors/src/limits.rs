@@ -44,3 +44,5 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 pub const MAX_ACTOR_ROWS: usize = 500;
 /// How long the console waits for an actor to describe its state.
 pub const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Versions of a config document the console's history lists.
+pub const MAX_CONFIG_VERSIONS: u32 = 50;

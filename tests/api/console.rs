@@ -298,3 +298,74 @@ async fn a_healthy_server_passes_its_invariants_and_streams_its_figures() {
     let (s, _) = app.get("/api/admin/stream", &buyer.token).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn config_versions_are_kept_and_an_old_one_can_be_put_back() {
+    let app = spawn_app().await;
+    let admin = &app.admin;
+    let (_, seeded) = app.get("/api/admin/config/commissions", admin).await;
+    let seeded_version = seeded["version"].as_i64().unwrap();
+    app.patch_config("commissions", json!({"standard": 0.18}))
+        .await;
+    let (s, h) = app
+        .get("/api/admin/config/commissions/history", admin)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    let versions: Vec<i64> = h["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions[..2], [seeded_version + 1, seeded_version], "{h}");
+    assert_eq!(h["versions"][0]["standard"], 0.18);
+    assert_eq!(h["versions"][1]["standard"], seeded["standard"]);
+
+    let (s, back) = app
+        .post(
+            "/api/admin/config/commissions/rollback",
+            Some(admin),
+            json!({"version": seeded_version}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{back}");
+    assert_eq!(
+        back["version"],
+        seeded_version + 2,
+        "a rollback is a new version"
+    );
+    assert_eq!(back["standard"], seeded["standard"]);
+    let (_, now) = app.get("/api/admin/config/commissions", admin).await;
+    assert_eq!(now["standard"], seeded["standard"], "in force at once");
+
+    let (s, v) = app
+        .post(
+            "/api/admin/config/commissions/rollback",
+            Some(admin),
+            json!({"version": 999}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
+    );
+    let (s, _) = app
+        .post(
+            "/api/admin/config/nope/rollback",
+            Some(admin),
+            json!({"version": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let buyer = app.register("dee@example.com").await;
+    let (s, _) = app
+        .post(
+            "/api/admin/config/commissions/rollback",
+            Some(&buyer.token),
+            json!({"version": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, unchanged) = app.get("/api/admin/config/commissions", admin).await;
+    assert_eq!(unchanged["version"], seeded_version + 2);
+}

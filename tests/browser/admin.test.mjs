@@ -127,6 +127,13 @@ scenario("a bad config is shown as the server's validation error and nothing cha
   await page.click("#config-save");
   await page.locator("#config-version", { hasText: `version ${before.version + 1}` }).waitFor();
   assert.equal((await api(server.base, "/api/admin/config/commissions", { token: ADMIN })).standard, 0.18);
+
+  // The earlier version is listed; rolling back to it puts its content back as a new version.
+  const old = page.locator(`#config-history tr[data-version="${before.version}"]`);
+  await old.getByRole("button", { name: "Roll back to this" }).click();
+  await page.locator("#config-version", { hasText: `version ${before.version + 2}` }).waitFor();
+  assert.equal((await api(server.base, "/api/admin/config/commissions", { token: ADMIN })).standard, before.standard);
+  await p.shot("admin-config-history");
   p.check();
   await p.close();
 });

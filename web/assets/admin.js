@@ -1,7 +1,8 @@
 // The actor console: live charts from /api/admin/stream, invariant warnings, every live actor
 // (sortable, filterable, paged, refreshed each second while the tab is visible) with a drill-in
 // to its state, task timelines, the Supervisor's jobs with "run now", the platform config with
-// validation and a diff before saving, QA results and the withdrawals queue.
+// validation, a diff before saving, version history and rollback, QA results and the
+// withdrawals queue.
 "use strict";
 
 (function () {
@@ -350,8 +351,44 @@
       loadedKey = key;
       $("#config-text").value = original;
       $("#config-version").textContent = `version ${doc.version}, changed ${time(doc.updated_at)}${doc.updated_by ? " by " + doc.updated_by : ""}`;
+      loadHistory(key, doc.version);
     } catch (e) {
       handle(e, $("#config-error"));
+    }
+  }
+
+  async function loadHistory(key, current) {
+    try {
+      const h = await authed(`/api/admin/config/${encodeURIComponent(key)}/history`);
+      $("#config-history").replaceChildren(...h.versions.map((v) =>
+        configRow(v, current, key)));
+    } catch (e) {
+      handle(e);
+    }
+  }
+
+  function configRow(v, current, key) {
+    const text = JSON.stringify(stripMeta(v), null, 2);
+    return h("tr", { dataset: { version: String(v.version) } },
+      h("td", {}, String(v.version), v.version === current ? h("span", { class: "badge ok" }, "in force") : null),
+      h("td", {}, time(v.updated_at)), h("td", { class: "mono" }, v.updated_by || ""),
+      h("td", {}, v.version === current ? null : [
+        h("button", { type: "button", class: "link", onclick: () => {
+          $("#config-text").value = text;
+          review();
+        } }, "Compare"), " ",
+        h("button", { type: "button", class: "secondary", onclick: () => rollback(key, v.version) }, "Roll back to this"),
+      ]));
+  }
+
+  async function rollback(key, version) {
+    showError($("#config-error"), null);
+    try {
+      const stored = await authed(`/api/admin/config/${encodeURIComponent(key)}/rollback`, { method: "POST", body: { version } });
+      toast(`${key} is back to version ${version}'s content, stored as version ${stored.version}.`);
+      loadConfig();
+    } catch (e) {
+      handle(new Error("Not rolled back: " + e.message), $("#config-error"));
     }
   }
 

@@ -26,6 +26,51 @@ impl Engine {
             .map_err(EngineError::internal)?
     }
 
+    /// A document's versions, newest first: the one in force, then those before it (those
+    /// stored before history was kept are not known).
+    pub async fn config_history(&self, key: &str) -> Result<Vec<StoredConfig>, EngineError> {
+        let current = self.config_doc(key).await?;
+        let mut versions = self
+            .store
+            .config_history(key.to_string(), MAX_CONFIG_VERSIONS)
+            .await?;
+        if versions
+            .first()
+            .is_none_or(|v| v.version != current.version)
+        {
+            versions.insert(0, current);
+        }
+        Ok(versions)
+    }
+
+    /// Puts an earlier version back, as a new version: validated like any change (a document
+    /// that no longer fits the rest of the config is refused) and audit-logged.
+    pub async fn rollback_config(
+        &self,
+        key: &str,
+        version: i64,
+        admin_id: &UserId,
+    ) -> Result<StoredConfig, EngineError> {
+        let old = self
+            .config_history(key)
+            .await?
+            .into_iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| {
+                EngineError::NotFound(format!("{key} has no stored version {version}"))
+            })?;
+        let stored = self.put_config(key, old.doc, admin_id.as_str()).await?;
+        self.store
+            .record_audit(
+                admin_id.as_str().to_string(),
+                "config.rollback".into(),
+                serde_json::json!({ "key": key, "to_version": version, "new_version": stored.version }),
+                now_ms(),
+            )
+            .await?;
+        Ok(stored)
+    }
+
     pub async fn admin_credit(
         &self,
         user_id: &UserId,

@@ -994,6 +994,8 @@ pub trait Store: Send + Sync + 'static {
         admin_id: String,
         now_ms: i64,
     ) -> StoreFuture<StoredConfig>;
+    /// A config document's stored versions, newest first (at most `limit`).
+    fn config_history(&self, key: String, limit: u32) -> StoreFuture<Vec<StoredConfig>>;
     fn audit(&self) -> StoreFuture<AuditReport>;
     /// Resolves once everything queued before it has been committed.
     fn flush(&self) -> StoreFuture<()>;

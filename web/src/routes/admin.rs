@@ -26,6 +26,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(put_config)),
     )
     .service(
+        resource("/api/admin/config/{key}/history", "GET").route(web::get().to(config_history)),
+    )
+    .service(
+        resource("/api/admin/config/{key}/rollback", "POST")
+            .app_data(body::SMALL_BYTES)
+            .route(web::post().to(rollback_config)),
+    )
+    .service(
         resource("/api/admin/credit", "POST")
             .app_data(body::SMALL_BYTES)
             .route(web::post().to(credit)),
@@ -96,6 +104,58 @@ pub(crate) async fn put_config(
         obj.remove("key");
     }
     let c = state.engine.put_config(&key, doc, admin.id()).await?;
+    Ok(HttpResponse::Ok().json(config_view(&key, &c)))
+}
+
+#[utoipa::path(get, path = "/api/admin/config/{key}/history", tag = "admins", security(("bearer" = [])),
+    params(("key" = String, Path, description = "The document",
+        pattern = "^(pricing|tiers|commissions|signup|qa|rate_limits|dispatch)$")),
+    responses(
+        (status = 200, description = "`{\"key\", \"versions\": [...]}`: the versions, newest first, each as GET shows a document", body = Object),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+        (status = 404, description = "No such document", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn config_history(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    key: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let versions = state.engine.config_history(&key).await?;
+    let versions: Vec<Value> = versions.iter().map(|v| config_view(&key, v)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "key": key.as_str(), "versions": versions })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// The version to put back (it becomes a new version).
+    #[schema(minimum = 1)]
+    version: i64,
+}
+
+#[utoipa::path(post, path = "/api/admin/config/{key}/rollback", tag = "admins", security(("bearer" = [])),
+    params(("key" = String, Path, description = "The document",
+        pattern = "^(pricing|tiers|commissions|signup|qa|rate_limits|dispatch)$")),
+    request_body = RollbackBody,
+    responses(
+        (status = 200, description = "The old version is in force again, stored as a new version and audit-logged", body = Object),
+        (status = 400, description = "The old version no longer fits the rest of the config", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+        (status = 404, description = "No such document or version", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn rollback_config(
+    state: web::Data<AppState>,
+    admin: Admin,
+    key: web::Path<String>,
+    body: body::Json<RollbackBody>,
+) -> Result<HttpResponse, ApiError> {
+    let c = state
+        .engine
+        .rollback_config(&key, body.version, &admin.user_id())
+        .await?;
     Ok(HttpResponse::Ok().json(config_view(&key, &c)))
 }
 

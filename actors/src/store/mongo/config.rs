@@ -34,10 +34,75 @@ pub(super) async fn seed_config(
             .session(&mut *tx.s)
             .await?;
         if result.upserted_id.is_some() {
+            tx.config_version(key, 1, doc, now_ms, "seed").await?;
             added += 1;
         }
     }
     Ok(added)
+}
+
+/// One version of a config document.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub(super) struct ConfigVersionDoc {
+    /// `{key}/{version}`.
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub key: String,
+    pub version: i64,
+    /// JSON text.
+    pub doc: String,
+    pub updated_at: i64,
+    pub updated_by: Option<String>,
+}
+
+impl Tx<'_> {
+    async fn config_version(
+        &mut self,
+        key: &str,
+        version: i64,
+        doc: &Value,
+        now_ms: i64,
+        by: &str,
+    ) -> R<()> {
+        let db = self.db;
+        db.config_history
+            .replace_one(
+                doc! { "_id": format!("{key}/{version}") },
+                ConfigVersionDoc {
+                    id: format!("{key}/{version}"),
+                    key: key.to_string(),
+                    version,
+                    doc: doc.to_string(),
+                    updated_at: now_ms,
+                    updated_by: Some(by.to_string()),
+                },
+            )
+            .upsert(true)
+            .session(&mut *self.s)
+            .await?;
+        Ok(())
+    }
+}
+
+pub(super) async fn config_history(tx: &mut Tx<'_>, key: &str, limit: u32) -> R<Vec<StoredConfig>> {
+    let db = tx.db;
+    tx.many(
+        &db.config_history,
+        doc! { "key": key },
+        doc! { "version": -1 },
+        Some(i64::from(limit.max(1))),
+    )
+    .await?
+    .into_iter()
+    .map(|v| {
+        Ok(StoredConfig {
+            doc: serde_json::from_str(&v.doc).map_err(|e| Fail::Engine(json_err(e)))?,
+            version: v.version,
+            updated_at_ms: v.updated_at,
+            updated_by: v.updated_by,
+        })
+    })
+    .collect()
 }
 
 pub(super) async fn put_config(
@@ -68,6 +133,8 @@ pub(super) async fn put_config(
         )
         .upsert(true)
         .session(&mut *tx.s)
+        .await?;
+    tx.config_version(key, version, doc, now_ms, admin_id)
         .await?;
     tx.audit(
         admin_id,

@@ -149,6 +149,7 @@ struct Db {
     pub referral_codes: Collection<ReferralCodeDoc>,
     pub referrals: Collection<ReferralDoc>,
     pub task_events: Collection<timeline::TaskEventDoc>,
+    pub config_history: Collection<config::ConfigVersionDoc>,
 }
 
 impl Db {
@@ -182,6 +183,7 @@ impl Db {
             referral_codes: db.collection("referral_codes"),
             referrals: db.collection("referrals"),
             task_events: db.collection("task_events"),
+            config_history: db.collection("config_history"),
         }
     }
 
@@ -1076,6 +1078,11 @@ impl Store for MongoStore {
 
     fn load_config(&self) -> StoreFuture<BTreeMap<String, StoredConfig>> {
         command!(self, read, |tx| config::load_config(tx).await)
+    }
+
+    fn config_history(&self, key: String, limit: u32) -> StoreFuture<Vec<StoredConfig>> {
+        command!(self, read, |tx| config::config_history(tx, &key, limit)
+            .await)
     }
 
     fn seed_config(&self, docs: BTreeMap<String, Value>, now_ms: i64) -> StoreFuture<u32> {

@@ -109,6 +109,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "referral_codes",
         "referrals",
         "task_events",
+        "config_history",
     ] {
         if !existing.iter().any(|e| e == name) {
             match raw.create_collection(name).await {
@@ -206,6 +207,10 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         ),
         ("audit_log", vec![index(doc! { "created_at": 1 })]),
         ("task_events", vec![index(doc! { "task_id": 1, "_id": 1 })]),
+        (
+            "config_history",
+            vec![index(doc! { "key": 1, "version": -1 })],
+        ),
         ("idempotency", vec![index(doc! { "created_at": 1 })]),
         ("referral_codes", vec![unique(doc! { "user_id": 1 })]),
         ("referrals", vec![index(doc! { "referrer_id": 1 })]),

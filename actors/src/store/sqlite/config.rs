@@ -41,13 +41,66 @@ pub(super) fn seed_config(
 ) -> Result<u32, EngineError> {
     let mut added = 0;
     for (key, doc) in docs {
-        added += tx
+        let n = tx
             .conn
             .prepare_cached("INSERT OR IGNORE INTO config (key, doc, version, updated_at, updated_by) VALUES (?1, ?2, 1, ?3, 'seed')")
             .and_then(|mut s| s.execute(params![key, doc.to_string(), now_ms]))
             .map_err(db_err)? as u32;
+        if n > 0 {
+            tx.config_version(&key, 1, &doc, now_ms, "seed")?;
+        }
+        added += n;
     }
     Ok(added)
+}
+
+impl Tx<'_> {
+    fn config_version(
+        &self,
+        key: &str,
+        version: i64,
+        doc: &Value,
+        now_ms: i64,
+        by: &str,
+    ) -> Result<(), EngineError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO config_history (key, version, doc, updated_at, updated_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![key, version, doc.to_string(), now_ms, by]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+pub(super) fn config_history(
+    c: &Connection,
+    key: String,
+    limit: u32,
+) -> Result<Vec<StoredConfig>, EngineError> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT doc, version, updated_at, updated_by FROM config_history
+             WHERE key = ?1 ORDER BY version DESC LIMIT ?2",
+        )
+        .map_err(db_err)?;
+    let rows = s
+        .query_map(params![key, limit], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (doc, version, updated_at_ms, updated_by) = row.map_err(db_err)?;
+        out.push(StoredConfig {
+            doc: serde_json::from_str(&doc).map_err(json_err)?,
+            version,
+            updated_at_ms,
+            updated_by,
+        });
+    }
+    Ok(out)
 }
 
 pub(super) fn put_config(
@@ -78,6 +131,7 @@ pub(super) fn put_config(
         )
         .and_then(|mut s| s.execute(params![key, doc.to_string(), version, now_ms, admin_id]))
         .map_err(db_err)?;
+    tx.config_version(&key, version, &doc, now_ms, &admin_id)?;
     tx.audit(
         &admin_id,
         "config.put",

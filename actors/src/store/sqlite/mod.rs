@@ -611,6 +611,10 @@ impl Store for SqliteStore {
         self.read(config::load_config)
     }
 
+    fn config_history(&self, key: String, limit: u32) -> StoreFuture<Vec<StoredConfig>> {
+        self.read(move |c| config::config_history(c, key, limit))
+    }
+
     fn seed_config(&self, docs: BTreeMap<String, Value>, now_ms: i64) -> StoreFuture<u32> {
         self.write(move |tx| config::seed_config(tx, docs, now_ms))
     }

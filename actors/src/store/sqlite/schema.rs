@@ -291,6 +291,16 @@ CREATE TABLE IF NOT EXISTS task_events (
   details TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS task_events_by_task ON task_events (task_id, id);
+-- Every version of every config document since this table exists (for the console's history
+-- and rollback).
+CREATE TABLE IF NOT EXISTS config_history (
+  key TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  doc TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  updated_by TEXT,
+  PRIMARY KEY (key, version)
+);
 "#;
 
 /// Version 1 data directories get the QA columns.
