@@ -56,6 +56,21 @@ export async function startServer(env = {}) {
   };
 }
 
+// scripts/fake-stripe.py, the stand-in for Stripe's API the fuzzer uses too.
+export async function startFakeStripe() {
+  const child = spawn("python3", [path.join(root, "scripts", "fake-stripe.py")], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/listening on (\d+)/);
+      if (m) resolve(m[1]);
+    });
+    child.on("exit", (code) => reject(new Error("fake Stripe exited " + code)));
+  });
+  return { base: `http://127.0.0.1:${port}/`, stop: () => child.kill() };
+}
+
 export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }

@@ -123,15 +123,24 @@
           "Card payments are turned off on this server. Ask an administrator to add credit.";
         return;
       }
-      const bonus = Math.round(o.first_deposit_bonus_pct * 100);
-      $("#deposit-note").textContent =
-        "Pay with Stripe Checkout." + (bonus > 0 ? ` Your first deposit gets ${bonus}% extra.` : "");
+      depositOptions = o;
+      depositNote();
       for (const amount of o.amounts_cents) {
         box.append(h("button", { type: "button", class: "secondary", onclick: () => deposit(amount) }, "Add " + cents(amount)));
       }
     } catch (e) {
       handle(e, $("#deposit-error"));
     }
+  }
+
+  let depositOptions = null;
+  let depositedBefore = false;
+
+  function depositNote() {
+    if (!depositOptions || !depositOptions.enabled) return;
+    const bonus = Math.round(depositOptions.first_deposit_bonus_pct * 100);
+    $("#deposit-note").textContent =
+      "Pay with Stripe Checkout." + (bonus > 0 && !depositedBefore ? ` Your first deposit gets ${bonus}% extra.` : "");
   }
 
   async function deposit(amount) {
@@ -156,6 +165,8 @@
   async function loadDeposits() {
     try {
       const page = await authed({ path: "/api/deposits?limit=10" });
+      depositedBefore = page.data.some((d) => d.status === "completed");
+      depositNote();
       const list = $("#deposits");
       list.replaceChildren(
         ...(page.data.length
@@ -180,7 +191,10 @@
     for (let i = 0; i < 30; i++) {
       const mine = (await loadDeposits()).find((d) => d.deposit_id === id);
       if (mine && mine.status !== "pending") {
-        toast(mine.status === "completed" ? "Your deposit is in your balance." : "Deposit " + mine.status + ".");
+        const done = mine.status === "completed";
+        const note = $("#page-notice");
+        if (note) note.textContent = done ? `Your deposit of ${cents(mine.amount_cents)} is in your balance.` : `That deposit is ${mine.status}.`;
+        toast(done ? "Your deposit is in your balance." : "Deposit " + mine.status + ".");
         refreshBalance();
         return;
       }
