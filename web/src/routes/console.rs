@@ -72,6 +72,7 @@ pub struct ActorView {
 impl From<ActorRow> for ActorView {
     fn from(r: ActorRow) -> Self {
         ActorView {
+            summary: r.summary(),
             kind: r.kind,
             id: r.id,
             mailbox_len: r.mailbox_len,
@@ -79,7 +80,6 @@ impl From<ActorRow> for ActorView {
             messages_per_s: r.messages_per_s,
             slowest_wait_us: r.slowest_wait_us,
             started_at: clawjobs_actors::clock::rfc3339(r.started_ms),
-            summary: r.summary,
         }
     }
 }
