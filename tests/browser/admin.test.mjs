@@ -1,35 +1,23 @@
 // The actor console at `/admin`: an admin finds the Dispatcher, drills into it, follows a task's
 // timeline from there, runs a Supervisor job, watches the live charts, and is shown the server's
 // validation error when saving a bad config (after a diff of the change).
-import { before, after } from "node:test";
 import assert from "node:assert/strict";
-import { scenario, relax, startServer, launch, open, api, connectWorker, claim, submit, assertAudit, ADMIN, sleep } from "./harness.mjs";
+import { scenario, suite, open, api, connectWorker, claim, submit, assertAudit, ADMIN, sleep } from "./harness.mjs";
 
-let server, browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-  await relax(server.base);
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const s = suite();
 
 scenario("an admin finds the Dispatcher, drills in and follows a task's timeline", async () => {
-  const buyer = await api(server.base, "/api/auth/register", { method: "POST", body: { email: "cat@example.com", password: "a long password" } });
-  await api(server.base, "/api/admin/credit", { method: "POST", token: ADMIN, body: { user_id: buyer.user_id, amount_cents: 500, reason: "test" } });
+  const buyer = await api(s.server.base, "/api/auth/register", { method: "POST", body: { email: "cat@example.com", password: "a long password" } });
+  await api(s.server.base, "/api/admin/credit", { method: "POST", token: ADMIN, body: { user_id: buyer.user_id, amount_cents: 500, reason: "test" } });
   // One task done, one held by a worker, one waiting.
-  const worker = await connectWorker(server.base);
-  const done = await api(server.base, "/api/task", { method: "POST", token: buyer.token, body: { type: "code", input: { prompt: "a" } } });
-  await submit(server.base, worker.token, (await claim(server.base, worker.token)).task_id, { text: "fn a() {}" });
-  const held = await api(server.base, "/api/task", { method: "POST", token: buyer.token, body: { type: "code", input: { prompt: "b" } } });
-  await claim(server.base, worker.token);
-  await api(server.base, "/api/task", { method: "POST", token: buyer.token, body: { type: "research", input: { q: "c" } } });
+  const worker = await connectWorker(s.server.base);
+  const done = await api(s.server.base, "/api/task", { method: "POST", token: buyer.token, body: { type: "code", input: { prompt: "a" } } });
+  await submit(s.server.base, worker.token, (await claim(s.server.base, worker.token)).task_id, { text: "fn a() {}" });
+  const held = await api(s.server.base, "/api/task", { method: "POST", token: buyer.token, body: { type: "code", input: { prompt: "b" } } });
+  await claim(s.server.base, worker.token);
+  await api(s.server.base, "/api/task", { method: "POST", token: buyer.token, body: { type: "research", input: { q: "c" } } });
 
-  const p = await open(browser, server.base);
+  const p = await open(s.browser, s.server.base);
   const { page } = p;
   await p.goto("/admin");
   await page.fill("#signin-form [name=token]", ADMIN);
@@ -88,11 +76,11 @@ scenario("an admin finds the Dispatcher, drills in and follows a task's timeline
   await p.shot("admin-jobs");
   p.check();
   await p.close();
-  await assertAudit(server.base);
+  await assertAudit(s.server.base);
 });
 
 scenario("a bad config is shown as the server's validation error and nothing changes", async () => {
-  const p = await open(browser, server.base);
+  const p = await open(s.browser, s.server.base);
   const { page } = p;
   await p.goto("/admin");
   await page.fill("#signin-form [name=token]", ADMIN);
@@ -100,7 +88,7 @@ scenario("a bad config is shown as the server's validation error and nothing cha
   await page.click('[data-view="config"]');
   await page.selectOption("#config-key", "commissions");
   await page.locator("#config-version", { hasText: "version" }).waitFor();
-  const before = await api(server.base, "/api/admin/config/commissions", { token: ADMIN });
+  const before = await api(s.server.base, "/api/admin/config/commissions", { token: ADMIN });
   const text = await page.inputValue("#config-text");
   const doc = JSON.parse(text);
   doc.standard = 1.5; // a commission above 100 %
@@ -111,7 +99,7 @@ scenario("a bad config is shown as the server's validation error and nothing cha
   await page.click("#config-save");
   await page.locator("#config-error", { hasText: "Not saved" }).waitFor();
   await p.shot("admin-config-invalid");
-  const afterDoc = await api(server.base, "/api/admin/config/commissions", { token: ADMIN });
+  const afterDoc = await api(s.server.base, "/api/admin/config/commissions", { token: ADMIN });
   assert.equal(afterDoc.version, before.version, "nothing was stored");
 
   // Broken JSON never reaches the server.
@@ -126,13 +114,13 @@ scenario("a bad config is shown as the server's validation error and nothing cha
   await page.click("#config-review");
   await page.click("#config-save");
   await page.locator("#config-version", { hasText: `version ${before.version + 1}` }).waitFor();
-  assert.equal((await api(server.base, "/api/admin/config/commissions", { token: ADMIN })).standard, 0.18);
+  assert.equal((await api(s.server.base, "/api/admin/config/commissions", { token: ADMIN })).standard, 0.18);
 
   // The earlier version is listed; rolling back to it puts its content back as a new version.
   const old = page.locator(`#config-history tr[data-version="${before.version}"]`);
   await old.getByRole("button", { name: "Roll back to this" }).click();
   await page.locator("#config-version", { hasText: `version ${before.version + 2}` }).waitFor();
-  assert.equal((await api(server.base, "/api/admin/config/commissions", { token: ADMIN })).standard, before.standard);
+  assert.equal((await api(s.server.base, "/api/admin/config/commissions", { token: ADMIN })).standard, before.standard);
   await p.shot("admin-config-history");
   p.check();
   await p.close();

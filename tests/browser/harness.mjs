@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { test, before, after } from "node:test";
 import { chromium } from "playwright-core";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -123,6 +123,22 @@ export function scenario(name, fn) {
       for (const p of openPages) await p.close().catch(() => {});
     }
   });
+}
+
+// One server (its own data directory) and one browser for a test file: started before its
+// scenarios, stopped after them. The fields are set once `before` has run.
+export function suite(env = {}) {
+  const s = { server: null, browser: null };
+  before(async () => {
+    s.server = await startServer(env);
+    s.browser = await launch();
+    await relax(s.server.base);
+  });
+  after(async () => {
+    await s.browser?.close();
+    await s.server?.stop();
+  });
+  return s;
 }
 
 // Lets the scenarios run at a test's pace: no invisible QA copies (the one worker in a scenario

@@ -1,35 +1,23 @@
 // The workers' dashboard at `/worker`: a worker signs in with its token and sees its earnings
 // (frozen, and when they free up), tier progress, task history, preferences and its own
 // connection guide.
-import { before, after } from "node:test";
 import assert from "node:assert/strict";
-import { scenario, relax, startServer, launch, open, api, connectWorker, claim, submit, assertAudit, ADMIN } from "./harness.mjs";
+import { scenario, suite, open, api, connectWorker, claim, submit, assertAudit, ADMIN } from "./harness.mjs";
 
-let server, browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-  await relax(server.base);
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const s = suite();
 
 scenario("a worker sees its earnings, tier progress and history, and saves preferences", async () => {
-  const buyer = await api(server.base, "/api/auth/register", { method: "POST", body: { email: "bo@example.com", password: "a long password" } });
-  await api(server.base, "/api/admin/credit", { method: "POST", token: ADMIN, body: { user_id: buyer.user_id, amount_cents: 500, reason: "test" } });
-  const worker = await connectWorker(server.base);
+  const buyer = await api(s.server.base, "/api/auth/register", { method: "POST", body: { email: "bo@example.com", password: "a long password" } });
+  await api(s.server.base, "/api/admin/credit", { method: "POST", token: ADMIN, body: { user_id: buyer.user_id, amount_cents: 500, reason: "test" } });
+  const worker = await connectWorker(s.server.base);
   for (const prompt of ["fizzbuzz", "hello world", "quicksort"]) {
-    await api(server.base, "/api/task", { method: "POST", token: buyer.token, body: { type: "code", input: { prompt } } });
-    const task = await claim(server.base, worker.token);
-    await submit(server.base, worker.token, task.task_id, { text: "fn main() {}" });
+    await api(s.server.base, "/api/task", { method: "POST", token: buyer.token, body: { type: "code", input: { prompt } } });
+    const task = await claim(s.server.base, worker.token);
+    await submit(s.server.base, worker.token, task.task_id, { text: "fn main() {}" });
   }
-  const me = await api(server.base, "/api/worker/me", { token: worker.token });
+  const me = await api(s.server.base, "/api/worker/me", { token: worker.token });
 
-  const p = await open(browser, server.base);
+  const p = await open(s.browser, s.server.base);
   const { page } = p;
   await p.goto("/worker");
   await page.fill("#signin-form [name=token]", worker.token);
@@ -54,7 +42,7 @@ scenario("a worker sees its earnings, tier progress and history, and saves prefe
   await page.fill("#prefs-form [name=min_price]", "3");
   await page.click("#prefs-form button[type=submit]");
   await page.locator("#toast", { hasText: "Preferences saved" }).waitFor();
-  const after = await api(server.base, "/api/worker/me", { token: worker.token });
+  const after = await api(s.server.base, "/api/worker/me", { token: worker.token });
   assert.deepEqual(after.profile.preferences.accept, ["code", "chat"]);
   assert.equal(after.profile.preferences.min_price, 3);
 
@@ -62,13 +50,13 @@ scenario("a worker sees its earnings, tier progress and history, and saves prefe
   await page.fill("#prefs-form [name=accept]", "code, " + "x".repeat(80));
   await page.click("#prefs-form button[type=submit]");
   await page.locator("#prefs-error", { hasText: "preferences.accept" }).waitFor();
-  const unchanged = await api(server.base, "/api/worker/me", { token: worker.token });
+  const unchanged = await api(s.server.base, "/api/worker/me", { token: worker.token });
   assert.deepEqual(unchanged.profile.preferences.accept, ["code", "chat"]);
 
   // The guide has this server's address; the token only when asked for.
   await page.click('[data-guide="python"]');
   const guide = await page.locator("#guide-code").innerText();
-  assert.ok(guide.includes(server.base), guide);
+  assert.ok(guide.includes(s.server.base), guide);
   assert.ok(!guide.includes(worker.token));
   await page.check("#reveal");
   assert.ok((await page.locator("#guide-code").innerText()).includes(worker.token));
@@ -81,11 +69,11 @@ scenario("a worker sees its earnings, tier progress and history, and saves prefe
   await p.shot("worker-dashboard");
   p.check();
   await p.close();
-  await assertAudit(server.base);
+  await assertAudit(s.server.base);
 });
 
 scenario("a new worker connects from the page and its token is shown once", async () => {
-  const p = await open(browser, server.base, { phone: true });
+  const p = await open(s.browser, s.server.base, { phone: true });
   await p.goto("/worker");
   await p.page.click("#connect");
   await p.page.locator("#new-token-value", { hasText: "cjw_" }).waitFor();

@@ -16,15 +16,7 @@
   let timers = [];
   const authed = (path, opts = {}) => api(path, { ...opts, token });
 
-  function handle(err, where) {
-    if (err && err.status === 401) {
-      signout();
-      toast("That admin token is not known here.", "error");
-      return;
-    }
-    if (where) showError(where, err);
-    else toast(err.message, "error");
-  }
+  const handle = CJ.errorHandler(() => signout(), "That admin token is not known here.");
 
   const visible = () => document.visibilityState === "visible";
 

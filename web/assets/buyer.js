@@ -62,16 +62,7 @@
     signedIn(false);
   }
 
-  // Any call answered 401 means the token is gone (revoked, or another server's).
-  function handle(err, where) {
-    if (err && err.status === 401) {
-      logout();
-      toast("Please log in again.", "error");
-      return;
-    }
-    if (where) showError(where, err);
-    else toast(err.message, "error");
-  }
+  const handle = CJ.errorHandler(() => logout(), "Please log in again.");
 
   function enter() {
     signedIn(true);

@@ -204,6 +204,21 @@
     el.hidden = false;
   }
 
+  // A page's error handler: a 401 means the token is gone (revoked, or another server's), so
+  // `signout` runs and `message` says so; anything else is shown in `where` when given, else as
+  // a toast.
+  function errorHandler(signout, message) {
+    return (err, where) => {
+      if (err && err.status === 401) {
+        signout();
+        toast(message, "error");
+        return;
+      }
+      if (where) showError(where, err);
+      else toast(err.message, "error");
+    };
+  }
+
   // A value kept in localStorage as JSON (tokens and the buyer's chat history stay in this browser).
   const saved = {
     get(key, fallback = null) {
@@ -236,5 +251,5 @@
     return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
   }
 
-  window.CJ = { api, ApiError, stream, h, $, $$, cents, time, until, toast, showError, saved, signedIn, uuid, sleep };
+  window.CJ = { api, ApiError, stream, h, $, $$, cents, time, until, toast, showError, errorHandler, saved, signedIn, uuid, sleep };
 })();

@@ -14,15 +14,7 @@
 
   const authed = (path, opts = {}) => api(path, { ...opts, token });
 
-  function handle(err, where) {
-    if (err && err.status === 401) {
-      signout();
-      toast("That token is not known here. Sign in again.", "error");
-      return;
-    }
-    if (where) showError(where, err);
-    else toast(err.message, "error");
-  }
+  const handle = CJ.errorHandler(() => signout(), "That token is not known here. Sign in again.");
 
   // ---- signing in ---------------------------------------------------------------------------
 
