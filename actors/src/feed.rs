@@ -263,8 +263,14 @@ impl Handler<Deliver> for FeedHub {
 pub struct Subscribe {
     pub audience: Audience,
     pub last_event_id: Option<u64>,
+    /// With no `last_event_id`: replay this many of the newest public events first (a page
+    /// showing the feed starts with what just happened). Capped at [`MAX_RECENT`].
+    pub recent: usize,
     pub tx: mpsc::Sender<Bytes>,
 }
+
+/// The most recent events a new public subscriber may ask for.
+pub const MAX_RECENT: usize = 50;
 
 impl Handler<Subscribe> for FeedHub {
     type Result = ();
@@ -302,6 +308,14 @@ impl Handler<Subscribe> for FeedHub {
             {
                 if msg.tx.try_send(s.wire.clone()).is_err() {
                     // Too much to replay into this queue: the client resumes again from what it got.
+                    return;
+                }
+            }
+        } else if msg.recent > 0 && msg.audience == Audience::Public {
+            let ring = &self.public_ring;
+            let skip = ring.len().saturating_sub(msg.recent.min(MAX_RECENT));
+            for s in ring.iter().skip(skip) {
+                if msg.tx.try_send(s.wire.clone()).is_err() {
                     return;
                 }
             }
@@ -388,6 +402,7 @@ mod tests {
         hub.send(Subscribe {
             audience: Audience::Public,
             last_event_id: None,
+            recent: 0,
             tx: slow_tx,
         })
         .await
@@ -395,6 +410,7 @@ mod tests {
         hub.send(Subscribe {
             audience: Audience::Public,
             last_event_id: None,
+            recent: 0,
             tx: fast_tx,
         })
         .await
@@ -427,6 +443,7 @@ mod tests {
         hub.send(Subscribe {
             audience: Audience::Public,
             last_event_id: Some(3),
+            recent: 0,
             tx,
         })
         .await
@@ -440,6 +457,7 @@ mod tests {
         hub.send(Subscribe {
             audience: Audience::Public,
             last_event_id: Some(2),
+            recent: 0,
             tx,
         })
         .await
@@ -460,6 +478,7 @@ mod tests {
             hub.send(Subscribe {
                 audience: Audience::Public,
                 last_event_id: Some(last),
+                recent: 0,
                 tx,
             })
             .await
@@ -477,6 +496,7 @@ mod tests {
         hub.send(Subscribe {
             audience: Audience::Public,
             last_event_id: Some(1_001),
+            recent: 0,
             tx,
         })
         .await
@@ -494,6 +514,7 @@ mod tests {
         hub.send(Subscribe {
             audience: Audience::Buyer("a".into()),
             last_event_id: None,
+            recent: 0,
             tx,
         })
         .await

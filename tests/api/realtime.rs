@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -416,5 +416,50 @@ async fn ready_max_sets_how_many_tasks_come_at_once() {
         offer["task_id"],
         c.as_str(),
         "the paused socket did not take it"
+    );
+}
+
+#[tokio::test]
+async fn a_new_feed_reader_may_start_with_the_newest_completions() {
+    let app = spawn_app().await;
+    app.patch_config("qa", qa_rates(0.0, 0.0)).await;
+    let buyer = app.funded_buyer("recent@example.com", 1000).await;
+    let worker = app.worker().await;
+    // A reader from the start, to know when the hub has all three (on MongoDB events reach it
+    // through the change stream, a moment after the commit).
+    let mut first = Sse::open(&app, "/api/feed", None, None).await;
+    for t in ["code", "analyze", "research"] {
+        let (_, p) = app
+            .post_task(&buyer, json!({"type": t, "input": {"q": "x"}}))
+            .await;
+        app.next(&worker, 2).await;
+        app.submit(&worker, p["task_id"].as_str().unwrap(), "done")
+            .await;
+    }
+    for _ in 0..3 {
+        first
+            .next(Duration::from_secs(5))
+            .await
+            .expect("a completion");
+    }
+    let mut feed = Sse::open(&app, "/api/feed?recent=2", None, None).await;
+    let mut seen = Vec::new();
+    while let Some(e) = feed.next(Duration::from_millis(500)).await {
+        seen.push(e.data["task_type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        seen,
+        ["analyze", "research"],
+        "the newest two, oldest first"
+    );
+    // Without `recent`, only what happens from now on; too many is refused.
+    let mut live = Sse::open(&app, "/api/feed", None, None).await;
+    assert!(live.next(Duration::from_millis(300)).await.is_none());
+    let (s, v) = app
+        .json(Method::GET, "/api/feed?recent=51", None, None)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("VALIDATION_ERROR"))
     );
 }

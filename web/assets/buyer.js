@@ -427,16 +427,18 @@
   function startFeed() {
     const list = $("#feed-list");
     const dot = $("#feed-dot");
-    stream("/api/feed", {
+    // The newest 15 first, so the feed is not empty on arrival; a reconnect resumes by id.
+    stream("/api/feed?recent=15", {
       onState: (open) => {
         dot.classList.toggle("live", open);
         dot.title = open ? "live" : "reconnecting";
       },
-      onEvent: (type, d) => {
+      onEvent: (type, d, id) => {
         if (type !== "task_completed" || !d) return;
         const empty = $("li.muted", list);
         if (empty) empty.remove();
-        list.prepend(h("li", {}, h("span", { class: "muted" }, time(d.at)), " ", h("strong", {}, d.task_type), " for ",
+        if (id && $(`li[data-id="${CSS.escape(id)}"]`, list)) return;
+        list.prepend(h("li", { dataset: { id: id || "" } }, h("span", { class: "muted" }, time(d.at)), " ", h("strong", {}, d.task_type), " for ",
           cents(d.price_cents), " — ", d.worker, " earned ", cents(d.earned_cents)));
         while (list.children.length > 15) list.lastElementChild.remove();
       },

@@ -48,6 +48,7 @@ async fn open_stream(
     state: &AppState,
     audience: Audience,
     last: Option<u64>,
+    recent: usize,
 ) -> Result<HttpResponse, ApiError> {
     // Room for a full replay on top of the live queue.
     let capacity = SUBSCRIBER_QUEUE
@@ -63,6 +64,7 @@ async fn open_stream(
         .send(Subscribe {
             audience,
             last_event_id: last,
+            recent,
             tx,
         })
         .await
@@ -87,21 +89,43 @@ async fn open_stream(
         .streaming(body))
 }
 
+/// `?recent=N`: how many of the newest public events to replay first (0 to `MAX_RECENT`).
+fn recent(req: &HttpRequest) -> Result<usize, ApiError> {
+    let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|_| ApiError::validation("a malformed query string"))?;
+    match q.get("recent").map(|v| v.trim()) {
+        None | Some("") => Ok(0),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= clawjobs_actors::feed::MAX_RECENT)
+            .ok_or_else(|| {
+                ApiError::validation(format!(
+                    "recent is a number from 0 to {}",
+                    clawjobs_actors::feed::MAX_RECENT
+                ))
+            }),
+    }
+}
+
 #[utoipa::path(get, path = "/api/feed", tag = "realtime",
     params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
-           ("last_event_id" = Option<String>, Query, description = "The same, for clients that cannot set headers")),
+           ("last_event_id" = Option<String>, Query, description = "The same, for clients that cannot set headers"),
+           ("recent" = Option<u32>, Query, minimum = 0, maximum = 50,
+            description = "Without a Last-Event-ID: replay this many of the newest events first")),
     responses(
         (status = 200, description = "Server-sent events: `task_completed` with type, price, earning and an \
             anonymous worker label; `reset` when the gap since Last-Event-ID is older than the ring; \
             `shutdown` when the server stops", content_type = "text/event-stream", body = String),
-        (status = 400, description = "A bad Last-Event-ID", body = crate::error::ErrorEnvelope),
+        (status = 400, description = "A bad Last-Event-ID or recent", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn public_feed(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let last = last_event_id(&req)?;
-    open_stream(&state, Audience::Public, last).await
+    let recent = recent(&req)?;
+    open_stream(&state, Audience::Public, last, recent).await
 }
 
 #[utoipa::path(get, path = "/api/tasks/events", tag = "realtime", security(("bearer" = [])),
@@ -120,5 +144,5 @@ pub(crate) async fn buyer_events(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let last = last_event_id(&req)?;
-    open_stream(&state, Audience::Buyer(who.0.id), last).await
+    open_stream(&state, Audience::Buyer(who.0.id), last, 0).await
 }
