@@ -170,13 +170,14 @@
       : d.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
   }
 
-  // "in 23 h", "in 4 min", "now".
+  // "in 23 h", "in 4 min", "in 3 s", "now".
   function until(iso) {
     const ms = new Date(iso) - new Date();
     if (!isFinite(ms)) return "";
-    if (ms <= 0) return "now";
+    if (ms < 1000) return "now";
+    if (ms < 60000) return "in " + Math.round(ms / 1000) + " s";
     const min = Math.round(ms / 60000);
-    if (min < 60) return "in " + Math.max(min, 1) + " min";
+    if (min < 60) return "in " + min + " min";
     const hours = Math.round(min / 60);
     if (hours < 48) return "in " + hours + " h";
     return "in " + Math.round(hours / 24) + " days";
