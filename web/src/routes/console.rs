@@ -110,6 +110,13 @@ pub(crate) async fn actors(
     q: web::Query<ActorsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
+    if q.kind.as_ref().is_some_and(|k| k.chars().count() > 64)
+        || q.q.as_ref().is_some_and(|s| s.chars().count() > 200)
+    {
+        return Err(ApiError::validation(
+            "kind is at most 64 characters and q at most 200",
+        ));
+    }
     let offset = parse_cursor(q.cursor.as_deref())?.unwrap_or(0).max(0) as usize;
     let limit = match q.limit {
         None => 100,
@@ -266,7 +273,7 @@ const EVERY: Duration = Duration::from_secs(1);
         (status = 200, description = "Server-sent events: `figures` once a second — tasks completed and posted \
             per second, requests per second, the p99 request latency (long-polls and streams left out, \
             bucket bounds), queue depth, assigned tasks, parked claimers, WebSocket sessions, live actors by kind",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = super::feed::SseEvent),
         (status = 401, description = "No or unknown token", body = ErrorEnvelope),
         (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
     ))]

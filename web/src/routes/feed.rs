@@ -13,6 +13,18 @@ use crate::AppState;
 use crate::auth::Buyer;
 use crate::error::ApiError;
 
+/// One server-sent event as a stream carries it, for the API document: `data` is JSON text.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // described, never built: the streams write their events as text
+pub struct SseEvent {
+    /// The event's name (`task_completed`, `task_status`, `figures`, `reset`, `shutdown`).
+    event: String,
+    /// The event's JSON, as text.
+    data: String,
+    /// Resume after it with `Last-Event-ID` (streams that can resume).
+    id: Option<String>,
+}
+
 /// An idle stream gets a comment line this often.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -116,7 +128,7 @@ fn recent(req: &HttpRequest) -> Result<usize, ApiError> {
     responses(
         (status = 200, description = "Server-sent events: `task_completed` with type, price, earning and an \
             anonymous worker label; `reset` when the gap since Last-Event-ID is older than the ring; \
-            `shutdown` when the server stops", content_type = "text/event-stream", body = String),
+            `shutdown` when the server stops", content_type = "text/event-stream", body = SseEvent),
         (status = 400, description = "A bad Last-Event-ID or recent", body = crate::error::ErrorEnvelope),
     ))]
 pub(crate) async fn public_feed(
@@ -133,7 +145,7 @@ pub(crate) async fn public_feed(
            ("last_event_id" = Option<String>, Query, description = "The same, for clients that cannot set headers")),
     responses(
         (status = 200, description = "Server-sent events: `task_status` (pending, assigned, completed with the \
-            output, failed, credited) for the buyer's own tasks", content_type = "text/event-stream", body = String),
+            output, failed, credited) for the buyer's own tasks", content_type = "text/event-stream", body = SseEvent),
         (status = 400, description = "A bad Last-Event-ID", body = crate::error::ErrorEnvelope),
         (status = 401, description = "No or unknown token", body = crate::error::ErrorEnvelope),
         (status = 403, description = "Not a buyer's token", body = crate::error::ErrorEnvelope),
