@@ -85,8 +85,7 @@ impl Bank {
             meter: meter.clone(),
         }
         .start();
-        crate::meter::registry().add(&meter, addr.clone().recipient().downgrade(), GAUGES);
-        let addr = Metered { addr, meter };
+        let addr = Metered::listed(addr, meter, GAUGES);
         map.insert(user_id.to_string(), addr.clone());
         addr
     }

@@ -178,8 +178,12 @@ where
 {
     /// Starts `actor` (in the current arbiter) with a meter of its own, listed in the registry.
     pub fn start(actor: A, kind: &'static str, id: impl Into<String>, gauges: Gauges) -> Self {
-        let meter = Meter::new(kind, id);
-        let addr = actor.start();
+        Self::listed(actor.start(), Meter::new(kind, id), gauges)
+    }
+
+    /// An actor already started with `meter` (one that keeps its own gauges), listed in the
+    /// registry.
+    pub fn listed(addr: Addr<A>, meter: Arc<Meter>, gauges: Gauges) -> Self {
         registry().add(&meter, addr.clone().recipient().downgrade(), gauges);
         Metered { addr, meter }
     }

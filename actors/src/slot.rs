@@ -11,12 +11,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use arc_swap::ArcSwap;
 
-use crate::meter::{Gauges, Inspect, Meter, Timed};
+use crate::meter::{Gauges, Inspect, Meter, Metered, Timed};
 
 struct Running<A: Actor> {
-    addr: Addr<A>,
+    actor: Metered<A>,
     arbiter: ArbiterHandle,
-    meter: Arc<Meter>,
 }
 
 /// An actor that runs in a slot: its kind's name and gauges for the console.
@@ -58,11 +57,9 @@ impl<A: Slotted> Slot<A> {
             actor.set_meter(mine);
             actor
         });
-        crate::meter::registry().add(&meter, addr.clone().recipient().downgrade(), A::GAUGES);
         Running {
-            addr,
+            actor: Metered::listed(addr, meter, A::GAUGES),
             arbiter,
-            meter,
         }
     }
 
@@ -72,7 +69,7 @@ impl<A: Slotted> Slot<A> {
             .load()
             .as_ref()
             .as_ref()
-            .is_some_and(|r| r.addr.connected())
+            .is_some_and(|r| r.actor.connected())
     }
 
     /// Starts `make()` in the slot, on a new arbiter; the arbiter of the one before (if any) is
@@ -95,7 +92,7 @@ impl<A: Actor> Slot<A> {
         A::Context: actix::dev::ToEnvelope<A, Timed<M>>,
     {
         match self.running.load().as_ref() {
-            Some(r) => r.addr.do_send(r.meter.timed(msg)),
+            Some(r) => r.actor.do_send(msg),
             None => tracing::warn!("a message to an actor that was never started was dropped"),
         }
     }
@@ -116,7 +113,7 @@ impl<A: Actor> Slot<A> {
             .load()
             .as_ref()
             .as_ref()
-            .map(|r| r.addr.send(r.meter.timed(msg)));
+            .map(|r| r.actor.send(msg));
         async move {
             match sent {
                 Some(request) => request.await,

@@ -49,13 +49,8 @@ pub(crate) async fn connect(
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUT_QUEUE);
     let session = WorkerSession::new(who.id, state.clone(), out_tx, state.ws_idle);
     let meter = session.meter.clone();
-    let addr = session.start();
-    clawjobs_actors::meter::registry().add(
-        &meter,
-        addr.clone().recipient().downgrade(),
-        crate::session::GAUGES,
-    );
-    let session = clawjobs_actors::meter::Metered { addr, meter };
+    let session =
+        clawjobs_actors::meter::Metered::listed(session.start(), meter, crate::session::GAUGES);
 
     let mut frames = frames
         .max_frame_size(MAX_FRAME_BYTES)
