@@ -20,6 +20,8 @@ pub const KEYS: &[&str] = &[
     "qa",
     "rate_limits",
     "dispatch",
+    "bounty",
+    "webhooks",
 ];
 
 /// A rate held as basis points: 10_000 is 100 %.
@@ -199,6 +201,49 @@ pub struct DispatchDoc {
     pub suspension_seconds: u64,
 }
 
+/// `bounty`: the terms of bounties. A bounty keeps the terms in force when it was posted (its
+/// buyer and its workers agreed to those), so a change here applies to bounties posted after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BountyDoc {
+    /// The platform's share of what a bounty pays its winner.
+    pub fee_pct: f64,
+    /// How long a worker may dispute a rejection, and how long a winner's pay stays frozen.
+    pub dispute_window_seconds: u64,
+    /// A submission its buyer has not reviewed for this long is approved automatically.
+    pub auto_release_seconds: u64,
+    /// How long before the automatic approval the buyer is warned.
+    pub auto_release_warning_seconds: u64,
+    /// Validators asked to vote on each submission of a `consensus` bounty.
+    pub validators: u32,
+    /// What each validator who votes with the majority is paid, out of the platform's fee.
+    pub validator_fee_cents: i64,
+    /// The lowest tier a validator may have.
+    pub validator_min_tier: String,
+    pub min_reward_cents: i64,
+    pub max_reward_cents: i64,
+    /// The most submissions a bounty may accept (and the default when it names none).
+    pub max_submissions: u32,
+    /// How far ahead a deadline may be.
+    pub max_deadline_seconds: u64,
+}
+
+/// `webhooks`: how buyer webhooks are delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksDoc {
+    /// Attempts before a delivery is dead-lettered.
+    pub max_attempts: u32,
+    /// The wait after the first failure; it doubles after each one (with jitter).
+    pub initial_backoff_ms: u64,
+    /// No wait is longer than this.
+    pub max_backoff_ms: u64,
+    /// How long an endpoint has to answer.
+    pub timeout_ms: u64,
+    /// Endpoints one buyer may register.
+    pub max_per_buyer: u32,
+}
+
 /// One tier, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TierLevel {
@@ -221,6 +266,8 @@ pub struct PlatformConfig {
     pub qa: QaDoc,
     pub rate_limits: RateLimitsDoc,
     pub dispatch: DispatchDoc,
+    pub bounty: BountyDoc,
+    pub webhooks: WebhooksDoc,
     /// Tiers ordered by `min_tasks`, lowest first.
     pub tier_levels: Vec<TierLevel>,
     pub skill_commission_bp: RateBp,
@@ -546,6 +593,94 @@ fn validate_dispatch(d: &DispatchDoc) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// The longest any bounty timer may be (a year): keeps every due time far inside `i64`.
+const MAX_BOUNTY_SECONDS: u64 = 365 * 86_400;
+
+fn validate_bounty(b: &BountyDoc, tiers: Option<&[TierLevel]>) -> Result<(), EngineError> {
+    rate_bp("bounty.fee_pct", b.fee_pct)?;
+    for (field, v) in [
+        ("bounty.dispute_window_seconds", b.dispute_window_seconds),
+        ("bounty.auto_release_seconds", b.auto_release_seconds),
+        ("bounty.max_deadline_seconds", b.max_deadline_seconds),
+    ] {
+        if !(1..=MAX_BOUNTY_SECONDS).contains(&v) {
+            return Err(invalid(field, "must be between 1 second and a year"));
+        }
+    }
+    if b.auto_release_warning_seconds >= b.auto_release_seconds {
+        return Err(invalid(
+            "bounty.auto_release_warning_seconds",
+            "must be shorter than auto_release_seconds",
+        ));
+    }
+    if !(1..=MAX_VALIDATORS).contains(&b.validators) || b.validators.is_multiple_of(2) {
+        return Err(invalid(
+            "bounty.validators",
+            format!(
+                "must be an odd number from 1 to {MAX_VALIDATORS}, so that a majority always decides"
+            ),
+        ));
+    }
+    if !(1..=MAX_PRICE_CENTS).contains(&b.min_reward_cents)
+        || !(b.min_reward_cents..=MAX_PRICE_CENTS).contains(&b.max_reward_cents)
+    {
+        return Err(invalid(
+            "bounty",
+            format!("need 1 <= min_reward_cents <= max_reward_cents <= {MAX_PRICE_CENTS}"),
+        ));
+    }
+    if b.validator_fee_cents < 0 {
+        return Err(invalid("bounty.validator_fee_cents", "must be 0 or more"));
+    }
+    if !(1..=MAX_BOUNTY_SUBMISSIONS).contains(&b.max_submissions) {
+        return Err(invalid(
+            "bounty.max_submissions",
+            format!("must be between 1 and {MAX_BOUNTY_SUBMISSIONS}"),
+        ));
+    }
+    if let Some(levels) = tiers
+        && !levels.iter().any(|t| t.name == b.validator_min_tier)
+    {
+        return Err(invalid(
+            "bounty.validator_min_tier",
+            format!("{:?} is not one of the tiers", b.validator_min_tier),
+        ));
+    }
+    Ok(())
+}
+
+/// The most validators a consensus review may ask.
+pub const MAX_VALIDATORS: u32 = 15;
+/// The most submissions any bounty may take.
+pub const MAX_BOUNTY_SUBMISSIONS: u32 = 1000;
+
+fn validate_webhooks(w: &WebhooksDoc) -> Result<(), EngineError> {
+    if !(1..=20).contains(&w.max_attempts) {
+        return Err(invalid("webhooks.max_attempts", "must be between 1 and 20"));
+    }
+    if !(100..=3_600_000).contains(&w.initial_backoff_ms)
+        || !(w.initial_backoff_ms..=86_400_000).contains(&w.max_backoff_ms)
+    {
+        return Err(invalid(
+            "webhooks",
+            "need 100 ms <= initial_backoff_ms <= 1 hour and initial_backoff_ms <= max_backoff_ms <= 1 day",
+        ));
+    }
+    if !(100..=60_000).contains(&w.timeout_ms) {
+        return Err(invalid(
+            "webhooks.timeout_ms",
+            "must be between 100 and 60000",
+        ));
+    }
+    if !(1..=100).contains(&w.max_per_buyer) {
+        return Err(invalid(
+            "webhooks.max_per_buyer",
+            "must be between 1 and 100",
+        ));
+    }
+    Ok(())
+}
+
 /// The answer for a config key that is not one of [`KEYS`]: it names the ones there are.
 pub fn unknown_key(key: &str) -> EngineError {
     EngineError::NotFound(format!(
@@ -612,6 +747,17 @@ pub fn normalise_doc(key: &str, mut doc: Value) -> Result<Value, EngineError> {
             validate_dispatch(&d)?;
             back(&d)
         }
+        "bounty" => {
+            let b: BountyDoc = parse_doc(key, doc)?;
+            // The tier names are checked against the tiers in force when the config is built.
+            validate_bounty(&b, None)?;
+            back(&b)
+        }
+        "webhooks" => {
+            let w: WebhooksDoc = parse_doc(key, doc)?;
+            validate_webhooks(&w)?;
+            back(&w)
+        }
         other => return Err(unknown_key(other)),
     })
 }
@@ -637,6 +783,10 @@ impl PlatformConfig {
         validate_rate_limits(&rate_limits)?;
         let dispatch: DispatchDoc = parse_doc("dispatch", get("dispatch")?)?;
         validate_dispatch(&dispatch)?;
+        let bounty: BountyDoc = parse_doc("bounty", get("bounty")?)?;
+        validate_bounty(&bounty, Some(&tier_levels))?;
+        let webhooks: WebhooksDoc = parse_doc("webhooks", get("webhooks")?)?;
+        validate_webhooks(&webhooks)?;
         Ok(PlatformConfig {
             skill_commission_bp: rate_bp("commissions.skill", commissions.skill)?,
             volume_discounts: compile_volume_discounts(&commissions)?,
@@ -649,6 +799,8 @@ impl PlatformConfig {
             qa,
             rate_limits,
             dispatch,
+            bounty,
+            webhooks,
             versions: docs.iter().map(|(k, (_, v))| (k.clone(), *v)).collect(),
         })
     }

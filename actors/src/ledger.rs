@@ -27,6 +27,9 @@ pub const EXTERNAL_STRIPE: &str = "external:stripe";
 pub const EXTERNAL_PAYOUTS: &str = "external:payouts";
 /// Withdrawals a worker asked for that an admin has not yet paid out or rejected.
 pub const PAYOUTS_PENDING: &str = "platform:payouts_pending";
+/// Bounty rewards held between posting and payout or refund (each bounty's part is the postings
+/// that name it).
+pub const BOUNTY_ESCROW: &str = "platform:bounty_escrow";
 
 pub const PLATFORM_ACCOUNTS: &[&str] = &[
     ESCROW,
@@ -36,6 +39,7 @@ pub const PLATFORM_ACCOUNTS: &[&str] = &[
     EXTERNAL_STRIPE,
     EXTERNAL_PAYOUTS,
     PAYOUTS_PENDING,
+    BOUNTY_ESCROW,
 ];
 
 /// A user's spendable balance.
@@ -105,6 +109,13 @@ pub enum EntryKind {
     ReferralCredit,
     /// A referrer's share of a referred worker's released task, from revenue.
     ReferralShare,
+    /// A bounty's reward: the buyer's available → bounty escrow.
+    BountyEscrow,
+    /// A bounty pays out: escrow → the winner's frozen lot, validators, revenue (and the buyer's
+    /// part of a split).
+    BountyPay,
+    /// A bounty's escrow back to its buyer (expired, cancelled, a dispute resolved for the buyer).
+    BountyRefund,
 }
 
 impl EntryKind {
@@ -127,6 +138,9 @@ impl EntryKind {
             EntryKind::WithdrawalReturned => "withdrawal_returned",
             EntryKind::ReferralCredit => "referral_credit",
             EntryKind::ReferralShare => "referral_share",
+            EntryKind::BountyEscrow => "bounty_escrow",
+            EntryKind::BountyPay => "bounty_pay",
+            EntryKind::BountyRefund => "bounty_refund",
         }
     }
 }
@@ -143,7 +157,8 @@ pub struct Entry {
     pub kind: EntryKind,
     /// The task, lot or user this entry is about.
     pub ref_id: String,
-    /// The task whose escrow this entry touches, if any (invariant 3 is checked through it).
+    /// The task or bounty whose escrow this entry touches, if any (invariant 3 is checked through
+    /// it).
     pub task_id: Option<String>,
     pub postings: Vec<Posting>,
 }

@@ -357,6 +357,8 @@ async fn errors_name_what_would_have_worked() {
             "qa",
             "rate_limits",
             "dispatch",
+            "bounty",
+            "webhooks",
         ] {
             assert!(message.contains(key), "{method}: {message}");
         }

@@ -14,8 +14,11 @@
 //!   unfreeze, the QA fund's payments, signup and admin credits, deposits and withdrawals).
 //! - [`deposit`]: what a verified Stripe event does to a deposit (credit once, hold, expire).
 //! - [`referral`]: codes, the referred buyer's credit, the referrer's share of released tasks.
+//! - [`bounty`]: bounties — what may be posted and submitted, the payout and refund entries,
+//!   dispute resolutions, consensus majorities, and the due times the Supervisor acts on.
 //! - [`payout`]: email codes and payout addresses; [`withdrawal`]: who may withdraw what, now.
 
+pub mod bounty;
 pub mod claim;
 pub mod deposit;
 pub mod expiry;

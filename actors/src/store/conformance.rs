@@ -376,7 +376,10 @@ async fn tokens_and_config(store: Arc<dyn Store>) {
     assert_eq!((p.id.as_str(), p.role), ("b1", Role::Buyer));
     assert!(store.resolve_token("nope".into()).await.unwrap().is_none());
     let docs = PlatformConfig::docs_from_toml(PlatformConfig::defaults_toml()).unwrap();
-    assert_eq!(store.seed_config(docs.clone(), 1).await.unwrap(), 7);
+    assert_eq!(
+        store.seed_config(docs.clone(), 1).await.unwrap(),
+        crate::config::KEYS.len() as u32
+    );
     assert_eq!(
         store.seed_config(docs, 1).await.unwrap(),
         0,
