@@ -46,3 +46,7 @@ pub const MAX_ACTOR_ROWS: usize = 500;
 pub const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Versions of a config document the console's history lists.
 pub const MAX_CONFIG_VERSIONS: u32 = 50;
+/// A bounty's title.
+pub const MAX_BOUNTY_TITLE_CHARS: usize = 200;
+/// A bounty's description and its criteria, each.
+pub const MAX_BOUNTY_TEXT_CHARS: usize = 20_000;

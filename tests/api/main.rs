@@ -1,6 +1,7 @@
 //! Black-box tests: each starts the real server (free port, temp data dir) and drives it over HTTP.
 
 mod bad_input;
+mod bounties;
 mod concurrency;
 mod console;
 mod deposits;

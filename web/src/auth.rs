@@ -112,6 +112,17 @@ role_extractor!(
     Account, &[Role::Buyer, Role::Worker]
 );
 
+role_extractor!(
+    /// Any valid token: a buyer's, a worker's or an admin's.
+    Anyone, &[Role::Buyer, Role::Worker, Role::Admin]
+);
+
+impl Anyone {
+    pub fn user_id(&self) -> UserId {
+        UserId::from(self.id())
+    }
+}
+
 impl Buyer {
     pub fn user_id(&self) -> UserId {
         UserId::from(self.id())

@@ -44,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::admin::configure(cfg);
     routes::console::configure(cfg);
     routes::money::configure(cfg);
+    routes::bounty::configure(cfg);
     routes::ops::configure(cfg);
     routes::feed::configure(cfg);
     routes::ws::configure(cfg);

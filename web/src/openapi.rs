@@ -11,7 +11,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::error::ErrorCode;
-use crate::routes::{admin, buyer, console, feed, money, ops, worker, ws};
+use crate::routes::{admin, bounty, buyer, console, feed, money, ops, worker, ws};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,7 @@ use crate::routes::{admin, buyer, console, feed, money, ops, worker, ws};
         money::admin_deposits, money::resolve_deposit, money::bind_email, money::verify_email, money::bind_payout,
         money::payout, money::withdraw, money::withdrawals, money::admin_withdrawals,
         money::complete_withdrawal, money::reject_withdrawal, money::admin_outbox, money::referral,
+        bounty::post, bounty::list, bounty::get, bounty::cancel,
         console::actors, console::actor, console::timeline, console::jobs, console::run_job,
         console::invariants, console::live,
         feed::public_feed, feed::buyer_events, ws::connect,
@@ -39,7 +40,7 @@ use crate::routes::{admin, buyer, console, feed, money, ops, worker, ws};
     modifiers(&BearerAuth),
     tags(
         (name = "buyers"), (name = "workers"), (name = "admins"), (name = "money"), (name = "realtime"),
-        (name = "operations"), (name = "console"),
+        (name = "operations"), (name = "console"), (name = "bounties"),
     )
 )]
 struct ApiDoc;

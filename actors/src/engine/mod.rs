@@ -33,9 +33,11 @@ use crate::store::*;
 use crate::supervisor::Supervisor;
 
 mod admin;
+mod bounties;
 mod buyers;
 mod checks;
 mod console;
+pub use bounties::BountyAsk;
 pub use console::{ActorQuery, ActorSort, ActorsPage, Figures, Invariants, Warning};
 mod money;
 mod payouts;

@@ -209,6 +209,22 @@ pub fn check_post(p: &Posting, doc: &BountyDoc, now_ms: i64) -> Result<u32, Engi
     Ok(max)
 }
 
+/// Whether its buyer may cancel a bounty now: only an open one nobody has submitted to.
+pub fn check_cancel(status: BountyStatus, submissions: u32) -> Result<(), EngineError> {
+    if status != BountyStatus::Open {
+        return Err(EngineError::Conflict(format!(
+            "this bounty is already {}",
+            status.as_str()
+        )));
+    }
+    if submissions > 0 {
+        return Err(EngineError::Conflict(
+            "a bounty can be cancelled only before anyone submits to it".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// What the store knows of a bounty when a worker submits.
 #[derive(Debug, Clone, Copy)]
 pub struct SubmitFacts {

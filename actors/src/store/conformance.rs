@@ -1054,6 +1054,127 @@ async fn referrals_credit_and_share_once(store: Arc<dyn Store>) {
     audit_ok(&store).await;
 }
 
+fn new_bounty(id: &str, buyer: &str, reward: i64) -> NewBounty {
+    NewBounty {
+        bounty_id: id.into(),
+        buyer_id: buyer.into(),
+        title: format!("bounty {id}"),
+        description: "do the thing".into(),
+        criteria: Some("it works".into()),
+        reward_cents: reward,
+        deadline_ms: 10_000_000,
+        max_submissions: 5,
+        review: crate::rules::bounty::Review::Manual,
+        terms: crate::rules::bounty::Terms::from_config(&PlatformConfig::builtin().bounty),
+        now_ms: 5,
+        idem: None,
+    }
+}
+
+/// A bounty's reward is in escrow from the moment it is posted (never more than the buyer has,
+/// even when posts race); an idempotent repeat posts nothing twice; a cancel refunds once.
+async fn bounty_escrow_holds_and_refunds_once(store: Arc<dyn Store>) {
+    buyer(&store, "b1", 1000).await;
+    let posts = (0..6).map(|i| store.post_bounty(new_bounty(&format!("bty{i}"), "b1", 300)));
+    let results = futures_join_all(posts).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(
+                e,
+                EngineError::InsufficientBalance {
+                    needed_cents: 300,
+                    ..
+                }
+            ))
+    );
+    let b = store.balance("b1".into()).await.unwrap().unwrap();
+    assert_eq!(b.available_cents, 100);
+    audit_ok(&store).await;
+
+    // The same key and body: the first answer again, nothing charged.
+    buyer(&store, "b2", 500).await;
+    let keyed = |id: &str| NewBounty {
+        idem: Some(IdemKey {
+            scope: "b2/bounties".into(),
+            key: "k1".into(),
+            body_hash: "h".into(),
+        }),
+        ..new_bounty(id, "b2", 200)
+    };
+    let first = store.post_bounty(keyed("bk1")).await.unwrap();
+    let again = store.post_bounty(keyed("bk2")).await.unwrap();
+    assert_eq!(again.bounty_id, first.bounty_id);
+    let b2 = store.balance("b2".into()).await.unwrap().unwrap();
+    assert_eq!(b2.available_cents, 300);
+
+    // Listing: newest first, by status and buyer, paged by seq.
+    let all = store
+        .bounties(BountyFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].seq > w[1].seq));
+    let mine = store
+        .bounties(BountyFilter {
+            buyer_id: Some("b2".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].escrow_cents(), 200);
+    assert_eq!(mine[0].terms.fee_bp, 1000);
+    let page = store
+        .bounties(BountyFilter {
+            before_seq: Some(all[1].seq),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 2);
+
+    // Only its buyer cancels, once; the refund is the whole reward.
+    let err = store
+        .cancel_bounty(first.bounty_id.clone(), "b1".into(), 6)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::NotFound(_)), "{err:?}");
+    let cancelled = store
+        .cancel_bounty(first.bounty_id.clone(), "b2".into(), 6)
+        .await
+        .unwrap();
+    assert_eq!(
+        cancelled.status,
+        crate::rules::bounty::BountyStatus::Cancelled
+    );
+    assert_eq!(cancelled.settled_at_ms, Some(6));
+    let err = store
+        .cancel_bounty(first.bounty_id.clone(), "b2".into(), 7)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Conflict(_)), "{err:?}");
+    let b2 = store.balance("b2".into()).await.unwrap().unwrap();
+    assert_eq!(b2.available_cents, 500);
+    let open = store
+        .bounties(BountyFilter {
+            status: Some(crate::rules::bounty::BountyStatus::Open),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 3);
+    audit_ok(&store).await;
+}
+
 async fn futures_join_all<T: Send + 'static>(
     futs: impl Iterator<Item = StoreFuture<T>>,
 ) -> Vec<Result<T, EngineError>> {
@@ -1079,6 +1200,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once);

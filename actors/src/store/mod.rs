@@ -14,12 +14,14 @@ use crate::domain::{Principal, TaskId, UserId, WorkerId};
 use crate::error::EngineError;
 use crate::ledger::AuditReport;
 
+pub mod bounty;
 pub mod money;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod sqlite;
 pub mod timeline;
 
+pub use bounty::*;
 pub use money::*;
 
 /// Where the store lives: the embedded SQLite store in a data directory (the default), or a
@@ -971,6 +973,20 @@ pub trait Store: Send + Sync + 'static {
         candidate: String,
         now_ms: i64,
     ) -> StoreFuture<ReferralStats>;
+    // Bounties.
+    /// Posts a bounty, its reward moved from the buyer's available balance into escrow
+    /// (`InsufficientBalance` when it can't be), in one transaction.
+    fn post_bounty(&self, b: NewBounty) -> StoreFuture<BountyRecord>;
+    fn bounty(&self, bounty_id: String) -> StoreFuture<Option<BountyRecord>>;
+    fn bounties(&self, filter: BountyFilter) -> StoreFuture<Vec<BountyRecord>>;
+    /// Cancels an open bounty nobody has submitted to, refunding its escrow; only its buyer may
+    /// (`NotFound` for anyone else), and only once (`Conflict` after).
+    fn cancel_bounty(
+        &self,
+        bounty_id: String,
+        buyer_id: String,
+        now_ms: i64,
+    ) -> StoreFuture<BountyRecord>;
     /// Forgets idempotency keys stored before `before_ms`; returns how many.
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64>;
     /// One audit-log entry for an admin action that changes nothing else in the store (a

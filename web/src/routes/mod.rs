@@ -1,6 +1,7 @@
 //! Routes, one module per audience; each exports `configure`.
 
 pub mod admin;
+pub mod bounty;
 pub mod buyer;
 pub mod console;
 pub mod feed;

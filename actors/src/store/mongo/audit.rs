@@ -115,6 +115,42 @@ pub(super) async fn audit_snapshot(tx: &mut Tx<'_>) -> R<AuditReport> {
     for (task, h) in held.into_iter().filter(|(_, h)| *h != 0) {
         violations.push(format!("task {task} holds {h} in escrow, expected 0"));
     }
+    // Invariant 3, for bounties: an open bounty holds exactly its reward in bounty escrow,
+    // every other none.
+    let mut in_bounty_escrow: HashMap<String, i64> = sums(
+        &tx.aggregate(
+            &db.transactions,
+            vec![
+                doc! { "$match": { "task_id": { "$type": "string" } } },
+                doc! { "$unwind": "$postings" },
+                doc! { "$match": { "postings.account": ledger::BOUNTY_ESCROW } },
+                doc! { "$group": { "_id": "$task_id", "sum": { "$sum": "$postings.amount_cents" } } },
+            ],
+        )
+        .await?,
+    )
+    .into_iter()
+    .collect();
+    for b in tx
+        .many(&db.bounties, doc! {}, doc! { "seq": 1 }, None)
+        .await?
+    {
+        let expected = if b.status == "open" {
+            b.reward_cents
+        } else {
+            0
+        };
+        let h = in_bounty_escrow.remove(&b.id).unwrap_or(0);
+        if h != expected {
+            violations.push(format!(
+                "bounty {} holds {h} in escrow, expected {expected}",
+                b.id
+            ));
+        }
+    }
+    for (bounty, h) in in_bounty_escrow.into_iter().filter(|(_, h)| *h != 0) {
+        violations.push(format!("bounty {bounty} holds {h} in escrow, expected 0"));
+    }
     // Invariant 5: frozen balances are the sum of frozen lots.
     let lots = sums(
         &tx.aggregate(

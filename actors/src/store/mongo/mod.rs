@@ -31,6 +31,7 @@ use crate::rules::{self, penalty::FrozenLot};
 
 mod accounts;
 mod audit;
+mod bounties;
 mod config;
 mod deposits;
 mod docs;
@@ -146,6 +147,7 @@ struct Db {
     pub payouts: Collection<PayoutDoc>,
     pub outbox: Collection<OutboxDoc>,
     pub withdrawals: Collection<WithdrawalDoc>,
+    pub bounties: Collection<bounties::BountyDoc>,
     pub referral_codes: Collection<ReferralCodeDoc>,
     pub referrals: Collection<ReferralDoc>,
     pub task_events: Collection<timeline::TaskEventDoc>,
@@ -180,6 +182,7 @@ impl Db {
             payouts: db.collection("payouts"),
             outbox: db.collection("outbox"),
             withdrawals: db.collection("withdrawals"),
+            bounties: db.collection("bounties"),
             referral_codes: db.collection("referral_codes"),
             referrals: db.collection("referrals"),
             task_events: db.collection("task_events"),
@@ -1020,6 +1023,29 @@ impl Store for MongoStore {
 
     fn withdrawals(&self, filter: WithdrawalFilter) -> StoreFuture<Vec<WithdrawalRecord>> {
         command!(self, read, |tx| payouts::withdrawals(tx, &filter).await)
+    }
+
+    fn post_bounty(&self, b: NewBounty) -> StoreFuture<BountyRecord> {
+        command!(self, write, |tx| bounties::post_bounty(tx, &b).await)
+    }
+
+    fn bounty(&self, bounty_id: String) -> StoreFuture<Option<BountyRecord>> {
+        command!(self, read, |tx| bounties::read_bounty(tx, &bounty_id).await)
+    }
+
+    fn bounties(&self, filter: BountyFilter) -> StoreFuture<Vec<BountyRecord>> {
+        command!(self, read, |tx| bounties::bounties(tx, &filter).await)
+    }
+
+    fn cancel_bounty(
+        &self,
+        bounty_id: String,
+        buyer_id: String,
+        now_ms: i64,
+    ) -> StoreFuture<BountyRecord> {
+        command!(self, write, |tx| {
+            bounties::cancel_bounty(tx, &bounty_id, &buyer_id, now_ms).await
+        })
     }
 
     fn settle_withdrawal(

@@ -106,6 +106,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "payouts",
         "outbox",
         "withdrawals",
+        "bounties",
         "referral_codes",
         "referrals",
         "task_events",
@@ -223,6 +224,14 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
             ],
         ),
         (
+            "bounties",
+            vec![
+                unique(doc! { "seq": 1 }),
+                index(doc! { "status": 1, "seq": -1 }),
+                index(doc! { "buyer_id": 1, "seq": -1 }),
+            ],
+        ),
+        (
             "deposits",
             vec![
                 unique(doc! { "session_id": 1 }),
@@ -253,7 +262,14 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
                 EngineError::internal(format!("creating the indexes of {collection}: {e}"))
             })?;
     }
-    for counter in ["tasks", "qa_results", "deposits", "withdrawals", "outbox"] {
+    for counter in [
+        "tasks",
+        "qa_results",
+        "deposits",
+        "withdrawals",
+        "outbox",
+        "bounties",
+    ] {
         db.counters
             .update_one(
                 doc! { "_id": counter },

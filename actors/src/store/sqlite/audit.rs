@@ -44,6 +44,16 @@ pub(super) fn audit_snapshot(c: &Connection) -> Result<AuditReport, EngineError>
     )? {
         violations.push(format!("task {task} holds {held} in escrow, expected {price}"));
     }
+    // Invariant 3, for bounties: an open bounty holds exactly its reward in bounty escrow,
+    // every other none.
+    for (bounty, held, reward) in q(
+        "SELECT b.id, coalesce(e.held, 0), CASE WHEN b.status = 'open' THEN b.reward_cents ELSE 0 END
+         FROM bounties b LEFT JOIN (SELECT task_id, sum(amount_cents) AS held FROM postings
+                                   WHERE account = 'platform:bounty_escrow' GROUP BY task_id) e ON e.task_id = b.id
+         WHERE coalesce(e.held, 0) <> CASE WHEN b.status = 'open' THEN b.reward_cents ELSE 0 END",
+    )? {
+        violations.push(format!("bounty {bounty} holds {held} in escrow, expected {reward}"));
+    }
     // Invariant 5: frozen balances are the sum of frozen lots.
     for (user, frozen, lots) in q(
         "SELECT b.user_id, b.frozen_cents, coalesce(l.s, 0) FROM balances b

@@ -24,6 +24,7 @@ use crate::rules::{self, penalty::FrozenLot};
 
 mod accounts;
 mod audit;
+mod bounties;
 mod config;
 mod deposits;
 mod journal;
@@ -582,6 +583,27 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             payouts::settle_withdrawal(tx, withdrawal_id, settle, admin_id, now_ms, idem)
         })
+    }
+
+    fn post_bounty(&self, b: NewBounty) -> StoreFuture<BountyRecord> {
+        self.write(move |tx| bounties::post_bounty(tx, b))
+    }
+
+    fn bounty(&self, bounty_id: String) -> StoreFuture<Option<BountyRecord>> {
+        self.read(move |c| bounties::read_bounty(c, &bounty_id))
+    }
+
+    fn bounties(&self, filter: BountyFilter) -> StoreFuture<Vec<BountyRecord>> {
+        self.read(move |c| bounties::bounties(c, filter))
+    }
+
+    fn cancel_bounty(
+        &self,
+        bounty_id: String,
+        buyer_id: String,
+        now_ms: i64,
+    ) -> StoreFuture<BountyRecord> {
+        self.write(move |tx| bounties::cancel_bounty(tx, bounty_id, buyer_id, now_ms))
     }
 
     fn referral(

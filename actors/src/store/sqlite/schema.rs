@@ -293,6 +293,27 @@ CREATE TABLE IF NOT EXISTS task_events (
 CREATE INDEX IF NOT EXISTS task_events_by_task ON task_events (task_id, id);
 -- Every version of every config document since this table exists (for the console's history
 -- and rollback).
+-- Bounties: the reward is in platform:bounty_escrow (postings name the bounty) while open.
+CREATE TABLE IF NOT EXISTS bounties (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  buyer_id TEXT NOT NULL,
+  title TEXT NOT NULL,
+  description TEXT NOT NULL,
+  criteria TEXT,
+  reward_cents INTEGER NOT NULL CHECK (reward_cents > 0),
+  deadline INTEGER NOT NULL,
+  max_submissions INTEGER NOT NULL,
+  review TEXT NOT NULL,
+  -- The terms in force when it was posted (rules::bounty::Terms as JSON).
+  terms TEXT NOT NULL,
+  status TEXT NOT NULL,
+  submissions INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  settled_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS bounties_by_status ON bounties (status, seq);
+CREATE INDEX IF NOT EXISTS bounties_by_buyer ON bounties (buyer_id, seq);
 CREATE TABLE IF NOT EXISTS config_history (
   key TEXT NOT NULL,
   version INTEGER NOT NULL,
