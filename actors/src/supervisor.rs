@@ -4,7 +4,9 @@
 //! second), returns overdue assigned tasks to the Dispatcher (the safety net behind the
 //! Dispatcher's own timers, for tasks whose timer was lost in a restart or lives on another node),
 //! and fails pending tasks nobody took within `dispatch.pending_ttl_seconds`, refunding them. It
-//! forgets `Idempotency-Key` answers after [`IDEMPOTENCY_KEEP_MS`] (Stripe's 24 hours).
+//! forgets `Idempotency-Key` answers after [`IDEMPOTENCY_KEEP_MS`] (Stripe's 24 hours). It runs
+//! the bounty timers over their stored due times (warnings, automatic approvals, expiries; see
+//! [`Store::bounty_sweep`]).
 //!
 //! Each schedule is a [`Job`] with its last run, result and next run, shown in the admin console;
 //! an admin may run one now ([`RunJob`]).
@@ -32,6 +34,9 @@ const BATCH: u32 = 1_000;
 /// How long an `Idempotency-Key` is remembered: a repeat within it replays, after it runs anew.
 pub const IDEMPOTENCY_KEEP_MS: i64 = 24 * 3600 * 1000;
 const PURGE_EVERY: Duration = Duration::from_secs(600);
+const BOUNTIES_EVERY: Duration = Duration::from_secs(2);
+/// At most this many of each kind of bounty timer per pass (the rest on the next).
+const BOUNTY_BATCH: u32 = 100;
 
 /// The Supervisor's schedules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,15 +46,17 @@ pub enum Job {
     Overdue,
     Stale,
     PurgeIdempotency,
+    Bounties,
 }
 
 impl Job {
-    pub const ALL: [Job; 5] = [
+    pub const ALL: [Job; 6] = [
         Job::Watch,
         Job::Unfreeze,
         Job::Overdue,
         Job::Stale,
         Job::PurgeIdempotency,
+        Job::Bounties,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +66,7 @@ impl Job {
             Job::Overdue => "overdue",
             Job::Stale => "stale",
             Job::PurgeIdempotency => "purge_idempotency",
+            Job::Bounties => "bounties",
         }
     }
 
@@ -73,6 +81,7 @@ impl Job {
             Job::Overdue => OVERDUE_EVERY,
             Job::Stale => STALE_EVERY,
             Job::PurgeIdempotency => PURGE_EVERY,
+            Job::Bounties => BOUNTIES_EVERY,
         }
     }
 
@@ -85,6 +94,10 @@ impl Job {
                 "fails and refunds pending tasks nobody took in dispatch.pending_ttl_seconds"
             }
             Job::PurgeIdempotency => "forgets Idempotency-Key answers older than 24 hours",
+            Job::Bounties => {
+                "warns buyers of automatic approvals, approves submissions left unreviewed and \
+                 expires bounties past their deadline (refunded)"
+            }
         }
     }
 }
@@ -159,6 +172,7 @@ impl Supervisor {
             Job::Overdue => self.overdue(ctx),
             Job::Stale => self.stale(ctx),
             Job::PurgeIdempotency => self.purge(ctx),
+            Job::Bounties => self.bounties(ctx),
         }
     }
 
@@ -272,6 +286,29 @@ impl Supervisor {
                 tracing::warn!(error = %e, "stale sweep failed");
                 act.finish(Job::Stale, Err(e.to_string()));
             }
+        }));
+    }
+
+    fn bounties(&mut self, ctx: &mut Context<Self>) {
+        if !self.begin(Job::Bounties) {
+            return;
+        }
+        let fut = self.store.bounty_sweep(now_ms(), BOUNTY_BATCH);
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            let result = match res {
+                Ok(done) => {
+                    let (w, a, e) = (done.warned.len(), done.approved.len(), done.expired.len());
+                    if !done.is_empty() {
+                        tracing::info!(warned = w, approved = a, expired = e, "bounty timers");
+                    }
+                    Ok(format!("warned {w}, approved {a}, expired {e}"))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "bounty sweep failed");
+                    Err(e.to_string())
+                }
+            };
+            act.finish(Job::Bounties, result);
         }));
     }
 

@@ -1,5 +1,7 @@
 //! Bounties through the API: the reward in escrow, browsing, idempotent posting, cancelling.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -164,5 +166,328 @@ async fn a_bad_bounty_is_refused_and_costs_nothing() {
     );
     let (_, all) = app.get("/api/bounties", &buyer.token).await;
     assert_eq!(all["data"], json!([]));
+    app.assert_audit().await;
+}
+
+async fn post_bounty(app: &TestApp, buyer: &Buyer, body: Value) -> String {
+    let (s, v) = app.post("/api/bounties", Some(&buyer.token), body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["bounty_id"].as_str().unwrap().to_string()
+}
+
+async fn submit(app: &TestApp, w: &Worker, bounty: &str, answer: &str) -> (StatusCode, Value) {
+    app.post(
+        &format!("/api/bounties/{bounty}/submissions"),
+        Some(&w.token),
+        json!({"content": {"answer": answer}}),
+    )
+    .await
+}
+
+/// `POST /api/bounties/{id}/submissions/{sid}/{action}` with `token`.
+async fn act(
+    app: &TestApp,
+    token: &str,
+    bounty: &str,
+    sid: &str,
+    action: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    app.post(
+        &format!("/api/bounties/{bounty}/submissions/{sid}/{action}"),
+        Some(token),
+        body,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn submissions_come_first_served_and_an_approval_pays_a_frozen_lot() {
+    let app = spawn_app().await;
+    let buyer = app.funded_buyer("approve@example.com", 5_000).await;
+    let start = cents(&app.balance(&buyer.token).await, "available_cents");
+    let mut body = bounty(2_000);
+    merge(&mut body, json!({"max_submissions": 2}));
+    let id = post_bounty(&app, &buyer, body).await;
+    let (w1, w2, w3) = (app.worker().await, app.worker().await, app.worker().await);
+
+    let (s, first) = submit(&app, &w1, &id, "one").await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    assert_eq!(first["position"], 1);
+    assert_eq!(first["status"], "pending");
+    assert!(first["auto_release_at"].is_string(), "{first}");
+    let sid1 = first["submission_id"].as_str().unwrap().to_string();
+    // One per worker; content must be an object; a buyer cannot submit.
+    let (s, v) = submit(&app, &w1, &id, "again").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, v) = app
+        .post(
+            &format!("/api/bounties/{id}/submissions"),
+            Some(&w2.token),
+            json!({"content": "just text"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = app
+        .post(
+            &format!("/api/bounties/{id}/submissions"),
+            Some(&buyer.token),
+            json!({"content": {}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, second) = submit(&app, &w2, &id, "two").await;
+    assert_eq!(s, StatusCode::CREATED, "{second}");
+    assert_eq!(second["position"], 2);
+    let sid2 = second["submission_id"].as_str().unwrap().to_string();
+    // Full: the third is refused, and cancelling is too late.
+    let (s, v) = submit(&app, &w3, &id, "three").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (_, b) = app.get(&format!("/api/bounties/{id}"), &w3.token).await;
+    assert_eq!(b["accepting"], false);
+    assert_eq!(b["submissions"], 2);
+    let (s, _) = app
+        .post(
+            &format!("/api/bounties/{id}/cancel"),
+            Some(&buyer.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // The buyer sees both, a worker only its own, another buyer none.
+    let path = format!("/api/bounties/{id}/submissions");
+    let (_, all) = app.get(&path, &buyer.token).await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 2, "{all}");
+    assert_eq!(all["data"][1]["content"]["answer"], "two");
+    let (_, own) = app.get(&path, &w2.token).await;
+    assert_eq!(own["data"].as_array().unwrap().len(), 1, "{own}");
+    assert_eq!(own["data"][0]["submission_id"], sid2.as_str());
+    let (_, none) = app.get(&path, &w3.token).await;
+    assert_eq!(none["data"], json!([]));
+    let other = app.register("nosy@example.com").await;
+    let (s, _) = app.get(&path, &other.token).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Only the owner approves; the worker's lot is the reward less the 10% fee, frozen.
+    let (s, _) = act(&app, &other.token, &id, &sid1, "approve", json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = act(&app, &buyer.token, &id, &sid1, "approve", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "approved");
+    assert_eq!(v["paid_cents"], 1_800);
+    assert_eq!(v["bounty"]["status"], "completed");
+    assert_eq!(v["bounty"]["escrow_cents"], 0);
+    let wb = app.balance(&w1.token).await;
+    assert_eq!(cents(&wb, "frozen_cents"), 1_800, "{wb}");
+    assert_eq!(cents(&wb, "available_cents"), 0, "{wb}");
+    let (_, earnings) = app.get("/api/worker/earnings", &w1.token).await;
+    assert_eq!(earnings["data"][0]["task_id"], sid1.as_str(), "{earnings}");
+    assert_eq!(earnings["data"][0]["type"], "bounty", "{earnings}");
+    // Each review happens once; the other submission is closed.
+    let (s, v) = act(&app, &buyer.token, &id, &sid1, "approve", json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, v) = act(
+        &app,
+        &buyer.token,
+        &id,
+        &sid2,
+        "reject",
+        json!({"reason": "late"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (_, own) = app.get(&path, &w2.token).await;
+    assert_eq!(own["data"][0]["status"], "closed", "{own}");
+    assert_eq!(
+        cents(&app.balance(&buyer.token).await, "available_cents"),
+        start - 2_000
+    );
+    app.assert_audit().await;
+}
+
+#[tokio::test]
+async fn a_disputed_rejection_locks_the_escrow_until_an_admin_resolves_it() {
+    let app = spawn_app().await;
+    let buyer = app.funded_buyer("dispute@example.com", 5_000).await;
+    let start = cents(&app.balance(&buyer.token).await, "available_cents");
+    let id = post_bounty(&app, &buyer, bounty(1_000)).await;
+    let (w1, w2) = (app.worker().await, app.worker().await);
+    let (_, v) = submit(&app, &w1, &id, "careful work").await;
+    let sid1 = v["submission_id"].as_str().unwrap().to_string();
+
+    // A rejection needs a reason, and opens the dispute window.
+    let (s, v) = act(
+        &app,
+        &buyer.token,
+        &id,
+        &sid1,
+        "reject",
+        json!({"reason": " "}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = act(
+        &app,
+        &buyer.token,
+        &id,
+        &sid1,
+        "reject",
+        json!({"reason": "the tests do not pass"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "rejected");
+    assert_eq!(v["reason"], "the tests do not pass");
+    assert!(v["dispute_until"].is_string(), "{v}");
+    assert_eq!(v["bounty"]["status"], "open");
+
+    // Only its worker disputes, once.
+    let reason = json!({"reason": "they pass on a clean checkout"});
+    let (s, _) = act(&app, &w2.token, &id, &sid1, "dispute", reason.clone()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, d) = act(&app, &w1.token, &id, &sid1, "dispute", reason.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    assert_eq!(d["status"], "open");
+    let dispute_id = d["dispute_id"].as_str().unwrap().to_string();
+    let (s, _) = act(&app, &w1.token, &id, &sid1, "dispute", reason).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // While it is open, nothing else can be approved.
+    let (_, v) = submit(&app, &w2, &id, "quick work").await;
+    let sid2 = v["submission_id"].as_str().unwrap().to_string();
+    let (s, v) = act(&app, &buyer.token, &id, &sid2, "approve", json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+
+    // Admins see both sides' words and the work itself.
+    let (s, _) = app.get("/api/admin/disputes", &buyer.token).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, page) = app.get("/api/admin/disputes?status=open", &app.admin).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let case = &page["data"][0];
+    assert_eq!(case["dispute_id"], dispute_id.as_str());
+    assert_eq!(case["reason"], "they pass on a clean checkout");
+    assert_eq!(case["rejection_reason"], "the tests do not pass");
+    assert_eq!(case["submission"]["content"]["answer"], "careful work");
+    assert_eq!(case["bounty"]["criteria"], "cargo test passes");
+
+    // A split needs its percentage; the worker's part is paid less the fee, the rest refunded.
+    let resolve = format!("/api/admin/disputes/{dispute_id}/resolve");
+    let (s, v) = app
+        .post(&resolve, Some(&app.admin), json!({"outcome": "split"}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = app
+        .post(&resolve, Some(&buyer.token), json!({"outcome": "buyer"}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, v) = app
+        .post(
+            &resolve,
+            Some(&app.admin),
+            json!({"outcome": "split", "worker_pct": 60}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "resolved");
+    assert_eq!(v["worker_cents"], 540);
+    assert_eq!(v["refund_cents"], 400);
+    assert_eq!(v["bounty"]["status"], "resolved");
+    let (s, _) = app
+        .post(&resolve, Some(&app.admin), json!({"outcome": "worker"}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    assert_eq!(
+        cents(&app.balance(&buyer.token).await, "available_cents"),
+        start - 1_000 + 400
+    );
+    assert_eq!(cents(&app.balance(&w1.token).await, "frozen_cents"), 540);
+    let (_, own) = app
+        .get(&format!("/api/bounties/{id}/submissions"), &w2.token)
+        .await;
+    assert_eq!(own["data"][0]["status"], "closed", "{own}");
+    let (_, open) = app.get("/api/admin/disputes?status=open", &app.admin).await;
+    assert_eq!(open["data"], json!([]));
+    app.assert_audit().await;
+}
+
+fn in_seconds(s: i64) -> String {
+    let t = chrono::Utc::now() + chrono::Duration::seconds(s);
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The Supervisor's bounty timers, from stored due times: a submission the buyer leaves is
+/// approved automatically; a bounty nobody won expires once nothing is left to review or
+/// dispute, and its escrow goes back.
+#[tokio::test]
+async fn the_supervisor_approves_what_the_buyer_leaves_and_expires_what_nobody_won() {
+    let app = spawn_app().await;
+    app.patch_config(
+        "bounty",
+        json!({"auto_release_seconds": 2, "auto_release_warning_seconds": 1, "dispute_window_seconds": 2}),
+    )
+    .await;
+    let buyer = app.funded_buyer("timers@example.com", 9_000).await;
+    let start = cents(&app.balance(&buyer.token).await, "available_cents");
+    let (w1, w2) = (app.worker().await, app.worker().await);
+
+    let left = post_bounty(&app, &buyer, bounty(1_000)).await;
+    let (_, v) = submit(&app, &w1, &left, "left alone").await;
+    assert_eq!(v["status"], "pending", "{v}");
+    let mut body = bounty(2_000);
+    merge(&mut body, json!({"deadline": in_seconds(3)}));
+    let unwon = post_bounty(&app, &buyer, body).await;
+    let mut body = bounty(3_000);
+    merge(&mut body, json!({"deadline": in_seconds(3)}));
+    let rejected = post_bounty(&app, &buyer, body).await;
+    let (_, v) = submit(&app, &w2, &rejected, "not it").await;
+    let sid = v["submission_id"].as_str().unwrap().to_string();
+    let (s, v) = act(
+        &app,
+        &buyer.token,
+        &rejected,
+        &sid,
+        "reject",
+        json!({"reason": "no"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    let status = |id: String| {
+        let app = &app;
+        let buyer = &buyer;
+        async move {
+            let (_, b) = app.get(&format!("/api/bounties/{id}"), &buyer.token).await;
+            b["status"].as_str().unwrap_or_default().to_string()
+        }
+    };
+    eventually(
+        "the unreviewed submission is approved",
+        Duration::from_secs(20),
+        || async { (status(left.clone()).await == "completed").then_some(()) },
+    )
+    .await;
+    let (_, own) = app
+        .get(&format!("/api/bounties/{left}/submissions"), &w1.token)
+        .await;
+    assert_eq!(own["data"][0]["status"], "approved", "{own}");
+    assert_eq!(own["data"][0]["auto_approved"], true, "{own}");
+    assert_eq!(cents(&app.balance(&w1.token).await, "frozen_cents"), 900);
+
+    eventually("both bounties expire", Duration::from_secs(20), || async {
+        (status(unwon.clone()).await == "expired" && status(rejected.clone()).await == "expired")
+            .then_some(())
+    })
+    .await;
+    let (_, own) = app
+        .get(&format!("/api/bounties/{rejected}/submissions"), &w2.token)
+        .await;
+    assert_eq!(own["data"][0]["status"], "closed", "{own}");
+    // Only the approved reward left the buyer; the rest came back, once.
+    assert_eq!(
+        cents(&app.balance(&buyer.token).await, "available_cents"),
+        start - 1_000
+    );
     app.assert_audit().await;
 }

@@ -208,7 +208,14 @@ async fn supervisor_jobs_show_their_runs_and_run_now_on_request() {
         .collect();
     assert_eq!(
         names,
-        ["watch", "unfreeze", "overdue", "stale", "purge_idempotency"]
+        [
+            "watch",
+            "unfreeze",
+            "overdue",
+            "stale",
+            "purge_idempotency",
+            "bounties"
+        ]
     );
     let purge = |jobs: &Value| jobs["jobs"][4].clone();
     assert_eq!(purge(&jobs)["runs"], 0, "it runs every 10 minutes: {jobs}");

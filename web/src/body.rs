@@ -45,6 +45,12 @@ pub const SMALL_BYTES: BodyLimit = BodyLimit {
     max_bytes: 32 * 1024,
 };
 
+/// A bounty: a 200-character title and two 20,000-character texts fit even when every
+/// character is sent as a `\u` escape.
+pub const BOUNTY_BYTES: BodyLimit = BodyLimit {
+    max_bytes: 256 * 1024,
+};
+
 /// A provider's webhook: Stripe's events are a few KB; 256 KB leaves room for any.
 pub const WEBHOOK_BYTES: BodyLimit = BodyLimit {
     max_bytes: 256 * 1024,

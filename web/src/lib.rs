@@ -45,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::console::configure(cfg);
     routes::money::configure(cfg);
     routes::bounty::configure(cfg);
+    routes::submissions::configure(cfg);
     routes::ops::configure(cfg);
     routes::feed::configure(cfg);
     routes::ws::configure(cfg);

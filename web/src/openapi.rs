@@ -11,7 +11,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::error::ErrorCode;
-use crate::routes::{admin, bounty, buyer, console, feed, money, ops, worker, ws};
+use crate::routes::{admin, bounty, buyer, console, feed, money, ops, submissions, worker, ws};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,6 +32,8 @@ use crate::routes::{admin, bounty, buyer, console, feed, money, ops, worker, ws}
         money::payout, money::withdraw, money::withdrawals, money::admin_withdrawals,
         money::complete_withdrawal, money::reject_withdrawal, money::admin_outbox, money::referral,
         bounty::post, bounty::list, bounty::get, bounty::cancel,
+        submissions::submit, submissions::list, submissions::approve, submissions::reject,
+        submissions::dispute, submissions::disputes, submissions::resolve,
         console::actors, console::actor, console::timeline, console::jobs, console::run_job,
         console::invariants, console::live,
         feed::public_feed, feed::buyer_events, ws::connect,
@@ -87,6 +89,14 @@ pub fn document(cfg: &PlatformConfig) -> Value {
     let amount = &mut schemas["DepositBody"]["properties"]["amount_cents"];
     if amount.is_object() {
         amount["enum"] = json!(cfg.deposit_tiers_cents);
+    }
+    let bounty = &mut schemas["PostBountyBody"]["properties"];
+    if bounty["reward_cents"].is_object() {
+        bounty["reward_cents"]["minimum"] = json!(cfg.bounty.min_reward_cents);
+        bounty["reward_cents"]["maximum"] = json!(cfg.bounty.max_reward_cents);
+    }
+    if bounty["max_submissions"].is_object() {
+        bounty["max_submissions"]["maximum"] = json!(cfg.bounty.max_submissions);
     }
     let timeout = &mut schemas["ConstraintsBody"]["properties"]["timeout_seconds"];
     if timeout.is_object() {

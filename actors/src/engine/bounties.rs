@@ -1,7 +1,7 @@
 //! Bounties: larger work with the reward in escrow (`rules::bounty` decides, the store moves).
 
 use super::*;
-use crate::rules::bounty::{self, BountyStatus, Review, Terms};
+use crate::rules::bounty::{self, BountyStatus, DisputeStatus, Outcome, Review, Terms};
 
 /// What a buyer sends to post a bounty.
 #[derive(Debug, Clone)]
@@ -130,6 +130,193 @@ impl Engine {
         let id = check_id("bounty_id", bounty_id)?;
         self.store
             .cancel_bounty(id, buyer_id.as_str().to_string(), now_ms())
+            .await
+    }
+}
+
+/// A dispute with what an admin needs to judge it: the bounty (its description and criteria)
+/// and the submission (its content and the buyer's reason for rejecting it).
+#[derive(Debug, Clone)]
+pub struct DisputeCase {
+    pub dispute: DisputeRecord,
+    pub bounty: Option<BountyRecord>,
+    pub submission: Option<SubmissionRecord>,
+}
+
+impl Engine {
+    /// A worker's submission: first come, first served, one per worker, before the deadline and
+    /// while there is room (409 otherwise).
+    pub async fn submit_bounty(
+        &self,
+        worker_id: &WorkerId,
+        bounty_id: &str,
+        content: Value,
+    ) -> Result<SubmissionRecord, EngineError> {
+        let bounty_id = check_id("bounty_id", bounty_id)?;
+        self.check_not_banned(worker_id.as_str())?;
+        if !content.is_object() {
+            return Err(EngineError::validation_field(
+                "content",
+                "content must be a JSON object",
+            ));
+        }
+        let size = serde_json::to_string(&content)
+            .map_err(EngineError::internal)?
+            .len();
+        if size > MAX_OUTPUT_BYTES {
+            return Err(EngineError::PayloadTooLarge(format!(
+                "content is larger than {} KB",
+                MAX_OUTPUT_BYTES / 1024
+            )));
+        }
+        self.store
+            .submit_bounty(NewSubmission {
+                submission_id: domain::new_id("sub"),
+                bounty_id,
+                worker_id: worker_id.as_str().to_string(),
+                content,
+                now_ms: now_ms(),
+            })
+            .await
+    }
+
+    /// A bounty's submissions by position: all of them for its buyer and admins, only the
+    /// caller's own for a worker; another buyer sees none (403).
+    pub async fn submissions(
+        &self,
+        viewer: &Principal,
+        bounty_id: &str,
+        after_position: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<SubmissionRecord>, bool), EngineError> {
+        let b = self.bounty(bounty_id).await?;
+        let worker_id = match viewer.role {
+            Role::Admin => None,
+            Role::Buyer if viewer.id == b.buyer_id => None,
+            Role::Buyer => {
+                return Err(EngineError::Forbidden(
+                    "only the bounty's buyer sees its submissions".into(),
+                ));
+            }
+            Role::Worker => Some(viewer.id.clone()),
+        };
+        let mut rows = self
+            .store
+            .submissions(SubmissionFilter {
+                bounty_id: b.bounty_id,
+                worker_id,
+                after_position: after_position.map(|p| u32::try_from(p).unwrap_or(u32::MAX)),
+                limit: limit + 1,
+            })
+            .await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok((rows, more))
+    }
+
+    /// The bounty's buyer approves a pending submission (paying it) or rejects it with a reason.
+    pub async fn review_submission(
+        &self,
+        buyer_id: &UserId,
+        bounty_id: &str,
+        submission_id: &str,
+        reject_reason: Option<&str>,
+        idem: Option<IdemKey>,
+    ) -> Result<Reviewed, EngineError> {
+        let verdict = match reject_reason {
+            None => Verdict::Approve,
+            Some(r) => Verdict::Reject {
+                reason: check_text("reason", r, MAX_REASON_CHARS, true)?,
+            },
+        };
+        self.store
+            .review_submission(ReviewAsk {
+                bounty_id: check_id("bounty_id", bounty_id)?,
+                submission_id: check_id("submission_id", submission_id)?,
+                buyer_id: Some(buyer_id.as_str().to_string()),
+                verdict,
+                now_ms: now_ms(),
+                idem,
+            })
+            .await
+    }
+
+    /// A worker disputes the rejection of its submission, within the dispute window.
+    pub async fn dispute_submission(
+        &self,
+        worker_id: &WorkerId,
+        bounty_id: &str,
+        submission_id: &str,
+        reason: &str,
+    ) -> Result<DisputeRecord, EngineError> {
+        let reason = check_text("reason", reason, MAX_REASON_CHARS, true)?;
+        self.store
+            .open_dispute(NewDispute {
+                dispute_id: domain::new_id("dsp"),
+                bounty_id: check_id("bounty_id", bounty_id)?,
+                submission_id: check_id("submission_id", submission_id)?,
+                worker_id: worker_id.as_str().to_string(),
+                reason,
+                now_ms: now_ms(),
+            })
+            .await
+    }
+
+    /// Disputes, newest first, each with its bounty and submission.
+    pub async fn disputes(
+        &self,
+        status: Option<&str>,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<DisputeCase>, bool), EngineError> {
+        let status = match status {
+            None => None,
+            Some(s) => Some(DisputeStatus::parse(s).ok_or_else(|| {
+                EngineError::validation_field("status", "status is one of open, resolved, closed")
+            })?),
+        };
+        let mut rows = self
+            .store
+            .disputes(DisputeFilter {
+                status,
+                before_seq: cursor,
+                limit: limit + 1,
+            })
+            .await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let mut cases = Vec::with_capacity(rows.len());
+        for dispute in rows {
+            let bounty = self.store.bounty(dispute.bounty_id.clone()).await?;
+            let submission = self.store.submission(dispute.submission_id.clone()).await?;
+            cases.push(DisputeCase {
+                dispute,
+                bounty,
+                submission,
+            });
+        }
+        Ok((cases, more))
+    }
+
+    /// An admin resolves an open dispute: to the worker, the buyer, or a split.
+    pub async fn resolve_dispute(
+        &self,
+        admin_id: &UserId,
+        dispute_id: &str,
+        outcome: Outcome,
+        worker_pct: Option<u32>,
+        idem: Option<IdemKey>,
+    ) -> Result<Resolved, EngineError> {
+        let worker_pct = outcome.worker_pct(worker_pct)?;
+        self.store
+            .resolve_dispute(Resolution {
+                dispute_id: check_id("dispute_id", dispute_id)?,
+                admin_id: admin_id.as_str().to_string(),
+                outcome,
+                worker_pct,
+                now_ms: now_ms(),
+                idem,
+            })
             .await
     }
 }

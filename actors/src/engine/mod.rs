@@ -37,7 +37,7 @@ mod bounties;
 mod buyers;
 mod checks;
 mod console;
-pub use bounties::BountyAsk;
+pub use bounties::{BountyAsk, DisputeCase};
 pub use console::{ActorQuery, ActorSort, ActorsPage, Figures, Invariants, Warning};
 mod money;
 mod payouts;

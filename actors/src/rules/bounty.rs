@@ -97,6 +97,8 @@ pub enum SubmissionStatus {
     Rejected,
     /// Rejected, and its worker disputes that.
     Disputed,
+    /// Its dispute was resolved by an admin (the dispute says how).
+    Resolved,
     /// The bounty ended another way (another submission won, a dispute settled it, it expired).
     Closed,
 }
@@ -108,6 +110,7 @@ impl SubmissionStatus {
             SubmissionStatus::Approved => "approved",
             SubmissionStatus::Rejected => "rejected",
             SubmissionStatus::Disputed => "disputed",
+            SubmissionStatus::Resolved => "resolved",
             SubmissionStatus::Closed => "closed",
         }
     }
@@ -118,6 +121,7 @@ impl SubmissionStatus {
             SubmissionStatus::Approved,
             SubmissionStatus::Rejected,
             SubmissionStatus::Disputed,
+            SubmissionStatus::Resolved,
             SubmissionStatus::Closed,
         ]
         .into_iter()
@@ -256,6 +260,120 @@ pub fn check_submit(f: &SubmitFacts, now_ms: i64) -> Result<(), EngineError> {
     }
     if f.submissions >= f.max_submissions {
         return conflict("this bounty has all the submissions it takes");
+    }
+    Ok(())
+}
+
+/// What the store knows when the buyer (or the Supervisor, for an automatic approval) reviews a
+/// submission.
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewFacts {
+    pub bounty: BountyStatus,
+    pub submission: SubmissionStatus,
+    /// Disputes open on the bounty: while one is, its escrow is the admin's to move.
+    pub open_disputes: u32,
+}
+
+/// Whether a submission may be approved (`approve`) or rejected now. Each happens once: a
+/// submission already reviewed, or a bounty already settled, is a 409.
+pub fn check_review(f: &ReviewFacts, approve: bool) -> Result<(), EngineError> {
+    if f.bounty != BountyStatus::Open {
+        return Err(EngineError::Conflict(format!(
+            "this bounty is already {}",
+            f.bounty.as_str()
+        )));
+    }
+    if f.submission != SubmissionStatus::Pending {
+        return Err(EngineError::Conflict(format!(
+            "this submission is already {}",
+            f.submission.as_str()
+        )));
+    }
+    if approve && f.open_disputes > 0 {
+        return Err(EngineError::Conflict(
+            "a dispute over this bounty is open: its escrow waits for an admin's resolution".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What the store knows when a worker disputes the rejection of its submission.
+#[derive(Debug, Clone, Copy)]
+pub struct DisputeFacts {
+    pub bounty: BountyStatus,
+    pub submission: SubmissionStatus,
+    /// When the rejection's dispute window closes.
+    pub dispute_due_ms: Option<i64>,
+}
+
+/// Whether a worker may dispute now: only a rejected submission, once, within the dispute window,
+/// and while the reward is still in escrow.
+pub fn check_dispute(f: &DisputeFacts, now_ms: i64) -> Result<(), EngineError> {
+    match f.submission {
+        SubmissionStatus::Rejected => {}
+        SubmissionStatus::Disputed | SubmissionStatus::Resolved => {
+            return Err(EngineError::Conflict(
+                "this submission has already been disputed".into(),
+            ));
+        }
+        s => {
+            return Err(EngineError::Conflict(format!(
+                "only a rejected submission can be disputed; this one is {}",
+                s.as_str()
+            )));
+        }
+    }
+    if f.bounty != BountyStatus::Open {
+        return Err(EngineError::Conflict(format!(
+            "this bounty is already {}: nothing is left in escrow to dispute",
+            f.bounty.as_str()
+        )));
+    }
+    if f.dispute_due_ms.is_none_or(|due| now_ms >= due) {
+        return Err(EngineError::Conflict(
+            "the dispute window for this rejection has closed".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputeStatus {
+    /// Waiting for an admin.
+    Open,
+    Resolved,
+    /// Another dispute's resolution settled the bounty first.
+    Closed,
+}
+
+impl DisputeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisputeStatus::Open => "open",
+            DisputeStatus::Resolved => "resolved",
+            DisputeStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DisputeStatus> {
+        [
+            DisputeStatus::Open,
+            DisputeStatus::Resolved,
+            DisputeStatus::Closed,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+}
+
+/// Whether an admin may resolve a dispute now: once, and only while it is open.
+pub fn check_resolve(status: DisputeStatus) -> Result<(), EngineError> {
+    if status != DisputeStatus::Open {
+        return Err(EngineError::Conflict(format!(
+            "this dispute is already {}",
+            status.as_str()
+        )));
     }
     Ok(())
 }
@@ -677,6 +795,56 @@ mod tests {
         assert_eq!(warning_due_ms(0, &t), 172_800_000);
         assert_eq!(dispute_due_ms(5, &t), 86_400_005);
         assert_eq!(t.fee_bp, 1000);
+    }
+
+    #[test]
+    fn a_review_happens_once_and_waits_for_an_open_dispute() {
+        let f = |bounty, submission, open_disputes| ReviewFacts {
+            bounty,
+            submission,
+            open_disputes,
+        };
+        use BountyStatus as B;
+        use SubmissionStatus as S;
+        assert!(check_review(&f(B::Open, S::Pending, 0), true).is_ok());
+        assert!(check_review(&f(B::Open, S::Pending, 1), false).is_ok());
+        for (facts, approve) in [
+            (f(B::Open, S::Pending, 1), true),
+            (f(B::Open, S::Approved, 0), true),
+            (f(B::Open, S::Rejected, 0), false),
+            (f(B::Completed, S::Pending, 0), true),
+            (f(B::Expired, S::Pending, 0), false),
+        ] {
+            assert!(matches!(
+                check_review(&facts, approve),
+                Err(EngineError::Conflict(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_dispute_is_of_a_rejection_within_its_window_once() {
+        let f = |bounty, submission, due| DisputeFacts {
+            bounty,
+            submission,
+            dispute_due_ms: due,
+        };
+        use BountyStatus as B;
+        use SubmissionStatus as S;
+        assert!(check_dispute(&f(B::Open, S::Rejected, Some(100)), 99).is_ok());
+        for (facts, now) in [
+            (f(B::Open, S::Rejected, Some(100)), 100),
+            (f(B::Open, S::Pending, None), 0),
+            (f(B::Open, S::Disputed, Some(100)), 0),
+            (f(B::Completed, S::Rejected, Some(100)), 0),
+        ] {
+            assert!(matches!(
+                check_dispute(&facts, now),
+                Err(EngineError::Conflict(_))
+            ));
+        }
+        assert!(check_resolve(DisputeStatus::Open).is_ok());
+        assert!(check_resolve(DisputeStatus::Resolved).is_err());
     }
 
     proptest! {

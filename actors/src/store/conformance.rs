@@ -1175,6 +1175,316 @@ async fn bounty_escrow_holds_and_refunds_once(store: Arc<dyn Store>) {
     audit_ok(&store).await;
 }
 
+fn submission(id: &str, bounty: &str, worker: &str, now_ms: i64) -> NewSubmission {
+    NewSubmission {
+        submission_id: id.into(),
+        bounty_id: bounty.into(),
+        worker_id: worker.into(),
+        content: json!({ "answer": id }),
+        now_ms,
+    }
+}
+
+fn review(
+    bounty: &str,
+    sub: &str,
+    buyer: Option<&str>,
+    verdict: Verdict,
+    now_ms: i64,
+) -> ReviewAsk {
+    ReviewAsk {
+        bounty_id: bounty.into(),
+        submission_id: sub.into(),
+        buyer_id: buyer.map(String::from),
+        verdict,
+        now_ms,
+        idem: None,
+    }
+}
+
+/// Submissions race for positions and room; approvals race for one escrow; a dispute locks the
+/// escrow until its one resolution, which is audit-logged; a winner's lot is released after the
+/// dispute window.
+async fn bounty_reviews_settle_once(store: Arc<dyn Store>) {
+    use crate::rules::bounty::{BountyStatus, DisputeStatus, Outcome, SubmissionStatus};
+    buyer(&store, "b1", 10_000).await;
+    for w in ["w1", "w2", "w3", "w4", "w5"] {
+        worker(&store, w).await;
+    }
+    store
+        .post_bounty(NewBounty {
+            max_submissions: 3,
+            ..new_bounty("bty1", "b1", 1_000)
+        })
+        .await
+        .unwrap();
+    let subs = (1..=5)
+        .map(|i| store.submit_bounty(submission(&format!("s{i}"), "bty1", &format!("w{i}"), 10)));
+    let results = futures_join_all(subs).await;
+    let mut positions: Vec<u32> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|s| s.position))
+        .collect();
+    positions.sort();
+    assert_eq!(positions, vec![1, 2, 3]);
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, EngineError::Conflict(_)))
+    );
+    let all = store
+        .submissions(SubmissionFilter {
+            bounty_id: "bty1".into(),
+            worker_id: None,
+            after_position: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(
+        all.iter()
+            .all(|s| s.status == SubmissionStatus::Pending && s.review_due_ms.is_some())
+    );
+    let (a, b, c) = (&all[0], &all[1], &all[2]);
+    let again = store
+        .submit_bounty(submission("s9", "bty1", &a.worker_id, 11))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, EngineError::Conflict(_)), "{again:?}");
+
+    // Reject one; its worker disputes; the escrow is locked: no approval until it is resolved.
+    let rejected = store
+        .review_submission(review(
+            "bty1",
+            &a.submission_id,
+            Some("b1"),
+            Verdict::Reject {
+                reason: "off topic".into(),
+            },
+            20,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rejected.submission.status, SubmissionStatus::Rejected);
+    assert!(rejected.submission.dispute_due_ms.is_some());
+    let not_yours = store
+        .open_dispute(NewDispute {
+            dispute_id: "d0".into(),
+            bounty_id: "bty1".into(),
+            submission_id: a.submission_id.clone(),
+            worker_id: b.worker_id.clone(),
+            reason: "mine".into(),
+            now_ms: 21,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(not_yours, EngineError::NotFound(_)),
+        "{not_yours:?}"
+    );
+    let dispute = |id: &str| NewDispute {
+        dispute_id: id.into(),
+        bounty_id: "bty1".into(),
+        submission_id: a.submission_id.clone(),
+        worker_id: a.worker_id.clone(),
+        reason: "it is on topic".into(),
+        now_ms: 21,
+    };
+    let opened = store.open_dispute(dispute("d1")).await.unwrap();
+    assert_eq!(opened.rejection_reason, "off topic");
+    assert_eq!(opened.buyer_id, "b1");
+    let twice = store.open_dispute(dispute("d2")).await.unwrap_err();
+    assert!(matches!(twice, EngineError::Conflict(_)), "{twice:?}");
+    let locked = store
+        .review_submission(review(
+            "bty1",
+            &b.submission_id,
+            Some("b1"),
+            Verdict::Approve,
+            22,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(locked, EngineError::Conflict(_)), "{locked:?}");
+    let listed = store
+        .disputes(DisputeFilter {
+            status: Some(DisputeStatus::Open),
+            before_seq: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+
+    // Two resolutions race: one settles (60% to the worker, less the 10% fee on it).
+    let resolve = |outcome, pct| Resolution {
+        dispute_id: "d1".into(),
+        admin_id: "admin".into(),
+        outcome,
+        worker_pct: pct,
+        now_ms: 30,
+        idem: None,
+    };
+    let raced = futures_join_all(
+        [
+            store.resolve_dispute(resolve(Outcome::Split, 60)),
+            store.resolve_dispute(resolve(Outcome::Buyer, 0)),
+        ]
+        .into_iter(),
+    )
+    .await;
+    let won: Vec<&Resolved> = raced.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "{raced:?}");
+    let r = won[0];
+    assert_eq!(r.bounty.status, BountyStatus::Resolved);
+    assert_eq!(r.dispute.status, DisputeStatus::Resolved);
+    assert_eq!(r.dispute.resolved_by.as_deref(), Some("admin"));
+    let (worker_cents, refund_cents) = match r.dispute.outcome {
+        Some(Outcome::Split) => (540, 400),
+        _ => (0, 1_000),
+    };
+    assert_eq!(
+        (r.dispute.worker_cents, r.dispute.refund_cents),
+        (worker_cents, refund_cents)
+    );
+    let buyer_b = store.balance("b1".into()).await.unwrap().unwrap();
+    assert_eq!(buyer_b.available_cents, 9_000 + refund_cents);
+    let w = store.balance(a.worker_id.clone()).await.unwrap().unwrap();
+    assert_eq!(w.frozen_cents, worker_cents);
+    // The rest of the bounty's submissions are closed; nothing more can be approved.
+    for s in [b, c] {
+        let now = store
+            .submission(s.submission_id.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(now.status, SubmissionStatus::Closed);
+    }
+    let late = store
+        .review_submission(review("bty1", &c.submission_id, None, Verdict::Approve, 31))
+        .await
+        .unwrap_err();
+    assert!(matches!(late, EngineError::Conflict(_)), "{late:?}");
+    audit_ok(&store).await;
+
+    // A second bounty: two approvals race, one wins the whole reward less the fee.
+    worker(&store, "x1").await;
+    worker(&store, "x2").await;
+    store
+        .post_bounty(new_bounty("bty2", "b1", 2_000))
+        .await
+        .unwrap();
+    let s1 = store
+        .submit_bounty(submission("t1", "bty2", "x1", 40))
+        .await
+        .unwrap();
+    let s2 = store
+        .submit_bounty(submission("t2", "bty2", "x2", 40))
+        .await
+        .unwrap();
+    let raced = futures_join_all(
+        [
+            store.review_submission(review(
+                "bty2",
+                &s1.submission_id,
+                Some("b1"),
+                Verdict::Approve,
+                50,
+            )),
+            store.review_submission(review(
+                "bty2",
+                &s2.submission_id,
+                Some("b1"),
+                Verdict::Approve,
+                50,
+            )),
+        ]
+        .into_iter(),
+    )
+    .await;
+    let won: Vec<&Reviewed> = raced.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "{raced:?}");
+    assert_eq!(won[0].bounty.status, BountyStatus::Completed);
+    assert_eq!(won[0].submission.paid_cents, 1_800);
+    let winner = won[0].submission.worker_id.clone();
+    let before = store.balance(winner.clone()).await.unwrap().unwrap();
+    // Released once the dispute window has passed (a day after the approval).
+    let window = PlatformConfig::builtin().bounty.dispute_window_seconds as i64 * 1000;
+    store.unfreeze_due(50 + window - 1, 100).await.unwrap();
+    let still = store.balance(winner.clone()).await.unwrap().unwrap();
+    assert_eq!(still.frozen_cents, before.frozen_cents);
+    store.unfreeze_due(50 + window, 100).await.unwrap();
+    let after = store.balance(winner).await.unwrap().unwrap();
+    assert_eq!(after.frozen_cents, before.frozen_cents - 1_800);
+    assert_eq!(after.available_cents, before.available_cents + 1_800);
+    audit_ok(&store).await;
+}
+
+/// The bounty timers run from stored due times, each thing once even when two sweeps race (a
+/// restart, or two nodes): one warning, one automatic approval, one expiry refund.
+async fn bounty_timers_fire_once(store: Arc<dyn Store>) {
+    use crate::rules::bounty::{BountyStatus, SubmissionStatus};
+    buyer(&store, "b1", 10_000).await;
+    worker(&store, "w1").await;
+    // Deadlines after the warning and the automatic approval (three days on).
+    let later = |id: &str, reward| NewBounty {
+        deadline_ms: 400_000_000,
+        ..new_bounty(id, "b1", reward)
+    };
+    let left = store.post_bounty(later("left", 1_000)).await.unwrap();
+    let unwon = store.post_bounty(later("unwon", 2_000)).await.unwrap();
+    let s = store
+        .submit_bounty(submission("s1", "left", "w1", 10))
+        .await
+        .unwrap();
+    let review_due = s.review_due_ms.unwrap();
+    let warn_at = review_due - left.terms.warning_ms;
+
+    // Nothing is due yet.
+    let early = store.bounty_sweep(warn_at - 1, 100).await.unwrap();
+    assert!(early.is_empty(), "{early:?}");
+    let sweeps = futures_join_all((0..3).map(|_| store.bounty_sweep(warn_at, 100))).await;
+    let warned: usize = sweeps
+        .iter()
+        .map(|r| r.as_ref().unwrap().warned.len())
+        .sum();
+    assert_eq!(warned, 1, "{sweeps:?}");
+    let w = &sweeps
+        .iter()
+        .find_map(|r| r.as_ref().unwrap().warned.first().cloned())
+        .unwrap();
+    assert_eq!(
+        (w.buyer_id.as_str(), w.auto_release_at_ms),
+        ("b1", review_due)
+    );
+
+    // Past the review time and the deadline: one approval, one expiry, whoever runs it.
+    let late = unwon.deadline_ms.max(review_due);
+    let sweeps = futures_join_all((0..3).map(|_| store.bounty_sweep(late, 100))).await;
+    let approved: usize = sweeps
+        .iter()
+        .map(|r| r.as_ref().unwrap().approved.len())
+        .sum();
+    let expired: usize = sweeps
+        .iter()
+        .map(|r| r.as_ref().unwrap().expired.len())
+        .sum();
+    assert_eq!((approved, expired), (1, 1), "{sweeps:?}");
+    let sub = store.submission("s1".into()).await.unwrap().unwrap();
+    assert_eq!(sub.status, SubmissionStatus::Approved);
+    assert!(sub.auto_approved);
+    let left = store.bounty("left".into()).await.unwrap().unwrap();
+    assert_eq!(left.status, BountyStatus::Completed);
+    let unwon = store.bounty("unwon".into()).await.unwrap().unwrap();
+    assert_eq!(unwon.status, BountyStatus::Expired);
+    let b = store.balance("b1".into()).await.unwrap().unwrap();
+    assert_eq!(b.available_cents, 9_000);
+    assert!(store.bounty_sweep(late + 1, 100).await.unwrap().is_empty());
+    audit_ok(&store).await;
+}
+
 async fn futures_join_all<T: Send + 'static>(
     futs: impl Iterator<Item = StoreFuture<T>>,
 ) -> Vec<Result<T, EngineError>> {
@@ -1200,6 +1510,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once);

@@ -987,6 +987,33 @@ pub trait Store: Send + Sync + 'static {
         buyer_id: String,
         now_ms: i64,
     ) -> StoreFuture<BountyRecord>;
+    /// A worker's submission, given the next position, if the bounty still takes it
+    /// (`rules::bounty::check_submit`; `NotFound` for no such bounty).
+    fn submit_bounty(&self, s: NewSubmission) -> StoreFuture<SubmissionRecord>;
+    fn submission(&self, submission_id: String) -> StoreFuture<Option<SubmissionRecord>>;
+    fn submissions(&self, filter: SubmissionFilter) -> StoreFuture<Vec<SubmissionRecord>>;
+    /// Approves or rejects a pending submission (`rules::bounty::check_review`), once. An
+    /// approval pays the reward out of escrow (the worker's part a frozen lot released after the
+    /// dispute window, the fee to revenue), completes the bounty and closes its other
+    /// submissions, in one transaction. `NotFound` unless `buyer_id` owns the bounty (None: the
+    /// Supervisor's automatic approval).
+    fn review_submission(&self, r: ReviewAsk) -> StoreFuture<Reviewed>;
+    /// Opens a dispute over a rejection (`rules::bounty::check_dispute`); `NotFound` unless the
+    /// submission is `worker_id`'s.
+    fn open_dispute(&self, d: NewDispute) -> StoreFuture<DisputeRecord>;
+    fn dispute(&self, dispute_id: String) -> StoreFuture<Option<DisputeRecord>>;
+    fn disputes(&self, filter: DisputeFilter) -> StoreFuture<Vec<DisputeRecord>>;
+    /// Resolves an open dispute, once: the whole escrow is settled (the worker's part paid as on
+    /// approval, the rest refunded), the bounty `resolved`, its other submissions and disputes
+    /// closed, and the resolution audit-logged, in one transaction.
+    fn resolve_dispute(&self, r: Resolution) -> StoreFuture<Resolved>;
+    /// The bounty timers due by `now_ms`, at most `limit` of each kind, in one transaction:
+    /// warns buyers a day before an automatic approval, approves submissions left unreviewed
+    /// past their due time (not while a dispute is open on the bounty), and expires bounties past
+    /// their deadline with nothing left to review or dispute, refunding them
+    /// (`rules::bounty::expires`). Every change is guarded on the state it read, so a sweep that
+    /// runs again, after a restart or on another node, does nothing twice.
+    fn bounty_sweep(&self, now_ms: i64, limit: u32) -> StoreFuture<BountySweep>;
     /// Forgets idempotency keys stored before `before_ms`; returns how many.
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64>;
     /// One audit-log entry for an admin action that changes nothing else in the store (a

@@ -1,4 +1,5 @@
-//! Bounties: post (the reward into escrow), browse, read, cancel.
+//! Bounties: post (the reward into escrow), browse, read, cancel. Submissions, reviews and
+//! disputes are in `submissions`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use clawjobs_actors::clock::rfc3339;
@@ -18,7 +19,7 @@ use crate::{AppState, body};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/api/bounties", "GET, POST")
-            .app_data(body::SMALL_BYTES)
+            .app_data(body::BOUNTY_BYTES)
             .route(web::get().to(list))
             .route(web::post().to(post)),
     )
@@ -91,7 +92,7 @@ pub struct BountyView {
 }
 
 impl BountyView {
-    fn of(b: &BountyRecord, viewer: &Principal, now_ms: i64) -> BountyView {
+    pub(crate) fn of(b: &BountyRecord, viewer: &Principal, now_ms: i64) -> BountyView {
         let mine = viewer.id == b.buyer_id;
         BountyView {
             bounty_id: b.bounty_id.clone(),

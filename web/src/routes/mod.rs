@@ -7,6 +7,7 @@ pub mod console;
 pub mod feed;
 pub mod money;
 pub mod ops;
+pub mod submissions;
 pub mod worker;
 pub mod ws;
 

@@ -349,7 +349,11 @@ pub(super) async fn earnings(
             .into_iter()
             .map(|l| Earning {
                 seq: l.id,
-                task_type: types.get(&l.task_id).cloned().unwrap_or_default(),
+                // A lot with no task is a bounty's (its task_id is the submission's id).
+                task_type: types
+                    .get(&l.task_id)
+                    .cloned()
+                    .unwrap_or_else(|| "bounty".into()),
                 task_id: l.task_id,
                 earned_cents: l.amount_cents,
                 commission_cents: l.commission_cents,

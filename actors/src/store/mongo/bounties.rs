@@ -1,9 +1,12 @@
-//! Bounties: posting with the reward into escrow, reading, listing, cancelling.
+//! Bounties: posting with the reward into escrow, reading, listing, cancelling; submissions,
+//! reviews, disputes and their resolution.
 
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::rules::bounty::{self, BountyStatus, Review, Terms};
+use crate::rules::bounty::{
+    self, BountyStatus, DisputeStatus, Outcome, Payout, Review, SubmissionStatus, Terms,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct BountyDoc {
@@ -162,4 +165,633 @@ pub(super) async fn cancel_bounty(
     read_bounty(tx, bounty_id)
         .await?
         .ok_or_else(|| Fail::Engine(EngineError::internal("bounty not found")))
+}
+
+fn corrupt(what: &str) -> Fail {
+    Fail::Engine(EngineError::internal(format!("{what} is not valid")))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct SubmissionDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub bounty_id: String,
+    pub worker_id: String,
+    pub position: i64,
+    /// The content as JSON text (kept exactly as sent).
+    pub content: String,
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub submitted_at: i64,
+    #[serde(default)]
+    pub reviewed_at: Option<i64>,
+    #[serde(default)]
+    pub auto_approved: bool,
+    /// The Supervisor's due times (see the SQLite schema); null once done with.
+    #[serde(default)]
+    pub warning_due: Option<i64>,
+    #[serde(default)]
+    pub review_due: Option<i64>,
+    #[serde(default)]
+    pub dispute_due: Option<i64>,
+    #[serde(default)]
+    pub paid_cents: i64,
+}
+
+impl SubmissionDoc {
+    fn record(self) -> R<SubmissionRecord> {
+        Ok(SubmissionRecord {
+            content: serde_json::from_str(&self.content)
+                .map_err(|_| corrupt("submission content"))?,
+            status: SubmissionStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("submission status"))?,
+            position: u32::try_from(self.position).unwrap_or(0),
+            submission_id: self.id,
+            bounty_id: self.bounty_id,
+            worker_id: self.worker_id,
+            reason: self.reason,
+            submitted_at_ms: self.submitted_at,
+            reviewed_at_ms: self.reviewed_at,
+            auto_approved: self.auto_approved,
+            review_due_ms: self.review_due,
+            dispute_due_ms: self.dispute_due,
+            paid_cents: self.paid_cents,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct DisputeDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub seq: i64,
+    pub bounty_id: String,
+    pub submission_id: String,
+    pub worker_id: String,
+    pub buyer_id: String,
+    pub reason: String,
+    pub rejection_reason: String,
+    pub status: String,
+    pub opened_at: i64,
+    #[serde(default)]
+    pub outcome: Option<String>,
+    #[serde(default)]
+    pub worker_pct: Option<i64>,
+    #[serde(default)]
+    pub worker_cents: i64,
+    #[serde(default)]
+    pub refund_cents: i64,
+    #[serde(default)]
+    pub resolved_at: Option<i64>,
+    #[serde(default)]
+    pub resolved_by: Option<String>,
+}
+
+impl DisputeDoc {
+    fn record(self) -> R<DisputeRecord> {
+        Ok(DisputeRecord {
+            status: DisputeStatus::parse(&self.status).ok_or_else(|| corrupt("dispute status"))?,
+            outcome: match self.outcome.as_deref() {
+                None => None,
+                Some(o) => Some(Outcome::parse(o).ok_or_else(|| corrupt("dispute outcome"))?),
+            },
+            worker_pct: self.worker_pct.and_then(|p| u32::try_from(p).ok()),
+            seq: self.seq,
+            dispute_id: self.id,
+            bounty_id: self.bounty_id,
+            submission_id: self.submission_id,
+            worker_id: self.worker_id,
+            buyer_id: self.buyer_id,
+            reason: self.reason,
+            rejection_reason: self.rejection_reason,
+            opened_at_ms: self.opened_at,
+            worker_cents: self.worker_cents,
+            refund_cents: self.refund_cents,
+            resolved_at_ms: self.resolved_at,
+            resolved_by: self.resolved_by,
+        })
+    }
+}
+
+pub(super) async fn read_submission(tx: &mut Tx<'_>, id: &str) -> R<Option<SubmissionRecord>> {
+    let db = tx.db;
+    match tx.one(&db.submissions, doc! { "_id": id }).await? {
+        Some(d) => Ok(Some(d.record()?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn submissions(tx: &mut Tx<'_>, f: &SubmissionFilter) -> R<Vec<SubmissionRecord>> {
+    let db = tx.db;
+    let mut filter = doc! {
+        "bounty_id": &f.bounty_id,
+        "position": { "$gt": i64::from(f.after_position.unwrap_or(0)) },
+    };
+    if let Some(w) = &f.worker_id {
+        filter.insert("worker_id", w);
+    }
+    let found = tx
+        .many(
+            &db.submissions,
+            filter,
+            doc! { "position": 1 },
+            Some(i64::from(f.limit)),
+        )
+        .await?;
+    found.into_iter().map(SubmissionDoc::record).collect()
+}
+
+pub(super) async fn submit(tx: &mut Tx<'_>, s: &NewSubmission) -> R<SubmissionRecord> {
+    let db = tx.db;
+    let Some(b) = read_bounty(tx, &s.bounty_id).await? else {
+        return Err(Fail::Engine(EngineError::NotFound(format!(
+            "no bounty {}",
+            s.bounty_id
+        ))));
+    };
+    let already_submitted = tx
+        .exists(
+            &db.submissions,
+            doc! { "bounty_id": &s.bounty_id, "worker_id": &s.worker_id },
+        )
+        .await?;
+    bounty::check_submit(
+        &bounty::SubmitFacts {
+            status: b.status,
+            deadline_ms: b.deadline_ms,
+            max_submissions: b.max_submissions,
+            submissions: b.submissions,
+            already_submitted,
+            is_owner: b.buyer_id == s.worker_id,
+        },
+        s.now_ms,
+    )?;
+    // Guarded on the count read: a submission that raced this one makes the command run again.
+    let counted = tx
+        .update(
+            &db.bounties,
+            doc! { "_id": &s.bounty_id, "status": "open", "submissions": i64::from(b.submissions) },
+            doc! { "$inc": { "submissions": 1_i64 } },
+        )
+        .await?;
+    if !counted {
+        return Err(Fail::Retry);
+    }
+    let d = SubmissionDoc {
+        id: s.submission_id.clone(),
+        bounty_id: s.bounty_id.clone(),
+        worker_id: s.worker_id.clone(),
+        position: i64::from(b.submissions) + 1,
+        content: serde_json::to_string(&s.content)
+            .map_err(|e| Fail::Engine(EngineError::internal(e)))?,
+        status: SubmissionStatus::Pending.as_str().to_string(),
+        reason: None,
+        submitted_at: s.now_ms,
+        reviewed_at: None,
+        auto_approved: false,
+        warning_due: (b.review == Review::Manual)
+            .then(|| bounty::warning_due_ms(s.now_ms, &b.terms)),
+        review_due: Some(bounty::review_due_ms(s.now_ms, &b.terms)),
+        dispute_due: None,
+        paid_cents: 0,
+    };
+    tx.insert(&db.submissions, &d).await?;
+    d.record()
+}
+
+async fn open_disputes(tx: &mut Tx<'_>, bounty_id: &str) -> R<u32> {
+    let db = tx.db;
+    let n = tx
+        .count(
+            &db.disputes,
+            doc! { "bounty_id": bounty_id, "status": "open" },
+        )
+        .await?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Pays `won_cents` of a bounty's escrow to a submission's worker and the rest back to its
+/// buyer, ends the bounty as `status`, closes its other submissions and disputes (as the SQLite
+/// store's `settle`). Returns the worker's lot.
+async fn settle(
+    tx: &mut Tx<'_>,
+    b: &BountyRecord,
+    sub: &SubmissionRecord,
+    won_cents: i64,
+    status: BountyStatus,
+    now_ms: i64,
+) -> R<i64> {
+    let db = tx.db;
+    let payout = Payout {
+        bounty_id: &b.bounty_id,
+        buyer_id: &b.buyer_id,
+        worker_id: &sub.worker_id,
+        won_cents,
+        refund_cents: b.reward_cents - won_cents,
+        fee_bp: b.terms.fee_bp,
+        validators: &[],
+        validator_fee_cents: b.terms.validator_fee_cents,
+    };
+    let f = payout.figures();
+    let ended = tx
+        .update(
+            &db.bounties,
+            doc! { "_id": &b.bounty_id, "status": "open" },
+            doc! { "$set": { "status": status.as_str(), "settled_at": now_ms } },
+        )
+        .await?;
+    if !ended {
+        return Err(Fail::Retry);
+    }
+    if won_cents > 0 {
+        // Lot ids are drawn from the task sequence (a task's lot has its task's seq).
+        let lot = LotDoc {
+            id: db.next_seq("tasks").await?,
+            worker_id: sub.worker_id.clone(),
+            task_id: sub.submission_id.clone(),
+            amount_cents: f.worker_cents,
+            commission_cents: f.revenue_cents,
+            created_at: now_ms,
+            release_at: bounty::dispute_due_ms(now_ms, &b.terms),
+            status: "frozen".into(),
+            deducted_cents: 0,
+        };
+        tx.insert(&db.lots, &lot).await?;
+    }
+    tx.update_many(
+        &db.submissions,
+        doc! {
+            "bounty_id": &b.bounty_id,
+            "_id": { "$ne": &sub.submission_id },
+            "status": { "$in": ["pending", "rejected", "disputed"] },
+        },
+        doc! { "$set": {
+            "status": SubmissionStatus::Closed.as_str(),
+            "warning_due": Bson::Null, "review_due": Bson::Null, "dispute_due": Bson::Null,
+        } },
+    )
+    .await?;
+    tx.update_many(
+        &db.disputes,
+        doc! {
+            "bounty_id": &b.bounty_id,
+            "submission_id": { "$ne": &sub.submission_id },
+            "status": "open",
+        },
+        doc! { "$set": { "status": DisputeStatus::Closed.as_str(), "resolved_at": now_ms } },
+    )
+    .await?;
+    tx.apply(&payout.entry(), now_ms).await?;
+    Ok(if won_cents > 0 { f.worker_cents } else { 0 })
+}
+
+pub(super) async fn review(tx: &mut Tx<'_>, r: &ReviewAsk) -> R<Reviewed> {
+    if let Some(first) = tx.replay(r.idem.as_ref()).await? {
+        return Ok(first);
+    }
+    let db = tx.db;
+    let not_found = || {
+        Fail::Engine(EngineError::NotFound(format!(
+            "no submission {} to bounty {}",
+            r.submission_id, r.bounty_id
+        )))
+    };
+    let b = read_bounty(tx, &r.bounty_id)
+        .await?
+        .filter(|b| r.buyer_id.as_ref().is_none_or(|id| *id == b.buyer_id))
+        .ok_or_else(not_found)?;
+    let sub = read_submission(tx, &r.submission_id)
+        .await?
+        .filter(|s| s.bounty_id == b.bounty_id)
+        .ok_or_else(not_found)?;
+    if r.buyer_id.is_some() && b.review == Review::Consensus {
+        return Err(Fail::Engine(EngineError::Conflict(
+            "this bounty is reviewed by consensus: validators decide".into(),
+        )));
+    }
+    let approve = r.verdict == Verdict::Approve;
+    let open_disputes = open_disputes(tx, &b.bounty_id).await?;
+    bounty::check_review(
+        &bounty::ReviewFacts {
+            bounty: b.status,
+            submission: sub.status,
+            open_disputes,
+        },
+        approve,
+    )?;
+    let update = match &r.verdict {
+        Verdict::Approve => {
+            let paid = settle(
+                tx,
+                &b,
+                &sub,
+                b.reward_cents,
+                BountyStatus::Completed,
+                r.now_ms,
+            )
+            .await?;
+            doc! { "$set": {
+                "status": SubmissionStatus::Approved.as_str(), "reviewed_at": r.now_ms,
+                "auto_approved": r.buyer_id.is_none(), "paid_cents": paid,
+                "warning_due": Bson::Null, "review_due": Bson::Null,
+            } }
+        }
+        Verdict::Reject { reason } => doc! { "$set": {
+            "status": SubmissionStatus::Rejected.as_str(), "reason": reason,
+            "reviewed_at": r.now_ms, "warning_due": Bson::Null, "review_due": Bson::Null,
+            "dispute_due": bounty::dispute_due_ms(r.now_ms, &b.terms),
+        } },
+    };
+    let reviewed = tx
+        .update(
+            &db.submissions,
+            doc! { "_id": &sub.submission_id, "status": "pending" },
+            update,
+        )
+        .await?;
+    if !reviewed {
+        return Err(Fail::Retry);
+    }
+    let out = Reviewed {
+        bounty: read_bounty(tx, &b.bounty_id).await?.ok_or_else(not_found)?,
+        submission: read_submission(tx, &sub.submission_id)
+            .await?
+            .ok_or_else(not_found)?,
+    };
+    tx.remember(r.idem.as_ref(), &out, r.now_ms).await?;
+    Ok(out)
+}
+
+pub(super) async fn read_dispute(tx: &mut Tx<'_>, id: &str) -> R<Option<DisputeRecord>> {
+    let db = tx.db;
+    match tx.one(&db.disputes, doc! { "_id": id }).await? {
+        Some(d) => Ok(Some(d.record()?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn disputes(tx: &mut Tx<'_>, f: &DisputeFilter) -> R<Vec<DisputeRecord>> {
+    let db = tx.db;
+    let mut filter = doc! {};
+    if let Some(s) = f.status {
+        filter.insert("status", s.as_str());
+    }
+    if let Some(before) = f.before_seq {
+        filter.insert("seq", doc! { "$lt": before });
+    }
+    let found = tx
+        .many(
+            &db.disputes,
+            filter,
+            doc! { "seq": -1 },
+            Some(i64::from(f.limit)),
+        )
+        .await?;
+    found.into_iter().map(DisputeDoc::record).collect()
+}
+
+pub(super) async fn open_dispute(tx: &mut Tx<'_>, d: &NewDispute) -> R<DisputeRecord> {
+    let db = tx.db;
+    let not_found = || {
+        Fail::Engine(EngineError::NotFound(format!(
+            "no submission {} of yours to bounty {}",
+            d.submission_id, d.bounty_id
+        )))
+    };
+    let sub = read_submission(tx, &d.submission_id)
+        .await?
+        .filter(|s| s.bounty_id == d.bounty_id && s.worker_id == d.worker_id)
+        .ok_or_else(not_found)?;
+    let b = read_bounty(tx, &d.bounty_id).await?.ok_or_else(not_found)?;
+    bounty::check_dispute(
+        &bounty::DisputeFacts {
+            bounty: b.status,
+            submission: sub.status,
+            dispute_due_ms: sub.dispute_due_ms,
+        },
+        d.now_ms,
+    )?;
+    let marked = tx
+        .update(
+            &db.submissions,
+            doc! { "_id": &d.submission_id, "status": "rejected" },
+            doc! { "$set": { "status": SubmissionStatus::Disputed.as_str(), "dispute_due": Bson::Null } },
+        )
+        .await?;
+    if !marked {
+        return Err(Fail::Retry);
+    }
+    let doc = DisputeDoc {
+        id: d.dispute_id.clone(),
+        seq: db.next_seq("disputes").await?,
+        bounty_id: d.bounty_id.clone(),
+        submission_id: d.submission_id.clone(),
+        worker_id: d.worker_id.clone(),
+        buyer_id: b.buyer_id.clone(),
+        reason: d.reason.clone(),
+        rejection_reason: sub.reason.clone().unwrap_or_default(),
+        status: DisputeStatus::Open.as_str().to_string(),
+        opened_at: d.now_ms,
+        outcome: None,
+        worker_pct: None,
+        worker_cents: 0,
+        refund_cents: 0,
+        resolved_at: None,
+        resolved_by: None,
+    };
+    tx.insert(&db.disputes, &doc).await?;
+    doc.record()
+}
+
+pub(super) async fn resolve_dispute(tx: &mut Tx<'_>, r: &Resolution) -> R<Resolved> {
+    if let Some(first) = tx.replay(r.idem.as_ref()).await? {
+        return Ok(first);
+    }
+    let db = tx.db;
+    let not_found = || {
+        Fail::Engine(EngineError::NotFound(format!(
+            "no dispute {}",
+            r.dispute_id
+        )))
+    };
+    let d = read_dispute(tx, &r.dispute_id)
+        .await?
+        .ok_or_else(not_found)?;
+    bounty::check_resolve(d.status)?;
+    let b = read_bounty(tx, &d.bounty_id).await?.ok_or_else(not_found)?;
+    let sub = read_submission(tx, &d.submission_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let (won, refund) = bounty::resolution_parts(b.reward_cents, r.worker_pct);
+    let paid = settle(tx, &b, &sub, won, BountyStatus::Resolved, r.now_ms).await?;
+    let resolved = tx
+        .update(
+            &db.disputes,
+            doc! { "_id": &d.dispute_id, "status": "open" },
+            doc! { "$set": {
+                "status": DisputeStatus::Resolved.as_str(), "outcome": r.outcome.as_str(),
+                "worker_pct": i64::from(r.worker_pct), "worker_cents": paid,
+                "refund_cents": refund, "resolved_at": r.now_ms, "resolved_by": &r.admin_id,
+            } },
+        )
+        .await?;
+    if !resolved {
+        return Err(Fail::Retry);
+    }
+    tx.update(
+        &db.submissions,
+        doc! { "_id": &sub.submission_id },
+        doc! { "$set": { "status": SubmissionStatus::Resolved.as_str(), "paid_cents": paid } },
+    )
+    .await?;
+    tx.audit(
+        &r.admin_id,
+        "dispute.resolve",
+        &serde_json::json!({
+            "dispute_id": d.dispute_id,
+            "bounty_id": d.bounty_id,
+            "submission_id": d.submission_id,
+            "outcome": r.outcome.as_str(),
+            "worker_pct": r.worker_pct,
+            "worker_cents": paid,
+            "refund_cents": refund,
+        }),
+        r.now_ms,
+    )
+    .await?;
+    let out = Resolved {
+        dispute: read_dispute(tx, &d.dispute_id)
+            .await?
+            .ok_or_else(not_found)?,
+        bounty: read_bounty(tx, &b.bounty_id).await?.ok_or_else(not_found)?,
+    };
+    tx.remember(r.idem.as_ref(), &out, r.now_ms).await?;
+    Ok(out)
+}
+
+pub(super) async fn sweep(tx: &mut Tx<'_>, now_ms: i64, limit: u32) -> R<BountySweep> {
+    let db = tx.db;
+    let mut out = BountySweep::default();
+    let limit = i64::from(limit);
+    let warn = tx
+        .many(
+            &db.submissions,
+            doc! { "warning_due": { "$lte": now_ms }, "status": "pending" },
+            doc! { "warning_due": 1 },
+            Some(limit),
+        )
+        .await?;
+    for s in warn {
+        let Some(b) = read_bounty(tx, &s.bounty_id).await? else {
+            continue;
+        };
+        let cleared = tx
+            .update(
+                &db.submissions,
+                doc! { "_id": &s.id, "status": "pending", "warning_due": { "$ne": Bson::Null } },
+                doc! { "$set": { "warning_due": Bson::Null } },
+            )
+            .await?;
+        if cleared {
+            out.warned.push(Warned {
+                bounty_id: s.bounty_id,
+                buyer_id: b.buyer_id,
+                submission_id: s.id,
+                auto_release_at_ms: s.review_due.unwrap_or(now_ms),
+            });
+        }
+    }
+
+    let due = tx
+        .many(
+            &db.submissions,
+            doc! { "review_due": { "$lte": now_ms }, "status": "pending" },
+            doc! { "review_due": 1, "position": 1 },
+            Some(limit),
+        )
+        .await?;
+    for s in due {
+        if open_disputes(tx, &s.bounty_id).await? > 0 {
+            continue;
+        }
+        // An earlier approval in this pass may have closed it (one winner per bounty).
+        if read_submission(tx, &s.id)
+            .await?
+            .is_none_or(|now| now.status != SubmissionStatus::Pending)
+        {
+            continue;
+        }
+        let ask = ReviewAsk {
+            bounty_id: s.bounty_id,
+            submission_id: s.id,
+            buyer_id: None,
+            verdict: Verdict::Approve,
+            now_ms,
+            idem: None,
+        };
+        out.approved.push(review(tx, &ask).await?);
+    }
+
+    let ended = tx
+        .many(
+            &db.bounties,
+            doc! { "status": "open", "deadline": { "$lte": now_ms } },
+            doc! { "deadline": 1 },
+            Some(limit),
+        )
+        .await?;
+    for d in ended {
+        let b = d.record()?;
+        let pending = tx
+            .count(
+                &db.submissions,
+                doc! { "bounty_id": &b.bounty_id, "status": "pending" },
+            )
+            .await?;
+        let last_rejection = tx
+            .many(
+                &db.submissions,
+                doc! { "bounty_id": &b.bounty_id, "status": "rejected" },
+                doc! { "dispute_due": -1 },
+                Some(1),
+            )
+            .await?;
+        let facts = bounty::ExpiryFacts {
+            deadline_ms: b.deadline_ms,
+            pending: u32::try_from(pending).unwrap_or(u32::MAX),
+            open_disputes: open_disputes(tx, &b.bounty_id).await?,
+            last_dispute_due_ms: last_rejection.first().and_then(|s| s.dispute_due),
+        };
+        if !bounty::expires(&facts, now_ms) {
+            continue;
+        }
+        let expired = tx
+            .update(
+                &db.bounties,
+                doc! { "_id": &b.bounty_id, "status": "open" },
+                doc! { "$set": { "status": BountyStatus::Expired.as_str(), "settled_at": now_ms } },
+            )
+            .await?;
+        if !expired {
+            return Err(Fail::Retry);
+        }
+        tx.update_many(
+            &db.submissions,
+            doc! { "bounty_id": &b.bounty_id, "status": "rejected" },
+            doc! { "$set": { "status": SubmissionStatus::Closed.as_str(), "dispute_due": Bson::Null } },
+        )
+        .await?;
+        tx.apply(
+            &bounty::refund_entry(&b.bounty_id, &b.buyer_id, b.reward_cents),
+            now_ms,
+        )
+        .await?;
+        out.expired.push(
+            read_bounty(tx, &b.bounty_id)
+                .await?
+                .ok_or_else(|| Fail::Engine(EngineError::internal("bounty not found")))?,
+        );
+    }
+    Ok(out)
 }

@@ -148,6 +148,8 @@ struct Db {
     pub outbox: Collection<OutboxDoc>,
     pub withdrawals: Collection<WithdrawalDoc>,
     pub bounties: Collection<bounties::BountyDoc>,
+    pub submissions: Collection<bounties::SubmissionDoc>,
+    pub disputes: Collection<bounties::DisputeDoc>,
     pub referral_codes: Collection<ReferralCodeDoc>,
     pub referrals: Collection<ReferralDoc>,
     pub task_events: Collection<timeline::TaskEventDoc>,
@@ -183,6 +185,8 @@ impl Db {
             outbox: db.collection("outbox"),
             withdrawals: db.collection("withdrawals"),
             bounties: db.collection("bounties"),
+            submissions: db.collection("bounty_submissions"),
+            disputes: db.collection("disputes"),
             referral_codes: db.collection("referral_codes"),
             referrals: db.collection("referrals"),
             task_events: db.collection("task_events"),
@@ -1046,6 +1050,47 @@ impl Store for MongoStore {
         command!(self, write, |tx| {
             bounties::cancel_bounty(tx, &bounty_id, &buyer_id, now_ms).await
         })
+    }
+
+    fn bounty_sweep(&self, now_ms: i64, limit: u32) -> StoreFuture<BountySweep> {
+        command!(self, write, |tx| bounties::sweep(tx, now_ms, limit).await)
+    }
+
+    fn submit_bounty(&self, s: NewSubmission) -> StoreFuture<SubmissionRecord> {
+        command!(self, write, |tx| bounties::submit(tx, &s).await)
+    }
+
+    fn submission(&self, submission_id: String) -> StoreFuture<Option<SubmissionRecord>> {
+        command!(self, read, |tx| bounties::read_submission(
+            tx,
+            &submission_id
+        )
+        .await)
+    }
+
+    fn submissions(&self, filter: SubmissionFilter) -> StoreFuture<Vec<SubmissionRecord>> {
+        command!(self, read, |tx| bounties::submissions(tx, &filter).await)
+    }
+
+    fn review_submission(&self, r: ReviewAsk) -> StoreFuture<Reviewed> {
+        command!(self, write, |tx| bounties::review(tx, &r).await)
+    }
+
+    fn open_dispute(&self, d: NewDispute) -> StoreFuture<DisputeRecord> {
+        command!(self, write, |tx| bounties::open_dispute(tx, &d).await)
+    }
+
+    fn dispute(&self, dispute_id: String) -> StoreFuture<Option<DisputeRecord>> {
+        command!(self, read, |tx| bounties::read_dispute(tx, &dispute_id)
+            .await)
+    }
+
+    fn disputes(&self, filter: DisputeFilter) -> StoreFuture<Vec<DisputeRecord>> {
+        command!(self, read, |tx| bounties::disputes(tx, &filter).await)
+    }
+
+    fn resolve_dispute(&self, r: Resolution) -> StoreFuture<Resolved> {
+        command!(self, write, |tx| bounties::resolve_dispute(tx, &r).await)
     }
 
     fn settle_withdrawal(

@@ -107,6 +107,8 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "outbox",
         "withdrawals",
         "bounties",
+        "bounty_submissions",
+        "disputes",
         "referral_codes",
         "referrals",
         "task_events",
@@ -232,6 +234,24 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
             ],
         ),
         (
+            "bounty_submissions",
+            vec![
+                unique(doc! { "bounty_id": 1, "worker_id": 1 }),
+                unique(doc! { "bounty_id": 1, "position": 1 }),
+                index(doc! { "review_due": 1 }),
+                index(doc! { "warning_due": 1 }),
+            ],
+        ),
+        (
+            "disputes",
+            vec![
+                unique(doc! { "seq": 1 }),
+                unique(doc! { "submission_id": 1 }),
+                index(doc! { "status": 1, "seq": -1 }),
+                index(doc! { "bounty_id": 1, "status": 1 }),
+            ],
+        ),
+        (
             "deposits",
             vec![
                 unique(doc! { "session_id": 1 }),
@@ -269,6 +289,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "withdrawals",
         "outbox",
         "bounties",
+        "disputes",
     ] {
         db.counters
             .update_one(

@@ -258,7 +258,7 @@ pub(super) fn earnings(
 ) -> Result<Earnings, EngineError> {
     let mut s = c
         .prepare_cached(
-            "SELECT l.id, l.task_id, coalesce(t.type, ''), l.amount_cents, l.commission_cents,
+            "SELECT l.id, l.task_id, coalesce(t.type, 'bounty'), l.amount_cents, l.commission_cents,
                     l.deducted_cents, l.created_at, l.release_at, l.status
              FROM lots l LEFT JOIN tasks t ON t.id = l.task_id
              WHERE l.worker_id = ?1 AND l.id < ?2 ORDER BY l.id DESC LIMIT ?3",

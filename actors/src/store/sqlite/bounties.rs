@@ -1,7 +1,10 @@
-//! Bounties: posting with the reward into escrow, reading, listing, cancelling.
+//! Bounties: posting with the reward into escrow, reading, listing, cancelling; submissions,
+//! reviews, disputes and their resolution.
 
 use super::*;
-use crate::rules::bounty::{self, BountyStatus, Review, Terms};
+use crate::rules::bounty::{
+    self, BountyStatus, DisputeStatus, Outcome, Payout, Review, SubmissionStatus, Terms,
+};
 
 const BOUNTY_COLS: &str = "seq, id, buyer_id, title, description, criteria, reward_cents, deadline, \
     max_submissions, review, terms, status, submissions, created_at, settled_at";
@@ -10,13 +13,6 @@ fn bounty_from_row(r: &Row<'_>) -> rusqlite::Result<BountyRecord> {
     let review: String = r.get(9)?;
     let terms: String = r.get(10)?;
     let status: String = r.get(11)?;
-    let bad = |i: usize, what: &str| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("bounty {what} is not valid").into(),
-        )
-    };
     Ok(BountyRecord {
         seq: r.get(0)?,
         bounty_id: r.get(1)?,
@@ -27,9 +23,9 @@ fn bounty_from_row(r: &Row<'_>) -> rusqlite::Result<BountyRecord> {
         reward_cents: r.get(6)?,
         deadline_ms: r.get(7)?,
         max_submissions: r.get(8)?,
-        review: Review::parse(&review).ok_or_else(|| bad(9, "review"))?,
-        terms: serde_json::from_str::<Terms>(&terms).map_err(|_| bad(10, "terms"))?,
-        status: BountyStatus::parse(&status).ok_or_else(|| bad(11, "status"))?,
+        review: Review::parse(&review).ok_or_else(|| invalid(9, "bounty review"))?,
+        terms: serde_json::from_str::<Terms>(&terms).map_err(|_| invalid(10, "bounty terms"))?,
+        status: BountyStatus::parse(&status).ok_or_else(|| invalid(11, "bounty status"))?,
         submissions: r.get(12)?,
         created_at_ms: r.get(13)?,
         settled_at_ms: r.get(14)?,
@@ -123,4 +119,569 @@ pub(super) fn cancel_bounty(
         now_ms,
     )?;
     read_bounty(tx.conn, &bounty_id)?.ok_or_else(|| EngineError::internal("bounty not found"))
+}
+
+const SUBMISSION_COLS: &str = "id, bounty_id, worker_id, position, content, status, reason, \
+    submitted_at, reviewed_at, auto_approved, review_due, dispute_due, paid_cents";
+
+fn invalid(i: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Text,
+        format!("{what} is not valid").into(),
+    )
+}
+
+fn submission_from_row(r: &Row<'_>) -> rusqlite::Result<SubmissionRecord> {
+    let content: String = r.get(4)?;
+    let status: String = r.get(5)?;
+    Ok(SubmissionRecord {
+        submission_id: r.get(0)?,
+        bounty_id: r.get(1)?,
+        worker_id: r.get(2)?,
+        position: r.get(3)?,
+        content: serde_json::from_str(&content).map_err(|_| invalid(4, "submission content"))?,
+        status: SubmissionStatus::parse(&status).ok_or_else(|| invalid(5, "submission status"))?,
+        reason: r.get(6)?,
+        submitted_at_ms: r.get(7)?,
+        reviewed_at_ms: r.get(8)?,
+        auto_approved: r.get(9)?,
+        review_due_ms: r.get(10)?,
+        dispute_due_ms: r.get(11)?,
+        paid_cents: r.get(12)?,
+    })
+}
+
+pub(super) fn read_submission(
+    c: &Connection,
+    id: &str,
+) -> Result<Option<SubmissionRecord>, EngineError> {
+    let sql = format!("SELECT {SUBMISSION_COLS} FROM bounty_submissions WHERE id = ?1");
+    c.prepare_cached(&sql)
+        .and_then(|mut s| s.query_row(params![id], submission_from_row).optional())
+        .map_err(db_err)
+}
+
+pub(super) fn submissions(
+    c: &Connection,
+    f: SubmissionFilter,
+) -> Result<Vec<SubmissionRecord>, EngineError> {
+    let sql = format!(
+        "SELECT {SUBMISSION_COLS} FROM bounty_submissions
+         WHERE bounty_id = ?1 AND (?2 IS NULL OR worker_id = ?2) AND position > ?3
+         ORDER BY position LIMIT ?4"
+    );
+    let mut s = c.prepare_cached(&sql).map_err(db_err)?;
+    let rows = s
+        .query_map(
+            params![
+                f.bounty_id,
+                f.worker_id,
+                f.after_position.unwrap_or(0),
+                f.limit
+            ],
+            submission_from_row,
+        )
+        .map_err(db_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+}
+
+fn changed(n: usize) -> Result<(), EngineError> {
+    if n == 0 {
+        return Err(EngineError::Conflict(
+            "this bounty changed; read it again".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn submit(tx: &mut Tx<'_>, s: NewSubmission) -> Result<SubmissionRecord, EngineError> {
+    let Some(b) = read_bounty(tx.conn, &s.bounty_id)? else {
+        return Err(EngineError::NotFound(format!("no bounty {}", s.bounty_id)));
+    };
+    let already_submitted = tx
+        .conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM bounty_submissions WHERE bounty_id = ?1 AND worker_id = ?2)",
+        )
+        .and_then(|mut q| q.query_row(params![s.bounty_id, s.worker_id], |r| r.get(0)))
+        .map_err(db_err)?;
+    bounty::check_submit(
+        &bounty::SubmitFacts {
+            status: b.status,
+            deadline_ms: b.deadline_ms,
+            max_submissions: b.max_submissions,
+            submissions: b.submissions,
+            already_submitted,
+            is_owner: b.buyer_id == s.worker_id,
+        },
+        s.now_ms,
+    )?;
+    let n = tx
+        .conn
+        .prepare_cached(
+            "UPDATE bounties SET submissions = submissions + 1
+             WHERE id = ?1 AND status = 'open' AND submissions = ?2",
+        )
+        .and_then(|mut q| q.execute(params![s.bounty_id, b.submissions]))
+        .map_err(db_err)?;
+    changed(n)?;
+    let warning_due =
+        (b.review == Review::Manual).then(|| bounty::warning_due_ms(s.now_ms, &b.terms));
+    let content = serde_json::to_string(&s.content).map_err(json_err)?;
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO bounty_submissions (id, bounty_id, worker_id, position, content, status,
+               submitted_at, warning_due, review_due)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8)",
+        )
+        .and_then(|mut q| {
+            q.execute(params![
+                s.submission_id,
+                s.bounty_id,
+                s.worker_id,
+                b.submissions + 1,
+                content,
+                s.now_ms,
+                warning_due,
+                bounty::review_due_ms(s.now_ms, &b.terms)
+            ])
+        })
+        .map_err(db_err)?;
+    read_submission(tx.conn, &s.submission_id)?
+        .ok_or_else(|| EngineError::internal("new submission not found"))
+}
+
+fn open_disputes(c: &Connection, bounty_id: &str) -> Result<u32, EngineError> {
+    c.prepare_cached("SELECT count(*) FROM disputes WHERE bounty_id = ?1 AND status = 'open'")
+        .and_then(|mut q| q.query_row(params![bounty_id], |r| r.get(0)))
+        .map_err(db_err)
+}
+
+/// Pays `won_cents` of a bounty's escrow to a submission's worker (a frozen lot released after
+/// the dispute window, less the fee) and `refund_cents` back to its buyer; ends the bounty as
+/// `status` and closes its other submissions and disputes. Returns the worker's lot.
+fn settle(
+    tx: &mut Tx<'_>,
+    b: &BountyRecord,
+    sub: &SubmissionRecord,
+    won_cents: i64,
+    status: BountyStatus,
+    now_ms: i64,
+) -> Result<i64, EngineError> {
+    let payout = Payout {
+        bounty_id: &b.bounty_id,
+        buyer_id: &b.buyer_id,
+        worker_id: &sub.worker_id,
+        won_cents,
+        refund_cents: b.reward_cents - won_cents,
+        fee_bp: b.terms.fee_bp,
+        validators: &[],
+        validator_fee_cents: b.terms.validator_fee_cents,
+    };
+    let f = payout.figures();
+    if won_cents > 0 {
+        tx.conn
+            .prepare_cached(
+                "INSERT INTO lots (worker_id, task_id, amount_cents, commission_cents, created_at, release_at, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'frozen')",
+            )
+            .and_then(|mut q| {
+                q.execute(params![
+                    sub.worker_id,
+                    sub.submission_id,
+                    f.worker_cents,
+                    f.revenue_cents,
+                    now_ms,
+                    bounty::dispute_due_ms(now_ms, &b.terms)
+                ])
+            })
+            .map_err(db_err)?;
+    }
+    let n = tx
+        .conn
+        .prepare_cached(
+            "UPDATE bounties SET status = ?2, settled_at = ?3 WHERE id = ?1 AND status = 'open'",
+        )
+        .and_then(|mut q| q.execute(params![b.bounty_id, status.as_str(), now_ms]))
+        .map_err(db_err)?;
+    changed(n)?;
+    tx.conn
+        .prepare_cached(
+            "UPDATE bounty_submissions SET status = 'closed', warning_due = NULL, review_due = NULL, dispute_due = NULL
+             WHERE bounty_id = ?1 AND id <> ?2 AND status IN ('pending', 'rejected', 'disputed')",
+        )
+        .and_then(|mut q| q.execute(params![b.bounty_id, sub.submission_id]))
+        .map_err(db_err)?;
+    tx.conn
+        .prepare_cached(
+            "UPDATE disputes SET status = 'closed', resolved_at = ?3
+             WHERE bounty_id = ?1 AND submission_id <> ?2 AND status = 'open'",
+        )
+        .and_then(|mut q| q.execute(params![b.bounty_id, sub.submission_id, now_ms]))
+        .map_err(db_err)?;
+    tx.apply(&payout.entry(), now_ms)?;
+    Ok(if won_cents > 0 { f.worker_cents } else { 0 })
+}
+
+pub(super) fn review(tx: &mut Tx<'_>, r: ReviewAsk) -> Result<Reviewed, EngineError> {
+    let idem = r.idem.clone();
+    tx.idempotent(idem.as_ref(), r.now_ms, |x| x, |tx| {
+        let not_found = || EngineError::NotFound(format!("no submission {} to bounty {}", r.submission_id, r.bounty_id));
+        let b = read_bounty(tx.conn, &r.bounty_id)?
+            .filter(|b| r.buyer_id.as_ref().is_none_or(|id| *id == b.buyer_id))
+            .ok_or_else(not_found)?;
+        let sub = read_submission(tx.conn, &r.submission_id)?
+            .filter(|s| s.bounty_id == b.bounty_id)
+            .ok_or_else(not_found)?;
+        if r.buyer_id.is_some() && b.review == Review::Consensus {
+            return Err(EngineError::Conflict(
+                "this bounty is reviewed by consensus: validators decide".into(),
+            ));
+        }
+        let approve = r.verdict == Verdict::Approve;
+        bounty::check_review(
+            &bounty::ReviewFacts {
+                bounty: b.status,
+                submission: sub.status,
+                open_disputes: open_disputes(tx.conn, &b.bounty_id)?,
+            },
+            approve,
+        )?;
+        let n = match &r.verdict {
+            Verdict::Approve => {
+                let paid = settle(tx, &b, &sub, b.reward_cents, BountyStatus::Completed, r.now_ms)?;
+                tx.conn
+                    .prepare_cached(
+                        "UPDATE bounty_submissions SET status = 'approved', reviewed_at = ?2, auto_approved = ?3,
+                           paid_cents = ?4, warning_due = NULL, review_due = NULL
+                         WHERE id = ?1 AND status = 'pending'",
+                    )
+                    .and_then(|mut q| q.execute(params![sub.submission_id, r.now_ms, r.buyer_id.is_none(), paid]))
+                    .map_err(db_err)?
+            }
+            Verdict::Reject { reason } => tx
+                .conn
+                .prepare_cached(
+                    "UPDATE bounty_submissions SET status = 'rejected', reason = ?3, reviewed_at = ?2,
+                       warning_due = NULL, review_due = NULL, dispute_due = ?4
+                     WHERE id = ?1 AND status = 'pending'",
+                )
+                .and_then(|mut q| {
+                    q.execute(params![
+                        sub.submission_id,
+                        r.now_ms,
+                        reason,
+                        bounty::dispute_due_ms(r.now_ms, &b.terms)
+                    ])
+                })
+                .map_err(db_err)?,
+        };
+        changed(n)?;
+        Ok(Reviewed {
+            bounty: read_bounty(tx.conn, &b.bounty_id)?.ok_or_else(not_found)?,
+            submission: read_submission(tx.conn, &sub.submission_id)?.ok_or_else(not_found)?,
+        })
+    })
+}
+
+const DISPUTE_COLS: &str = "seq, id, bounty_id, submission_id, worker_id, buyer_id, reason, \
+    rejection_reason, status, opened_at, outcome, worker_pct, worker_cents, refund_cents, \
+    resolved_at, resolved_by";
+
+fn dispute_from_row(r: &Row<'_>) -> rusqlite::Result<DisputeRecord> {
+    let status: String = r.get(8)?;
+    let outcome: Option<String> = r.get(10)?;
+    Ok(DisputeRecord {
+        seq: r.get(0)?,
+        dispute_id: r.get(1)?,
+        bounty_id: r.get(2)?,
+        submission_id: r.get(3)?,
+        worker_id: r.get(4)?,
+        buyer_id: r.get(5)?,
+        reason: r.get(6)?,
+        rejection_reason: r.get(7)?,
+        status: DisputeStatus::parse(&status).ok_or_else(|| invalid(8, "dispute status"))?,
+        opened_at_ms: r.get(9)?,
+        outcome: match outcome {
+            None => None,
+            Some(o) => Some(Outcome::parse(&o).ok_or_else(|| invalid(10, "dispute outcome"))?),
+        },
+        worker_pct: r.get(11)?,
+        worker_cents: r.get(12)?,
+        refund_cents: r.get(13)?,
+        resolved_at_ms: r.get(14)?,
+        resolved_by: r.get(15)?,
+    })
+}
+
+pub(super) fn read_dispute(c: &Connection, id: &str) -> Result<Option<DisputeRecord>, EngineError> {
+    let sql = format!("SELECT {DISPUTE_COLS} FROM disputes WHERE id = ?1");
+    c.prepare_cached(&sql)
+        .and_then(|mut s| s.query_row(params![id], dispute_from_row).optional())
+        .map_err(db_err)
+}
+
+pub(super) fn disputes(
+    c: &Connection,
+    f: DisputeFilter,
+) -> Result<Vec<DisputeRecord>, EngineError> {
+    let sql = format!(
+        "SELECT {DISPUTE_COLS} FROM disputes WHERE (?1 IS NULL OR status = ?1) AND seq < ?2
+         ORDER BY seq DESC LIMIT ?3"
+    );
+    let mut s = c.prepare_cached(&sql).map_err(db_err)?;
+    let rows = s
+        .query_map(
+            params![
+                f.status.map(|s| s.as_str()),
+                f.before_seq.unwrap_or(i64::MAX),
+                f.limit
+            ],
+            dispute_from_row,
+        )
+        .map_err(db_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+}
+
+pub(super) fn open_dispute(tx: &mut Tx<'_>, d: NewDispute) -> Result<DisputeRecord, EngineError> {
+    let not_found = || {
+        EngineError::NotFound(format!(
+            "no submission {} of yours to bounty {}",
+            d.submission_id, d.bounty_id
+        ))
+    };
+    let sub = read_submission(tx.conn, &d.submission_id)?
+        .filter(|s| s.bounty_id == d.bounty_id && s.worker_id == d.worker_id)
+        .ok_or_else(not_found)?;
+    let b = read_bounty(tx.conn, &d.bounty_id)?.ok_or_else(not_found)?;
+    bounty::check_dispute(
+        &bounty::DisputeFacts {
+            bounty: b.status,
+            submission: sub.status,
+            dispute_due_ms: sub.dispute_due_ms,
+        },
+        d.now_ms,
+    )?;
+    let n = tx
+        .conn
+        .prepare_cached(
+            "UPDATE bounty_submissions SET status = 'disputed', dispute_due = NULL
+             WHERE id = ?1 AND status = 'rejected'",
+        )
+        .and_then(|mut q| q.execute(params![sub.submission_id]))
+        .map_err(db_err)?;
+    changed(n)?;
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO disputes (id, bounty_id, submission_id, worker_id, buyer_id, reason,
+               rejection_reason, status, opened_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8)",
+        )
+        .and_then(|mut q| {
+            q.execute(params![
+                d.dispute_id,
+                d.bounty_id,
+                d.submission_id,
+                d.worker_id,
+                b.buyer_id,
+                d.reason,
+                sub.reason.unwrap_or_default(),
+                d.now_ms
+            ])
+        })
+        .map_err(db_err)?;
+    read_dispute(tx.conn, &d.dispute_id)?
+        .ok_or_else(|| EngineError::internal("new dispute not found"))
+}
+
+pub(super) fn resolve_dispute(tx: &mut Tx<'_>, r: Resolution) -> Result<Resolved, EngineError> {
+    let idem = r.idem.clone();
+    tx.idempotent(idem.as_ref(), r.now_ms, |x| x, |tx| {
+        let not_found = || EngineError::NotFound(format!("no dispute {}", r.dispute_id));
+        let d = read_dispute(tx.conn, &r.dispute_id)?.ok_or_else(not_found)?;
+        bounty::check_resolve(d.status)?;
+        let b = read_bounty(tx.conn, &d.bounty_id)?.ok_or_else(not_found)?;
+        let sub = read_submission(tx.conn, &d.submission_id)?.ok_or_else(not_found)?;
+        let (won, refund) = bounty::resolution_parts(b.reward_cents, r.worker_pct);
+        let paid = settle(tx, &b, &sub, won, BountyStatus::Resolved, r.now_ms)?;
+        let n = tx
+            .conn
+            .prepare_cached(
+                "UPDATE disputes SET status = 'resolved', outcome = ?2, worker_pct = ?3, worker_cents = ?4,
+                   refund_cents = ?5, resolved_at = ?6, resolved_by = ?7
+                 WHERE id = ?1 AND status = 'open'",
+            )
+            .and_then(|mut q| {
+                q.execute(params![
+                    d.dispute_id,
+                    r.outcome.as_str(),
+                    r.worker_pct,
+                    paid,
+                    refund,
+                    r.now_ms,
+                    r.admin_id
+                ])
+            })
+            .map_err(db_err)?;
+        changed(n)?;
+        tx.conn
+            .prepare_cached("UPDATE bounty_submissions SET status = 'resolved', paid_cents = ?2 WHERE id = ?1")
+            .and_then(|mut q| q.execute(params![sub.submission_id, paid]))
+            .map_err(db_err)?;
+        tx.audit(
+            &r.admin_id,
+            "dispute.resolve",
+            &serde_json::json!({
+                "dispute_id": d.dispute_id,
+                "bounty_id": d.bounty_id,
+                "submission_id": d.submission_id,
+                "outcome": r.outcome.as_str(),
+                "worker_pct": r.worker_pct,
+                "worker_cents": paid,
+                "refund_cents": refund,
+            }),
+            r.now_ms,
+        )?;
+        Ok(Resolved {
+            dispute: read_dispute(tx.conn, &d.dispute_id)?.ok_or_else(not_found)?,
+            bounty: read_bounty(tx.conn, &b.bounty_id)?.ok_or_else(not_found)?,
+        })
+    })
+}
+
+pub(super) fn sweep(tx: &mut Tx<'_>, now_ms: i64, limit: u32) -> Result<BountySweep, EngineError> {
+    let mut out = BountySweep::default();
+    let warn: Vec<Warned> = {
+        let mut q = tx
+            .conn
+            .prepare_cached(
+                "SELECT s.bounty_id, b.buyer_id, s.id, s.review_due
+                 FROM bounty_submissions s JOIN bounties b ON b.id = s.bounty_id
+                 WHERE s.warning_due <= ?1 AND s.status = 'pending'
+                 ORDER BY s.warning_due LIMIT ?2",
+            )
+            .map_err(db_err)?;
+        let rows = q
+            .query_map(params![now_ms, limit], |r| {
+                Ok(Warned {
+                    bounty_id: r.get(0)?,
+                    buyer_id: r.get(1)?,
+                    submission_id: r.get(2)?,
+                    auto_release_at_ms: r.get::<_, Option<i64>>(3)?.unwrap_or(now_ms),
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+    };
+    for w in warn {
+        let n = tx
+            .conn
+            .prepare_cached(
+                "UPDATE bounty_submissions SET warning_due = NULL
+                 WHERE id = ?1 AND status = 'pending' AND warning_due IS NOT NULL",
+            )
+            .and_then(|mut q| q.execute(params![w.submission_id]))
+            .map_err(db_err)?;
+        if n == 1 {
+            out.warned.push(w);
+        }
+    }
+
+    let due: Vec<(String, String)> = {
+        let mut q = tx
+            .conn
+            .prepare_cached(
+                "SELECT s.bounty_id, s.id FROM bounty_submissions s
+                 WHERE s.review_due <= ?1 AND s.status = 'pending'
+                   AND NOT EXISTS (SELECT 1 FROM disputes d WHERE d.bounty_id = s.bounty_id AND d.status = 'open')
+                 ORDER BY s.review_due, s.position LIMIT ?2",
+            )
+            .map_err(db_err)?;
+        let rows = q
+            .query_map(params![now_ms, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+    };
+    for (bounty_id, submission_id) in due {
+        // An earlier approval in this pass may have closed it (one winner per bounty).
+        if read_submission(tx.conn, &submission_id)?
+            .is_none_or(|s| s.status != SubmissionStatus::Pending)
+        {
+            continue;
+        }
+        let approved = review(
+            tx,
+            ReviewAsk {
+                bounty_id,
+                submission_id,
+                buyer_id: None,
+                verdict: Verdict::Approve,
+                now_ms,
+                idem: None,
+            },
+        )?;
+        out.approved.push(approved);
+    }
+
+    let ended: Vec<BountyRecord> = {
+        let sql = format!(
+            "SELECT {BOUNTY_COLS} FROM bounties b WHERE status = 'open' AND deadline <= ?1
+               AND NOT EXISTS (SELECT 1 FROM bounty_submissions s WHERE s.bounty_id = b.id
+                               AND (s.status = 'pending' OR (s.status = 'rejected' AND s.dispute_due > ?1)))
+               AND NOT EXISTS (SELECT 1 FROM disputes d WHERE d.bounty_id = b.id AND d.status = 'open')
+             ORDER BY deadline LIMIT ?2"
+        );
+        let mut q = tx.conn.prepare_cached(&sql).map_err(db_err)?;
+        let rows = q
+            .query_map(params![now_ms, limit], bounty_from_row)
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+    };
+    for b in ended {
+        let (pending, last_dispute_due_ms): (u32, Option<i64>) = tx
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FILTER (WHERE status = 'pending'),
+                        max(dispute_due) FILTER (WHERE status = 'rejected')
+                 FROM bounty_submissions WHERE bounty_id = ?1",
+            )
+            .and_then(|mut q| q.query_row(params![b.bounty_id], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(db_err)?;
+        let facts = bounty::ExpiryFacts {
+            deadline_ms: b.deadline_ms,
+            pending,
+            open_disputes: open_disputes(tx.conn, &b.bounty_id)?,
+            last_dispute_due_ms,
+        };
+        if !bounty::expires(&facts, now_ms) {
+            continue;
+        }
+        let n = tx
+            .conn
+            .prepare_cached(
+                "UPDATE bounties SET status = 'expired', settled_at = ?2 WHERE id = ?1 AND status = 'open'",
+            )
+            .and_then(|mut q| q.execute(params![b.bounty_id, now_ms]))
+            .map_err(db_err)?;
+        if n == 0 {
+            continue;
+        }
+        tx.conn
+            .prepare_cached(
+                "UPDATE bounty_submissions SET status = 'closed', dispute_due = NULL
+                 WHERE bounty_id = ?1 AND status = 'rejected'",
+            )
+            .and_then(|mut q| q.execute(params![b.bounty_id]))
+            .map_err(db_err)?;
+        tx.apply(
+            &bounty::refund_entry(&b.bounty_id, &b.buyer_id, b.reward_cents),
+            now_ms,
+        )?;
+        out.expired.push(
+            read_bounty(tx.conn, &b.bounty_id)?
+                .ok_or_else(|| EngineError::internal("bounty not found"))?,
+        );
+    }
+    Ok(out)
 }

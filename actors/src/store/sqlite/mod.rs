@@ -606,6 +606,42 @@ impl Store for SqliteStore {
         self.write(move |tx| bounties::cancel_bounty(tx, bounty_id, buyer_id, now_ms))
     }
 
+    fn submit_bounty(&self, s: NewSubmission) -> StoreFuture<SubmissionRecord> {
+        self.write(move |tx| bounties::submit(tx, s))
+    }
+
+    fn submission(&self, submission_id: String) -> StoreFuture<Option<SubmissionRecord>> {
+        self.read(move |c| bounties::read_submission(c, &submission_id))
+    }
+
+    fn submissions(&self, filter: SubmissionFilter) -> StoreFuture<Vec<SubmissionRecord>> {
+        self.read(move |c| bounties::submissions(c, filter))
+    }
+
+    fn review_submission(&self, r: ReviewAsk) -> StoreFuture<Reviewed> {
+        self.write(move |tx| bounties::review(tx, r))
+    }
+
+    fn open_dispute(&self, d: NewDispute) -> StoreFuture<DisputeRecord> {
+        self.write(move |tx| bounties::open_dispute(tx, d))
+    }
+
+    fn dispute(&self, dispute_id: String) -> StoreFuture<Option<DisputeRecord>> {
+        self.read(move |c| bounties::read_dispute(c, &dispute_id))
+    }
+
+    fn disputes(&self, filter: DisputeFilter) -> StoreFuture<Vec<DisputeRecord>> {
+        self.read(move |c| bounties::disputes(c, filter))
+    }
+
+    fn resolve_dispute(&self, r: Resolution) -> StoreFuture<Resolved> {
+        self.write(move |tx| bounties::resolve_dispute(tx, r))
+    }
+
+    fn bounty_sweep(&self, now_ms: i64, limit: u32) -> StoreFuture<BountySweep> {
+        self.write(move |tx| bounties::sweep(tx, now_ms, limit))
+    }
+
     fn referral(
         &self,
         user_id: String,

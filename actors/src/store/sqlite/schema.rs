@@ -314,6 +314,53 @@ CREATE TABLE IF NOT EXISTS bounties (
 );
 CREATE INDEX IF NOT EXISTS bounties_by_status ON bounties (status, seq);
 CREATE INDEX IF NOT EXISTS bounties_by_buyer ON bounties (buyer_id, seq);
+-- Submissions to bounties, first come, first served: one per worker per bounty.
+CREATE TABLE IF NOT EXISTS bounty_submissions (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  bounty_id TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  content TEXT NOT NULL,
+  -- rules::bounty::SubmissionStatus
+  status TEXT NOT NULL,
+  reason TEXT,
+  submitted_at INTEGER NOT NULL,
+  reviewed_at INTEGER,
+  auto_approved INTEGER NOT NULL DEFAULT 0,
+  -- The Supervisor's due times: the buyer's warning and the automatic approval (while pending),
+  -- the end of the dispute window (while rejected). Cleared once done with.
+  warning_due INTEGER,
+  review_due INTEGER,
+  dispute_due INTEGER,
+  paid_cents INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (bounty_id, worker_id),
+  UNIQUE (bounty_id, position)
+);
+CREATE INDEX IF NOT EXISTS submissions_review_due ON bounty_submissions (review_due) WHERE review_due IS NOT NULL;
+CREATE INDEX IF NOT EXISTS submissions_warning_due ON bounty_submissions (warning_due) WHERE warning_due IS NOT NULL;
+-- Disputes over rejected submissions, one per submission.
+CREATE TABLE IF NOT EXISTS disputes (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  bounty_id TEXT NOT NULL,
+  submission_id TEXT NOT NULL UNIQUE,
+  worker_id TEXT NOT NULL,
+  buyer_id TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  rejection_reason TEXT NOT NULL,
+  -- rules::bounty::DisputeStatus
+  status TEXT NOT NULL,
+  opened_at INTEGER NOT NULL,
+  outcome TEXT,
+  worker_pct INTEGER,
+  worker_cents INTEGER NOT NULL DEFAULT 0,
+  refund_cents INTEGER NOT NULL DEFAULT 0,
+  resolved_at INTEGER,
+  resolved_by TEXT
+);
+CREATE INDEX IF NOT EXISTS disputes_by_status ON disputes (status, seq);
+CREATE INDEX IF NOT EXISTS disputes_by_bounty ON disputes (bounty_id, status);
 CREATE TABLE IF NOT EXISTS config_history (
   key TEXT NOT NULL,
   version INTEGER NOT NULL,
