@@ -46,7 +46,7 @@ WORKER=$(curl -sf "$URL/api/worker/connect" -H "$J" -d '{}' | jq -r .token)
 
 # Streams and long-polls are covered by their own tests. Config changes come last, alone: they
 # change the prices and limits the other operations are checked against.
-SKIP='^(public_feed|buyer_events|live|work_socket|next|get_task)$'
+SKIP='^(public_feed|buyer_events|user_events|events|live|work_socket|next|get_task)$'
 status=0
 fuzz() {
   echo "== schemathesis as $1${3:+ ($3)}"

@@ -57,7 +57,7 @@ fn deliver(to: &Listeners, change: Change) {
             data,
         } => to.feed.do_send(Deliver {
             id,
-            audience: buyer.map_or(Audience::Public, Audience::Buyer),
+            audience: Audience::from_key(buyer),
             event,
             data,
         }),

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use crate::clock::{now_ms, rfc3339};
 use crate::dispatcher::{Dispatcher, TaskFinal, TaskPending};
@@ -16,7 +17,10 @@ use crate::feed::{Audience, FeedHub, Publish};
 use crate::metrics::Metrics;
 use crate::qa::comparator::{BanList, Judge, QaComparator};
 use crate::slot::Slot;
-use crate::store::{Credited, LiveTask, QaApplied, QaCopy, Settlement, TaskPosted};
+use crate::store::{
+    BalanceObserver, BalanceSnapshot, BountyEvent, Credited, LiveTask, NotificationRecord,
+    QaApplied, QaCopy, Settlement, TaskPosted,
+};
 
 #[derive(Debug, Clone)]
 pub enum Effect {
@@ -42,6 +46,11 @@ pub enum Effect {
     Judge { group_id: String },
     /// Workers the penalty ladder banned: every worker call refuses them from now on.
     Banned { worker_ids: Vec<String> },
+    /// A stored notification: a `notification` event on its user's stream (a worker's
+    /// WebSocket forwards it as a frame).
+    Notified(NotificationRecord),
+    /// A `bounty` event on that bounty's stream.
+    Bounty(BountyEvent),
 }
 
 impl Effect {
@@ -203,7 +212,7 @@ impl Publisher {
                     d.extend(e);
                 }
                 self.feed.do_send(Publish {
-                    audience: Audience::Buyer(buyer_id),
+                    audience: Audience::User(buyer_id),
                     event: "task_status",
                     data,
                 });
@@ -232,6 +241,16 @@ impl Publisher {
             }
             Effect::Final { task_id } => self.dispatcher.do_send(TaskFinal { task_id }),
             Effect::Judge { group_id } => self.comparator.do_send(Judge(group_id)),
+            Effect::Notified(n) => self.feed.do_send(Publish {
+                audience: Audience::User(n.user_id.clone()),
+                event: "notification",
+                data: n.wire(),
+            }),
+            Effect::Bounty(e) => self.feed.do_send(Publish {
+                audience: Audience::Bounty(e.bounty_id),
+                event: "bounty",
+                data: e.data,
+            }),
             Effect::Banned { worker_ids } => {
                 if let Ok(mut set) = self.banned.write() {
                     for w in worker_ids {
@@ -242,6 +261,45 @@ impl Publisher {
             }
         }
     }
+}
+
+/// What the store tells after each commit: balances go to the BalanceActors, notifications and
+/// bounty events to the [`Publisher`] (through a channel: the store is opened before the actors
+/// exist), in commit order.
+pub struct CommitObserver {
+    pub balances: Box<dyn BalanceObserver>,
+    pub told: mpsc::UnboundedSender<Effect>,
+}
+
+impl BalanceObserver for CommitObserver {
+    fn watches(&self, user_id: &str) -> bool {
+        self.balances.watches(user_id)
+    }
+
+    fn observe(&self, snapshots: &[BalanceSnapshot]) {
+        self.balances.observe(snapshots);
+    }
+
+    fn notified(&self, notifications: &[NotificationRecord]) {
+        for n in notifications {
+            let _ = self.told.send(Effect::Notified(n.clone()));
+        }
+    }
+
+    fn bounty_events(&self, events: &[BountyEvent]) {
+        for e in events {
+            let _ = self.told.send(Effect::Bounty(e.clone()));
+        }
+    }
+}
+
+/// Publishes what commits told, in commit order, for as long as the store runs.
+pub fn deliver_told(mut told: mpsc::UnboundedReceiver<Effect>, publisher: Publisher) {
+    actix::spawn(async move {
+        while let Some(effect) = told.recv().await {
+            publisher.publish([effect]);
+        }
+    });
 }
 
 /// A short, stable, anonymous label for a worker in the public feed.
@@ -294,6 +352,8 @@ mod tests {
                 Effect::Pending(_) => "copy",
                 Effect::Judge { .. } => "judge",
                 Effect::Banned { .. } => "ban",
+                Effect::Notified(_) => "notification",
+                Effect::Bounty(_) => "bounty",
             })
             .collect();
         assert_eq!(kinds, ["completed", "feed", "final", "copy"]);

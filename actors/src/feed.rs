@@ -29,8 +29,33 @@ pub const SUBSCRIBER_QUEUE: usize = 512;
 pub enum Audience {
     /// The public activity feed.
     Public,
-    /// One buyer's task stream.
-    Buyer(String),
+    /// One user's stream: a buyer's task events, and anyone's notifications.
+    User(String),
+    /// One bounty's activity, for its buyer and the workers who submitted to it.
+    Bounty(String),
+}
+
+impl Audience {
+    /// The stream's name: none for the public feed, the user's id, or `bounty:{id}` (user ids
+    /// never have a colon). A shared event log stores it with each event.
+    pub fn key(&self) -> Option<String> {
+        match self {
+            Audience::Public => None,
+            Audience::User(u) => Some(u.clone()),
+            Audience::Bounty(b) => Some(format!("bounty:{b}")),
+        }
+    }
+
+    /// The audience a [`Audience::key`] names.
+    pub fn from_key(key: Option<String>) -> Audience {
+        match key {
+            None => Audience::Public,
+            Some(k) => match k.strip_prefix("bounty:") {
+                Some(b) => Audience::Bounty(b.to_string()),
+                None => Audience::User(k),
+            },
+        }
+    }
 }
 
 struct Stored {
@@ -63,6 +88,23 @@ pub struct FeedHub {
 
 fn wire(id: u64, event: &str, data: &Value) -> Bytes {
     Bytes::from(format!("id: {id}\nevent: {event}\ndata: {data}\n\n"))
+}
+
+/// The event name and data of one event as [`wire`] renders it (for a subscriber that is not an
+/// SSE stream, such as a worker's WebSocket); None for comments, resets without data, or bytes
+/// that are not an event.
+pub fn parse_wire(bytes: &[u8]) -> Option<(&str, Value)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut event = None;
+    let mut data = None;
+    for line in text.lines() {
+        if let Some(e) = line.strip_prefix("event: ") {
+            event = Some(e);
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            data = serde_json::from_str(d).ok();
+        }
+    }
+    Some((event?, data?))
 }
 
 /// Delivers to every subscriber in `subs`, dropping those that are full or gone.
@@ -118,10 +160,10 @@ impl FeedHub {
         self.next_id = id + 1;
         let bytes = wire(id, event, data);
         let mut dropped = 0;
-        match &audience {
-            Audience::Public => fan_out(&mut self.public, &bytes, &mut dropped),
-            Audience::Buyer(b) => {
-                if let Some(subs) = self.buyers.get_mut(b) {
+        match audience.key() {
+            None => fan_out(&mut self.public, &bytes, &mut dropped),
+            Some(key) => {
+                if let Some(subs) = self.buyers.get_mut(&key) {
                     fan_out(subs, &bytes, &mut dropped);
                 }
             }
@@ -141,7 +183,7 @@ impl FeedHub {
     fn ring(&mut self, audience: &Audience) -> &mut VecDeque<Stored> {
         match audience {
             Audience::Public => &mut self.public_ring,
-            Audience::Buyer(_) => &mut self.buyer_ring,
+            Audience::User(_) | Audience::Bounty(_) => &mut self.buyer_ring,
         }
     }
 
@@ -217,16 +259,12 @@ impl Handler<Publish> for FeedHub {
 
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) {
         // QA copies have no buyer: nobody streams their status.
-        let to_nobody = matches!(&msg.audience, Audience::Buyer(b) if b == crate::store::QA_BUYER);
+        let to_nobody = matches!(&msg.audience, Audience::User(b) if b == crate::store::QA_BUYER);
         if self.closed || to_nobody {
             return;
         }
         if let Some(log) = &self.log {
-            let buyer = match &msg.audience {
-                Audience::Public => None,
-                Audience::Buyer(b) => Some(b.as_str()),
-            };
-            log.append(buyer, msg.event, &msg.data);
+            log.append(msg.audience.key().as_deref(), msg.event, &msg.data);
             return;
         }
         let id = self.next_id.max(1);
@@ -321,9 +359,9 @@ impl Handler<Subscribe> for FeedHub {
             }
         }
         let sub = Subscriber { tx: msg.tx };
-        match msg.audience {
-            Audience::Public => self.public.push(sub),
-            Audience::Buyer(b) => self.buyers.entry(b).or_default().push(sub),
+        match msg.audience.key() {
+            None => self.public.push(sub),
+            Some(key) => self.buyers.entry(key).or_default().push(sub),
         }
     }
 }
@@ -507,12 +545,22 @@ mod tests {
         assert!(FeedHub::new().first_id > 1_000_000_000_000_000);
     }
 
+    #[test]
+    fn the_wire_reads_back() {
+        let w = wire(7, "notification", &json!({ "kind": "x", "n": 1 }));
+        assert_eq!(
+            parse_wire(&w),
+            Some(("notification", json!({ "kind": "x", "n": 1 })))
+        );
+        assert_eq!(parse_wire(b": keep-alive\n\n"), None);
+    }
+
     #[actix_rt::test]
     async fn buyers_see_only_their_own_events() {
         let hub = FeedHub::starting_at(1).start();
         let (tx, mut rx) = mpsc::channel(100);
         hub.send(Subscribe {
-            audience: Audience::Buyer("a".into()),
+            audience: Audience::User("a".into()),
             last_event_id: None,
             recent: 0,
             tx,
@@ -521,7 +569,7 @@ mod tests {
         .unwrap();
         for b in ["a", "b", "a"] {
             hub.do_send(Publish {
-                audience: Audience::Buyer(b.into()),
+                audience: Audience::User(b.into()),
                 event: "task_status",
                 data: json!({ "b": b }),
             });

@@ -491,3 +491,209 @@ async fn the_supervisor_approves_what_the_buyer_leaves_and_expires_what_nobody_w
     );
     app.assert_audit().await;
 }
+
+/// The next `notification` frame on a worker's socket, skipping any other.
+async fn ws_notification(ws: &mut crate::streams::Ws) -> Value {
+    loop {
+        let f = crate::streams::frame(ws, Duration::from_secs(10)).await;
+        if f["type"] == "notification" {
+            return f;
+        }
+    }
+}
+
+/// The next `notification` event on an SSE stream, skipping any other.
+async fn sse_notification(sse: &mut crate::streams::Sse) -> Value {
+    loop {
+        let e = sse
+            .next(Duration::from_secs(10))
+            .await
+            .expect("a notification within 10 s");
+        if e.event == "notification" {
+            return e.data;
+        }
+    }
+}
+
+/// Each side hears what happens to its bounty as it happens (the buyer on its SSE stream, the
+/// worker on its WebSocket), and finds it again in its list until marked read.
+#[tokio::test]
+async fn both_sides_are_notified_live_and_keep_their_notifications() {
+    let app = spawn_app().await;
+    let buyer = app.funded_buyer("told@example.com", 5_000).await;
+    let worker = app.worker().await;
+    let mut buyer_stream =
+        crate::streams::Sse::open(&app, "/api/notifications/events", Some(&buyer.token), None)
+            .await;
+    let mut socket = crate::streams::ws(&app, &worker.token).await;
+    let id = post_bounty(&app, &buyer, bounty(1_000)).await;
+
+    let (_, v) = submit(&app, &worker, &id, "my answer").await;
+    let sid = v["submission_id"].as_str().unwrap().to_string();
+    let n = sse_notification(&mut buyer_stream).await;
+    assert_eq!(n["kind"], "bounty.submission", "{n}");
+    assert_eq!(n["data"]["bounty_id"], id.as_str());
+    assert_eq!(n["data"]["submission_id"], sid.as_str());
+    assert_eq!(n["read"], false);
+
+    act(
+        &app,
+        &buyer.token,
+        &id,
+        &sid,
+        "reject",
+        json!({"reason": "too short"}),
+    )
+    .await;
+    let n = ws_notification(&mut socket).await;
+    assert_eq!(n["kind"], "submission.rejected", "{n}");
+    assert_eq!(n["data"]["reason"], "too short");
+    assert!(n["data"]["dispute_until"].is_string(), "{n}");
+
+    let (_, d) = act(
+        &app,
+        &worker.token,
+        &id,
+        &sid,
+        "dispute",
+        json!({"reason": "read it"}),
+    )
+    .await;
+    let n = sse_notification(&mut buyer_stream).await;
+    assert_eq!(n["kind"], "dispute.opened", "{n}");
+    assert_eq!(n["data"]["reason"], "read it");
+    let (s, v) = app
+        .post(
+            &format!(
+                "/api/admin/disputes/{}/resolve",
+                d["dispute_id"].as_str().unwrap()
+            ),
+            Some(&app.admin),
+            json!({"outcome": "worker"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for n in [
+        ws_notification(&mut socket).await,
+        sse_notification(&mut buyer_stream).await,
+    ] {
+        assert_eq!(n["kind"], "dispute.resolved", "{n}");
+        assert_eq!(n["data"]["outcome"], "worker");
+        assert_eq!(n["data"]["worker_cents"], 900);
+    }
+
+    // The same notifications, newest first, until read.
+    let (s, page) = app
+        .get("/api/notifications?unread=true", &worker.token)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let kinds: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["dispute.resolved", "submission.rejected"]);
+    let first = page["data"][0]["notification_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read = |ids: Value, token: &str| {
+        let (app, token) = (&app, token.to_string());
+        async move {
+            app.post("/api/notifications/read", Some(&token), json!({"ids": ids}))
+                .await
+        }
+    };
+    // Another user's id changes nothing; then once, and not twice.
+    let (s, v) = read(json!([first]), &buyer.token).await;
+    assert_eq!((s, v["marked"].clone()), (StatusCode::OK, json!(0)), "{v}");
+    let (s, v) = read(json!([first]), &worker.token).await;
+    assert_eq!((s, v["marked"].clone()), (StatusCode::OK, json!(1)), "{v}");
+    let (_, v) = read(json!([first]), &worker.token).await;
+    assert_eq!(v["marked"], 0);
+    let (s, v) = read(json!([]), &worker.token).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (_, page) = app
+        .get("/api/notifications?unread=true", &worker.token)
+        .await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 1, "{page}");
+    let (_, all) = app.get("/api/notifications", &worker.token).await;
+    assert_eq!(all["data"][0]["read"], true, "{all}");
+    let (_, mine) = app.get("/api/notifications", &buyer.token).await;
+    assert_eq!(mine["data"].as_array().unwrap().len(), 3, "{mine}");
+    app.assert_audit().await;
+}
+
+async fn bounty_event(sse: &mut crate::streams::Sse) -> Value {
+    let e = sse.next(Duration::from_secs(10)).await.expect("an event");
+    assert_eq!(e.event, "bounty", "{e:?}");
+    e.data
+}
+
+/// A bounty's own stream is for its buyer and the workers who submitted: it shows each step by
+/// submission id and position, never who or what.
+#[tokio::test]
+async fn a_bounty_s_stream_shows_its_steps_to_those_in_it() {
+    let app = spawn_app().await;
+    let buyer = app.funded_buyer("watch@example.com", 5_000).await;
+    let (w1, w2, outsider) = (app.worker().await, app.worker().await, app.worker().await);
+    let id = post_bounty(&app, &buyer, bounty(1_000)).await;
+    let path = format!("/api/bounties/{id}/events");
+    let (s, v) = app.get(&path, &outsider.token).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let other = app.register("other-watch@example.com").await;
+    let (s, _) = app.get(&path, &other.token).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app.get("/api/bounties/bty_nope/events", &buyer.token).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let mut owner = crate::streams::Sse::open(&app, &path, Some(&buyer.token), None).await;
+    let (_, v) = submit(&app, &w1, &id, "first").await;
+    let sid1 = v["submission_id"].as_str().unwrap().to_string();
+    // Events reach the streams just after the commit: once the owner has this one, a stream
+    // opened now starts after it.
+    let mut seen = vec![bounty_event(&mut owner).await];
+    let mut watcher = crate::streams::Sse::open(&app, &path, Some(&w1.token), None).await;
+    let (_, v) = submit(&app, &w2, &id, "second").await;
+    let sid2 = v["submission_id"].as_str().unwrap().to_string();
+    act(
+        &app,
+        &buyer.token,
+        &id,
+        &sid1,
+        "reject",
+        json!({"reason": "secret reason"}),
+    )
+    .await;
+    act(&app, &buyer.token, &id, &sid2, "approve", json!({})).await;
+
+    let kinds = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for _ in 0..3 {
+        seen.push(bounty_event(&mut owner).await);
+    }
+    assert_eq!(
+        kinds(&seen),
+        ["submission", "submission", "rejected", "approved"]
+    );
+    assert_eq!(seen[1]["position"], 2);
+    assert_eq!(seen[3]["status"], "completed");
+    let mut theirs = Vec::new();
+    for _ in 0..3 {
+        theirs.push(bounty_event(&mut watcher).await);
+    }
+    assert_eq!(kinds(&theirs), ["submission", "rejected", "approved"]);
+    for e in seen.iter().chain(&theirs) {
+        let text = e.to_string();
+        assert!(
+            !text.contains("secret reason") && !text.contains(&w1.worker_id),
+            "{e}"
+        );
+        assert!(!text.contains("first") && !text.contains("second"), "{e}");
+    }
+}

@@ -125,3 +125,50 @@ scenario("a bad config is shown as the server's validation error and nothing cha
   p.check();
   await p.close();
 });
+
+scenario("an admin reads both sides of a dispute and splits the escrow", async () => {
+  const base = s.server.base;
+  const buyer = await api(base, "/api/auth/register", { method: "POST", body: { email: "bounty-buyer@example.com", password: "a long password" } });
+  await api(base, "/api/admin/credit", { method: "POST", token: ADMIN, body: { user_id: buyer.user_id, amount_cents: 5000, reason: "test" } });
+  const start = (await api(base, "/api/balance", { token: buyer.token })).available_cents;
+  const deadline = new Date(Date.now() + 48 * 3600 * 1000).toISOString();
+  const bounty = await api(base, "/api/bounties", {
+    method: "POST", token: buyer.token,
+    body: { title: "Port the parser", description: "With tests.", criteria: "cargo test passes", reward_cents: 2000, deadline },
+  });
+  const worker = await connectWorker(base);
+  const sub = await api(base, `/api/bounties/${bounty.bounty_id}/submissions`, { method: "POST", token: worker.token, body: { content: { repo: "https://example.com/parser.git" } } });
+  await api(base, `/api/bounties/${bounty.bounty_id}/submissions/${sub.submission_id}/reject`, { method: "POST", token: buyer.token, body: { reason: "the tests fail" } });
+  const dispute = await api(base, `/api/bounties/${bounty.bounty_id}/submissions/${sub.submission_id}/dispute`, { method: "POST", token: worker.token, body: { reason: "they pass on a clean checkout" } });
+
+  const p = await open(s.browser, base);
+  const { page } = p;
+  await p.goto("/admin#bounties");
+  if (await page.locator("#signin-form").isVisible()) {
+    await page.fill("#signin-form [name=token]", ADMIN);
+    await page.click("#signin-form button[type=submit]");
+  }
+  const card = page.locator(`article.dispute[data-id="${dispute.dispute_id}"]`);
+  await card.waitFor();
+  assert.equal(await card.locator(".buyer-said").innerText(), "the tests fail");
+  assert.equal(await card.locator(".worker-said").innerText(), "they pass on a clean checkout");
+  await card.locator("summary").click();
+  await card.locator("pre", { hasText: "parser.git" }).waitFor();
+  // The bounty's escrow is held while the dispute is open.
+  await page.locator(`#bounty-rows tr[data-id="${bounty.bounty_id}"]`, { hasText: "$20.00" }).waitFor();
+  await p.shot("admin-dispute");
+
+  await card.locator("[name=pct]").fill("60");
+  await card.getByRole("button", { name: "Split" }).click();
+  await page.locator("#dispute-list", { hasText: "No dispute is open." }).waitFor();
+  await page.locator("#bounty-rows", { hasText: "No bounty is open." }).waitFor();
+  const after = await api(base, `/api/bounties/${bounty.bounty_id}`, { token: buyer.token });
+  assert.equal(after.status, "resolved");
+  const w = await api(base, "/api/balance", { token: worker.token });
+  assert.equal(w.frozen_cents, 1080, "60% of $20, less the 10% fee on it");
+  const b = await api(base, "/api/balance", { token: buyer.token });
+  assert.equal(b.available_cents, start - 2000 + 800, "40% came back");
+  p.check();
+  await p.close();
+  await assertAudit(base);
+});

@@ -1,8 +1,8 @@
 // The actor console: live charts from /api/admin/stream, invariant warnings, every live actor
 // (sortable, filterable, paged, refreshed each second while the tab is visible) with a drill-in
 // to its state, task timelines, the Supervisor's jobs with "run now", the platform config with
-// validation, a diff before saving, version history and rollback, QA results and the
-// withdrawals queue.
+// validation, a diff before saving, version history and rollback, QA results, the
+// withdrawals queue, and bounties: disputes to resolve, open bounties' escrow and timers.
 "use strict";
 
 (function () {
@@ -63,7 +63,7 @@
     $$(".console-tabs .tab").forEach((t) => t.classList.toggle("active", t.dataset.view === name));
     $$(".view").forEach((v) => (v.hidden = v.id !== "view-" + name));
     history.replaceState(null, "", "#" + name);
-    ({ actors: loadActors, jobs: loadJobs, config: loadConfig, qa: loadQa, withdrawals: loadWithdrawals }[name] || (() => {}))();
+    ({ actors: loadActors, jobs: loadJobs, config: loadConfig, qa: loadQa, withdrawals: loadWithdrawals, bounties: loadBounties }[name] || (() => {}))();
   }
 
   // ---- charts (drawn on canvas: no charting library) -----------------------------------------
@@ -501,6 +501,63 @@
       }
     });
     return form;
+  }
+
+  // ---- bounties: disputes and escrow --------------------------------------------------------
+
+  async function loadBounties() {
+    try {
+      const [disputes, open] = await Promise.all([
+        authed("/api/admin/disputes?status=open&limit=100"),
+        authed("/api/bounties?status=open&limit=100"),
+      ]);
+      $("#dispute-list").replaceChildren(...(disputes.data.length ? disputes.data.map(disputeCard)
+        : [h("p", { class: "muted" }, "No dispute is open.")]));
+      $("#bounty-rows").replaceChildren(...(open.data.length ? open.data.map((b) =>
+        h("tr", { dataset: { id: b.bounty_id } }, h("td", {}, b.title), h("td", { class: "mono" }, b.buyer_id || ""),
+          h("td", { class: "num" }, cents(b.escrow_cents)), h("td", { class: "num" }, `${b.submissions} / ${b.max_submissions}`),
+          h("td", {}, time(b.deadline)), h("td", { class: "muted" }, `${Math.round(b.auto_release_seconds / 3600)} h, then approved`)))
+        : [h("tr", {}, h("td", { colspan: "6", class: "muted" }, "No bounty is open."))]));
+      const held = open.data.reduce((sum, b) => sum + b.escrow_cents, 0);
+      $("#bounty-escrow").textContent = `${cents(held)} in escrow across ${open.data.length} open bounties${open.has_more ? " (the newest 100)" : ""}.`;
+    } catch (e) {
+      handle(e, $("#dispute-error"));
+    }
+  }
+
+  function disputeCard(d) {
+    const b = d.bounty || {};
+    const content = d.submission ? JSON.stringify(d.submission.content, null, 2) : "";
+    const form = h("form", { class: "row wrap resolve" },
+      h("button", { type: "submit", name: "worker", class: "secondary" }, "To the worker"),
+      h("button", { type: "submit", name: "buyer", class: "secondary" }, "To the buyer"),
+      h("label", { class: "inline" }, "Split, worker %",
+        h("input", { name: "pct", type: "number", min: "1", max: "99", value: "50", class: "short" })),
+      h("button", { type: "submit", name: "split" }, "Split"));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const outcome = (ev.submitter && ev.submitter.name) || "split";
+      const body = { outcome };
+      if (outcome === "split") body.worker_pct = Number(form.pct.value);
+      try {
+        const r = await authed(`/api/admin/disputes/${encodeURIComponent(d.dispute_id)}/resolve`, {
+          method: "POST", body, headers: { "Idempotency-Key": `resolve-${d.dispute_id}` },
+        });
+        toast(`Resolved: ${cents(r.worker_cents)} to the worker, ${cents(r.refund_cents)} back to the buyer.`);
+        loadBounties();
+      } catch (e) {
+        handle(e, $("#dispute-error"));
+      }
+    });
+    return h("article", { class: "dispute", dataset: { id: d.dispute_id } },
+      h("h3", {}, b.title || d.bounty_id),
+      h("p", { class: "muted" }, `Escrow ${cents(b.escrow_cents || 0)} · deadline ${b.deadline ? time(b.deadline) : "—"} · opened ${time(d.opened_at)}`),
+      h("div", { class: "grid two" },
+        h("div", {}, h("h4", {}, "The buyer rejected it"), h("p", { class: "said buyer-said" }, d.rejection_reason)),
+        h("div", {}, h("h4", {}, "The worker disputes"), h("p", { class: "said worker-said" }, d.reason))),
+      b.criteria ? h("p", {}, h("strong", {}, "Criteria: "), b.criteria) : "",
+      h("details", {}, h("summary", {}, "The submission"), h("pre", { class: "state" }, content)),
+      form);
   }
 
   // ---- wiring -------------------------------------------------------------------------------

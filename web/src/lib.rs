@@ -46,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::money::configure(cfg);
     routes::bounty::configure(cfg);
     routes::submissions::configure(cfg);
+    routes::notifications::configure(cfg);
     routes::ops::configure(cfg);
     routes::feed::configure(cfg);
     routes::ws::configure(cfg);

@@ -11,7 +11,9 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::error::ErrorCode;
-use crate::routes::{admin, bounty, buyer, console, feed, money, ops, submissions, worker, ws};
+use crate::routes::{
+    admin, bounty, buyer, console, feed, money, notifications, ops, submissions, worker, ws,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,12 +33,13 @@ use crate::routes::{admin, bounty, buyer, console, feed, money, ops, submissions
         money::admin_deposits, money::resolve_deposit, money::bind_email, money::verify_email, money::bind_payout,
         money::payout, money::withdraw, money::withdrawals, money::admin_withdrawals,
         money::complete_withdrawal, money::reject_withdrawal, money::admin_outbox, money::referral,
-        bounty::post, bounty::list, bounty::get, bounty::cancel,
+        bounty::post, bounty::list, bounty::get, bounty::cancel, bounty::events,
         submissions::submit, submissions::list, submissions::approve, submissions::reject,
         submissions::dispute, submissions::disputes, submissions::resolve,
         console::actors, console::actor, console::timeline, console::jobs, console::run_job,
         console::invariants, console::live,
-        feed::public_feed, feed::buyer_events, ws::connect,
+        feed::public_feed, feed::buyer_events, feed::user_events, ws::connect,
+        notifications::list, notifications::read,
         ops::health, ops::ready, ops::metrics, ops::openapi,
     ),
     modifiers(&BearerAuth),

@@ -374,7 +374,25 @@ impl Handler<Inbound> for WorkerSession {
     }
 }
 
-clawjobs_actors::metered!(WorkerSession: Inbound, TaskExpired);
+/// A notification for this worker, from its stream on the FeedHub: sent as a
+/// `{"type": "notification", …}` frame.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Notify(pub serde_json::Value);
+
+impl Handler<Notify> for WorkerSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Notify, ctx: &mut Context<Self>) {
+        let mut frame = json!({ "type": "notification" });
+        if let (Some(f), serde_json::Value::Object(n)) = (frame.as_object_mut(), msg.0) {
+            f.extend(n);
+        }
+        self.send(frame, ctx);
+    }
+}
+
+clawjobs_actors::metered!(WorkerSession: Inbound, TaskExpired, Notify);
 
 impl Handler<Inspect> for WorkerSession {
     type Result = State;

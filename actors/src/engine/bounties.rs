@@ -108,7 +108,7 @@ impl Engine {
                 )
             })?),
         };
-        let mut rows = self
+        let rows = self
             .store
             .bounties(BountyFilter {
                 status,
@@ -117,9 +117,7 @@ impl Engine {
                 limit: limit + 1,
             })
             .await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok((rows, more))
+        Ok(page(rows, limit))
     }
 
     pub async fn cancel_bounty(
@@ -200,7 +198,7 @@ impl Engine {
             }
             Role::Worker => Some(viewer.id.clone()),
         };
-        let mut rows = self
+        let rows = self
             .store
             .submissions(SubmissionFilter {
                 bounty_id: b.bounty_id,
@@ -209,9 +207,37 @@ impl Engine {
                 limit: limit + 1,
             })
             .await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok((rows, more))
+        Ok(page(rows, limit))
+    }
+
+    /// Whether `viewer` may watch a bounty's stream: its buyer, admins, and the workers who have
+    /// submitted to it (403 for anyone else, 404 for no such bounty).
+    pub async fn may_watch_bounty(
+        &self,
+        viewer: &Principal,
+        bounty_id: &str,
+    ) -> Result<(), EngineError> {
+        let b = self.bounty(bounty_id).await?;
+        let allowed = match viewer.role {
+            Role::Admin => true,
+            Role::Buyer => viewer.id == b.buyer_id,
+            Role::Worker => !self
+                .store
+                .submissions(SubmissionFilter {
+                    bounty_id: b.bounty_id,
+                    worker_id: Some(viewer.id.clone()),
+                    after_position: None,
+                    limit: 1,
+                })
+                .await?
+                .is_empty(),
+        };
+        if !allowed {
+            return Err(EngineError::Forbidden(
+                "a bounty's stream is for its buyer and the workers who submitted to it".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The bounty's buyer approves a pending submission (paying it) or rejects it with a reason.
@@ -275,7 +301,7 @@ impl Engine {
                 EngineError::validation_field("status", "status is one of open, resolved, closed")
             })?),
         };
-        let mut rows = self
+        let rows = self
             .store
             .disputes(DisputeFilter {
                 status,
@@ -283,8 +309,7 @@ impl Engine {
                 limit: limit + 1,
             })
             .await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
+        let (rows, more) = page(rows, limit);
         let mut cases = Vec::with_capacity(rows.len());
         for dispute in rows {
             let bounty = self.store.bounty(dispute.bounty_id.clone()).await?;
@@ -321,14 +346,18 @@ impl Engine {
     }
 }
 
-/// An id from a path: at most [`MAX_TASK_ID_BYTES`] bytes of letters, digits, `_` and `-`.
-fn check_id(field: &str, raw: &str) -> Result<String, EngineError> {
-    let ok = !raw.is_empty()
+/// Whether `raw` can be an id: 1 to [`MAX_TASK_ID_BYTES`] bytes of letters, digits, `_` and `-`.
+pub(super) fn well_formed_id(raw: &str) -> bool {
+    !raw.is_empty()
         && raw.len() <= MAX_TASK_ID_BYTES
         && raw
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !ok {
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// An id from a path: one that cannot be an id names nothing (404).
+fn check_id(field: &str, raw: &str) -> Result<String, EngineError> {
+    if !well_formed_id(raw) {
         return Err(EngineError::NotFound(format!("no {field} {raw:?}")));
     }
     Ok(raw.to_string())

@@ -40,6 +40,7 @@ mod console;
 pub use bounties::{BountyAsk, DisputeCase};
 pub use console::{ActorQuery, ActorSort, ActorsPage, Figures, Invariants, Warning};
 mod money;
+mod notifications;
 mod payouts;
 mod referrals;
 mod workers;
@@ -120,9 +121,11 @@ impl Engine {
     /// Opens the store, seeds and loads the config, starts the actors and puts every live task
     /// back under the Dispatcher. Must run inside an actix system.
     pub async fn start_at(location: &Location, platform_toml: &str) -> Result<Engine, EngineError> {
-        let (observer, seed) = balance::registry();
+        let (balances, seed) = balance::registry();
+        let (told, telling) = tokio::sync::mpsc::unbounded_channel();
+        let observer = Box::new(effects::CommitObserver { balances, told });
         let store = location.open(observer).await?;
-        Self::start(store, seed, platform_toml).await
+        Self::start(store, seed, telling, platform_toml).await
     }
 
     /// [`Engine::start_at`] on the embedded store in `data_dir`.
@@ -133,6 +136,7 @@ impl Engine {
     async fn start(
         store: Arc<dyn Store>,
         seed: balance::BankSeed,
+        telling: tokio::sync::mpsc::UnboundedReceiver<effects::Effect>,
         platform_toml: &str,
     ) -> Result<Engine, EngineError> {
         // Before anything reads the store's state: what other nodes commit from here on.
@@ -173,6 +177,7 @@ impl Engine {
             "supervisor",
             &[],
         );
+        effects::deliver_told(telling, nodes.publisher.clone());
         let shared_store = store.event_log().is_some();
         let engine = Engine {
             shared_store,

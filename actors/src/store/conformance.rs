@@ -1485,6 +1485,40 @@ async fn bounty_timers_fire_once(store: Arc<dyn Store>) {
     audit_ok(&store).await;
 }
 
+/// Bounties past their deadline that still wait on a review do not hold back a later one that
+/// can expire, however few a pass may take.
+async fn expiry_is_not_starved_by_waiting_bounties(store: Arc<dyn Store>) {
+    buyer(&store, "b1", 10_000).await;
+    for i in 0..3 {
+        worker(&store, &format!("w{i}")).await;
+        let id = format!("waiting{i}");
+        store
+            .post_bounty(NewBounty {
+                deadline_ms: 100_000_000,
+                ..new_bounty(&id, "b1", 1_000)
+            })
+            .await
+            .unwrap();
+        store
+            .submit_bounty(submission(&format!("s{i}"), &id, &format!("w{i}"), 10))
+            .await
+            .unwrap();
+    }
+    store
+        .post_bounty(NewBounty {
+            deadline_ms: 150_000_000,
+            ..new_bounty("unwon", "b1", 1_000)
+        })
+        .await
+        .unwrap();
+    // Past every deadline, before any automatic approval; two of each kind a pass.
+    let done = store.bounty_sweep(200_000_000, 2).await.unwrap();
+    let expired: Vec<&str> = done.expired.iter().map(|b| b.bounty_id.as_str()).collect();
+    assert_eq!(expired, ["unwon"], "{done:?}");
+    assert!(done.approved.is_empty());
+    audit_ok(&store).await;
+}
+
 async fn futures_join_all<T: Send + 'static>(
     futs: impl Iterator<Item = StoreFuture<T>>,
 ) -> Vec<Result<T, EngineError>> {
@@ -1510,6 +1544,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties);

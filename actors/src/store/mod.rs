@@ -18,11 +18,13 @@ pub mod bounty;
 pub mod money;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
+pub mod notification;
 pub mod sqlite;
 pub mod timeline;
 
 pub use bounty::*;
 pub use money::*;
+pub use notification::*;
 
 /// Where the store lives: the embedded SQLite store in a data directory (the default), or a
 /// MongoDB database that several nodes may share.
@@ -103,12 +105,17 @@ mod conformance;
 
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send + 'static>>;
 
-/// Told after every commit about the user balances that commit changed.
+/// Told after every commit about the user balances that commit changed and the notifications it
+/// stored.
 pub trait BalanceObserver: Send + Sync + 'static {
     /// Whether anyone caches this user's balance; only those are read back after a commit.
     /// Asked after the commit, so a cache created later loads the committed state itself.
     fn watches(&self, user_id: &str) -> bool;
     fn observe(&self, snapshots: &[BalanceSnapshot]);
+    /// The notifications a commit stored, in order, once it is committed.
+    fn notified(&self, _: &[NotificationRecord]) {}
+    /// The bounty events a commit caused, in order, once it is committed.
+    fn bounty_events(&self, _: &[BountyEvent]) {}
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1014,6 +1021,11 @@ pub trait Store: Send + Sync + 'static {
     /// (`rules::bounty::expires`). Every change is guarded on the state it read, so a sweep that
     /// runs again, after a restart or on another node, does nothing twice.
     fn bounty_sweep(&self, now_ms: i64, limit: u32) -> StoreFuture<BountySweep>;
+    /// A user's notifications, newest first.
+    fn notifications(&self, filter: NotificationFilter) -> StoreFuture<Vec<NotificationRecord>>;
+    /// Marks `ids` of `user_id`'s notifications read (others' and unknown ids are left alone);
+    /// returns how many were unread.
+    fn mark_read(&self, user_id: String, ids: Vec<String>, now_ms: i64) -> StoreFuture<u64>;
     /// Forgets idempotency keys stored before `before_ms`; returns how many.
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64>;
     /// One audit-log entry for an admin action that changes nothing else in the store (a

@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(post)),
     )
     .service(resource("/api/bounties/{id}", "GET").route(web::get().to(get)))
+    .service(resource("/api/bounties/{id}/events", "GET").route(web::get().to(events)))
     .service(
         resource("/api/bounties/{id}/cancel", "POST")
             .app_data(body::SMALL_BYTES)
@@ -233,4 +234,30 @@ pub(crate) async fn cancel(
     let b = state.engine.cancel_bounty(&who.user_id(), &id).await?;
     let now = clawjobs_actors::clock::now_ms();
     Ok(HttpResponse::Ok().json(BountyView::of(&b, &who.0, now)))
+}
+
+#[utoipa::path(get, path = "/api/bounties/{id}/events", tag = "realtime", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bounty's id"),
+           ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
+           ("last_event_id" = Option<String>, Query, description = "The same, for clients that cannot set headers")),
+    responses(
+        (status = 200, description = "Server-sent `bounty` events as the bounty changes: `{bounty_id, kind \
+            (submission, approved, rejected, disputed, resolved, expired, cancelled), status, submissions, \
+            submission_id?, position?, submission_status?}` — submissions by id and position, never by worker",
+            content_type = "text/event-stream", body = super::feed::SseEvent),
+        (status = 400, description = "A bad Last-Event-ID", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Neither its buyer, an admin, nor a worker who submitted to it", body = ErrorEnvelope),
+        (status = 404, description = "No such bounty", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn events(
+    state: web::Data<AppState>,
+    who: Anyone,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let last = super::feed::last_event_id(&req)?;
+    state.engine.may_watch_bounty(&who.0, &id).await?;
+    let audience = clawjobs_actors::feed::Audience::Bounty(id.into_inner());
+    super::feed::open_stream(&state, audience, last, 0).await
 }

@@ -10,7 +10,7 @@ use futures_util::stream;
 use tokio::sync::mpsc;
 
 use crate::AppState;
-use crate::auth::Buyer;
+use crate::auth::{Anyone, Buyer};
 use crate::error::ApiError;
 
 /// One server-sent event as a stream carries it, for the API document: `data` is JSON text.
@@ -30,10 +30,13 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/api/feed", "GET").route(web::get().to(public_feed)))
-        .service(super::resource("/api/tasks/events", "GET").route(web::get().to(buyer_events)));
+        .service(super::resource("/api/tasks/events", "GET").route(web::get().to(buyer_events)))
+        .service(
+            super::resource("/api/notifications/events", "GET").route(web::get().to(user_events)),
+        );
 }
 
-fn last_event_id(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
+pub(crate) fn last_event_id(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
     let header = req
         .headers()
         .get("last-event-id")
@@ -56,7 +59,7 @@ fn last_event_id(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
     }
 }
 
-async fn open_stream(
+pub(crate) async fn open_stream(
     state: &AppState,
     audience: Audience,
     last: Option<u64>,
@@ -145,7 +148,8 @@ pub(crate) async fn public_feed(
            ("last_event_id" = Option<String>, Query, description = "The same, for clients that cannot set headers")),
     responses(
         (status = 200, description = "Server-sent events: `task_status` (pending, assigned, completed with the \
-            output, failed, credited) for the buyer's own tasks", content_type = "text/event-stream", body = SseEvent),
+            output, failed, credited) for the buyer's own tasks, and `notification` for the buyer's \
+            notifications", content_type = "text/event-stream", body = SseEvent),
         (status = 400, description = "A bad Last-Event-ID", body = crate::error::ErrorEnvelope),
         (status = 401, description = "No or unknown token", body = crate::error::ErrorEnvelope),
         (status = 403, description = "Not a buyer's token", body = crate::error::ErrorEnvelope),
@@ -156,5 +160,24 @@ pub(crate) async fn buyer_events(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let last = last_event_id(&req)?;
-    open_stream(&state, Audience::Buyer(who.0.id), last, 0).await
+    open_stream(&state, Audience::User(who.0.id), last, 0).await
+}
+
+#[utoipa::path(get, path = "/api/notifications/events", tag = "realtime", security(("bearer" = [])),
+    params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
+           ("last_event_id" = Option<String>, Query, description = "The same, for clients that cannot set headers")),
+    responses(
+        (status = 200, description = "Server-sent events: the caller's own stream — `notification` (as \
+            `GET /api/notifications` lists them) for every role, and for a buyer its `task_status` events too",
+            content_type = "text/event-stream", body = SseEvent),
+        (status = 400, description = "A bad Last-Event-ID", body = crate::error::ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = crate::error::ErrorEnvelope),
+    ))]
+pub(crate) async fn user_events(
+    state: web::Data<AppState>,
+    who: Anyone,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let last = last_event_id(&req)?;
+    open_stream(&state, Audience::User(who.0.id), last, 0).await
 }

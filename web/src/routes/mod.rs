@@ -6,6 +6,7 @@ pub mod buyer;
 pub mod console;
 pub mod feed;
 pub mod money;
+pub mod notifications;
 pub mod ops;
 pub mod submissions;
 pub mod worker;

@@ -101,7 +101,7 @@ pub struct ReviewedView {
 
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SubmitBody {
+pub struct BountySubmitBody {
     /// The work, a JSON object of at most 256 KB.
     #[schema(value_type = Object)]
     content: serde_json::Value,
@@ -109,7 +109,7 @@ pub struct SubmitBody {
 
 #[utoipa::path(post, path = "/api/bounties/{id}/submissions", tag = "bounties", security(("bearer" = [])),
     params(("id" = String, Path, description = "The bounty's id")),
-    request_body = SubmitBody,
+    request_body = BountySubmitBody,
     responses(
         (status = 201, description = "Submitted, with its position", body = SubmissionView),
         (status = 400, description = "content is not a JSON object", body = ErrorEnvelope),
@@ -123,7 +123,7 @@ pub(crate) async fn submit(
     state: web::Data<AppState>,
     who: Worker,
     id: web::Path<String>,
-    body: body::Json<SubmitBody>,
+    body: body::Json<BountySubmitBody>,
 ) -> Result<HttpResponse, ApiError> {
     let s = state
         .engine
@@ -195,6 +195,7 @@ pub struct SubmissionPath {
     ),
     responses(
         (status = 200, description = "Approved: the reward less the bounty fee is the worker's frozen lot, released after the dispute window; the bounty is completed", body = ReviewedView),
+        (status = 400, description = "A bad Idempotency-Key", body = ErrorEnvelope),
         (status = 401, description = "No or unknown token", body = ErrorEnvelope),
         (status = 403, description = "Not a buyer's token", body = ErrorEnvelope),
         (status = 404, description = "No such submission to a bounty of this buyer's", body = ErrorEnvelope),
@@ -218,8 +219,8 @@ pub(crate) async fn approve(
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
-    /// 1 to 2,000 characters.
-    #[schema(min_length = 1, max_length = 2000)]
+    /// 1 to 2,000 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     reason: String,
 }
 
@@ -387,7 +388,7 @@ pub(crate) async fn disputes(
 
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ResolveBody {
+pub struct DisputeResolveBody {
     outcome: Outcome,
     /// The worker's share of the escrow in percent: required for a split (1 to 99).
     #[serde(default)]
@@ -405,10 +406,10 @@ pub struct ResolvedView {
 
 #[utoipa::path(post, path = "/api/admin/disputes/{id}/resolve", tag = "bounties", security(("bearer" = [])),
     params(("id" = String, Path, description = "The dispute's id"), super::IdempotencyKey),
-    request_body = ResolveBody,
+    request_body = DisputeResolveBody,
     responses(
         (status = 200, description = "Resolved: the worker's part paid as on approval (less the fee), the rest refunded, the bounty resolved; audit-logged", body = ResolvedView),
-        (status = 400, description = "A split without worker_pct 1 to 99, or worker_pct with another outcome", body = ErrorEnvelope),
+        (status = 400, description = "A split without worker_pct 1 to 99, worker_pct with another outcome, or a bad Idempotency-Key", body = ErrorEnvelope),
         (status = 401, description = "No or unknown token", body = ErrorEnvelope),
         (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
         (status = 404, description = "No such dispute", body = ErrorEnvelope),
@@ -420,7 +421,7 @@ pub(crate) async fn resolve(
     req: HttpRequest,
     who: Admin,
     id: web::Path<String>,
-    body: body::Json<ResolveBody>,
+    body: body::Json<DisputeResolveBody>,
 ) -> Result<HttpResponse, ApiError> {
     let idem = idempotency(&req, who.id(), "dispute-resolve", &(&*id, &*body))?;
     let r = state

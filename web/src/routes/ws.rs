@@ -4,11 +4,12 @@
 use actix::Actor;
 use actix_web::{HttpRequest, HttpResponse, web};
 use clawjobs_actors::domain::Role;
+use clawjobs_actors::feed::{Audience, Subscribe};
 use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::session::{Inbound, OUT_QUEUE, Out, WorkerSession};
+use crate::session::{Inbound, Notify, OUT_QUEUE, Out, WorkerSession};
 
 /// Largest frame a worker may send: a 256 KB output plus its envelope.
 const MAX_FRAME_BYTES: usize = clawjobs_actors::limits::MAX_OUTPUT_BYTES + 4096;
@@ -47,7 +48,7 @@ pub(crate) async fn connect(
 
     let (response, mut socket, frames) = actix_ws::handle(&req, body)?;
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUT_QUEUE);
-    let session = WorkerSession::new(who.id, state.clone(), out_tx, state.ws_idle);
+    let session = WorkerSession::new(who.id.clone(), state.clone(), out_tx, state.ws_idle);
     let meter = session.meter.clone();
     let session =
         clawjobs_actors::meter::Metered::listed(session.start(), meter, crate::session::GAUGES);
@@ -56,6 +57,31 @@ pub(crate) async fn connect(
         .max_frame_size(MAX_FRAME_BYTES)
         .aggregate_continuations()
         .max_continuation_size(MAX_FRAME_BYTES);
+    // The worker's notifications, from its stream on the FeedHub, until the socket ends.
+    let (ended, mut gone) = tokio::sync::oneshot::channel::<()>();
+    let (notes_tx, mut notes) = mpsc::channel(clawjobs_actors::feed::SUBSCRIBER_QUEUE);
+    state.engine.feed.do_send(Subscribe {
+        audience: Audience::User(who.id.clone()),
+        last_event_id: None,
+        recent: 0,
+        tx: notes_tx,
+    });
+    let notified = session.clone();
+    actix_web::rt::spawn(async move {
+        loop {
+            tokio::select! {
+                wire = notes.recv() => match wire {
+                    Some(w) => {
+                        if let Some(("notification", n)) = clawjobs_actors::feed::parse_wire(&w) {
+                            notified.do_send(Notify(n));
+                        }
+                    }
+                    None => return,
+                },
+                _ = &mut gone => return,
+            }
+        }
+    });
     let reader = session.clone();
     actix_web::rt::spawn(async move {
         while let Some(frame) = frames.recv().await {
@@ -67,6 +93,8 @@ pub(crate) async fn connect(
         reader.do_send(Inbound::Gone);
     });
     actix_web::rt::spawn(async move {
+        // Dropped when this writer ends, which ends the notification forwarder.
+        let _ended = ended;
         while let Some(out) = out_rx.recv().await {
             let sent = match out {
                 Out::Text(t) => socket.text(t).await,

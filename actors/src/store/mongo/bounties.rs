@@ -7,6 +7,7 @@ use super::*;
 use crate::rules::bounty::{
     self, BountyStatus, DisputeStatus, Outcome, Payout, Review, SubmissionStatus, Terms,
 };
+use crate::store::notification::bounty as notice;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct BountyDoc {
@@ -109,22 +110,12 @@ pub(super) async fn post_bounty(tx: &mut Tx<'_>, b: &NewBounty) -> R<BountyRecor
 pub(super) async fn bounties(tx: &mut Tx<'_>, f: &BountyFilter) -> R<Vec<BountyRecord>> {
     let db = tx.db;
     let mut filter = doc! {};
-    if let Some(s) = f.status {
-        filter.insert("status", s.as_str());
-    }
     if let Some(b) = &f.buyer_id {
         filter.insert("buyer_id", b);
     }
-    if let Some(before) = f.before_seq {
-        filter.insert("seq", doc! { "$lt": before });
-    }
+    let status = f.status.map(|s| s.as_str());
     let found = tx
-        .many(
-            &db.bounties,
-            filter,
-            doc! { "seq": -1 },
-            Some(i64::from(f.limit)),
-        )
+        .newest(&db.bounties, filter, status, f.before_seq, f.limit)
         .await?;
     found.into_iter().map(BountyDoc::record).collect()
 }
@@ -162,9 +153,11 @@ pub(super) async fn cancel_bounty(
         now_ms,
     )
     .await?;
-    read_bounty(tx, bounty_id)
+    let after = read_bounty(tx, bounty_id)
         .await?
-        .ok_or_else(|| Fail::Engine(EngineError::internal("bounty not found")))
+        .ok_or_else(|| Fail::Engine(EngineError::internal("bounty not found")))?;
+    tx.tell(notice::cancelled(&after), now_ms).await?;
+    Ok(after)
 }
 
 fn corrupt(what: &str) -> Fail {
@@ -357,7 +350,31 @@ pub(super) async fn submit(tx: &mut Tx<'_>, s: &NewSubmission) -> R<SubmissionRe
         paid_cents: 0,
     };
     tx.insert(&db.submissions, &d).await?;
-    d.record()
+    let sub = d.record()?;
+    let after = read_bounty(tx, &s.bounty_id)
+        .await?
+        .ok_or_else(|| Fail::Engine(EngineError::internal("bounty not found")))?;
+    tx.tell(notice::submitted(&after, &sub), s.now_ms).await?;
+    Ok(sub)
+}
+
+/// The (worker, submission) pairs a bounty's end closes: every submission but `except` still
+/// pending, rejected or disputed.
+async fn closing(tx: &mut Tx<'_>, bounty_id: &str, except: &str) -> R<Vec<(String, String)>> {
+    let db = tx.db;
+    let found = tx
+        .many(
+            &db.submissions,
+            doc! {
+                "bounty_id": bounty_id,
+                "_id": { "$ne": except },
+                "status": { "$in": ["pending", "rejected", "disputed"] },
+            },
+            doc! { "position": 1 },
+            None,
+        )
+        .await?;
+    Ok(found.into_iter().map(|s| (s.worker_id, s.id)).collect())
 }
 
 async fn open_disputes(tx: &mut Tx<'_>, bounty_id: &str) -> R<u32> {
@@ -419,6 +436,7 @@ async fn settle(
         };
         tx.insert(&db.lots, &lot).await?;
     }
+    let closed = closing(tx, &b.bounty_id, &sub.submission_id).await?;
     tx.update_many(
         &db.submissions,
         doc! {
@@ -443,6 +461,10 @@ async fn settle(
     )
     .await?;
     tx.apply(&payout.entry(), now_ms).await?;
+    for (worker_id, submission_id) in closed {
+        tx.notify(notice::closed(b, &worker_id, &submission_id), now_ms)
+            .await?;
+    }
     Ok(if won_cents > 0 { f.worker_cents } else { 0 })
 }
 
@@ -519,6 +541,8 @@ pub(super) async fn review(tx: &mut Tx<'_>, r: &ReviewAsk) -> R<Reviewed> {
             .await?
             .ok_or_else(not_found)?,
     };
+    tx.tell(notice::reviewed(&out.bounty, &out.submission), r.now_ms)
+        .await?;
     tx.remember(r.idem.as_ref(), &out, r.now_ms).await?;
     Ok(out)
 }
@@ -533,20 +557,9 @@ pub(super) async fn read_dispute(tx: &mut Tx<'_>, id: &str) -> R<Option<DisputeR
 
 pub(super) async fn disputes(tx: &mut Tx<'_>, f: &DisputeFilter) -> R<Vec<DisputeRecord>> {
     let db = tx.db;
-    let mut filter = doc! {};
-    if let Some(s) = f.status {
-        filter.insert("status", s.as_str());
-    }
-    if let Some(before) = f.before_seq {
-        filter.insert("seq", doc! { "$lt": before });
-    }
+    let status = f.status.map(|s| s.as_str());
     let found = tx
-        .many(
-            &db.disputes,
-            filter,
-            doc! { "seq": -1 },
-            Some(i64::from(f.limit)),
-        )
+        .newest(&db.disputes, doc! {}, status, f.before_seq, f.limit)
         .await?;
     found.into_iter().map(DisputeDoc::record).collect()
 }
@@ -601,7 +614,10 @@ pub(super) async fn open_dispute(tx: &mut Tx<'_>, d: &NewDispute) -> R<DisputeRe
         resolved_by: None,
     };
     tx.insert(&db.disputes, &doc).await?;
-    doc.record()
+    let opened = doc.record()?;
+    tx.tell(notice::dispute_opened(&b, &opened), d.now_ms)
+        .await?;
+    Ok(opened)
 }
 
 pub(super) async fn resolve_dispute(tx: &mut Tx<'_>, r: &Resolution) -> R<Resolved> {
@@ -666,6 +682,11 @@ pub(super) async fn resolve_dispute(tx: &mut Tx<'_>, r: &Resolution) -> R<Resolv
             .ok_or_else(not_found)?,
         bounty: read_bounty(tx, &b.bounty_id).await?.ok_or_else(not_found)?,
     };
+    tx.tell(
+        notice::dispute_resolved(&out.bounty, &out.dispute),
+        r.now_ms,
+    )
+    .await?;
     tx.remember(r.idem.as_ref(), &out, r.now_ms).await?;
     Ok(out)
 }
@@ -694,6 +715,12 @@ pub(super) async fn sweep(tx: &mut Tx<'_>, now_ms: i64, limit: u32) -> R<BountyS
             )
             .await?;
         if cleared {
+            let at = s.review_due.unwrap_or(now_ms);
+            tx.notify(
+                notice::auto_release_warning(&b.buyer_id, &s.bounty_id, &s.id, at),
+                now_ms,
+            )
+            .await?;
             out.warned.push(Warned {
                 bounty_id: s.bounty_id,
                 buyer_id: b.buyer_id,
@@ -733,65 +760,100 @@ pub(super) async fn sweep(tx: &mut Tx<'_>, now_ms: i64, limit: u32) -> R<BountyS
         out.approved.push(review(tx, &ask).await?);
     }
 
-    let ended = tx
-        .many(
-            &db.bounties,
-            doc! { "status": "open", "deadline": { "$lte": now_ms } },
-            doc! { "deadline": 1 },
-            Some(limit),
-        )
-        .await?;
-    for d in ended {
-        let b = d.record()?;
-        let pending = tx
-            .count(
-                &db.submissions,
-                doc! { "bounty_id": &b.bounty_id, "status": "pending" },
-            )
-            .await?;
-        let last_rejection = tx
+    // Oldest deadline first, page by page: bounties that cannot expire yet (waiting on a review
+    // or a dispute) are passed over, up to EXPIRY_SCAN_PAGES pages a pass.
+    let mut after: Option<(i64, String)> = None;
+    for _ in 0..EXPIRY_SCAN_PAGES {
+        let mut filter = doc! { "status": "open", "deadline": { "$lte": now_ms } };
+        if let Some((deadline, id)) = &after {
+            filter.insert(
+                "$or",
+                vec![
+                    doc! { "deadline": { "$gt": deadline } },
+                    doc! { "deadline": deadline, "_id": { "$gt": id } },
+                ],
+            );
+        }
+        let page = tx
             .many(
-                &db.submissions,
-                doc! { "bounty_id": &b.bounty_id, "status": "rejected" },
-                doc! { "dispute_due": -1 },
-                Some(1),
-            )
-            .await?;
-        let facts = bounty::ExpiryFacts {
-            deadline_ms: b.deadline_ms,
-            pending: u32::try_from(pending).unwrap_or(u32::MAX),
-            open_disputes: open_disputes(tx, &b.bounty_id).await?,
-            last_dispute_due_ms: last_rejection.first().and_then(|s| s.dispute_due),
-        };
-        if !bounty::expires(&facts, now_ms) {
-            continue;
-        }
-        let expired = tx
-            .update(
                 &db.bounties,
-                doc! { "_id": &b.bounty_id, "status": "open" },
-                doc! { "$set": { "status": BountyStatus::Expired.as_str(), "settled_at": now_ms } },
+                filter,
+                doc! { "deadline": 1, "_id": 1 },
+                Some(limit),
             )
             .await?;
-        if !expired {
-            return Err(Fail::Retry);
+        let Some(last) = page.last() else { break };
+        after = Some((last.deadline, last.id.clone()));
+        let full = page.len() as i64 == limit;
+        for d in page {
+            if let Some(expired) = expire(tx, d.record()?, now_ms).await? {
+                out.expired.push(expired);
+            }
         }
-        tx.update_many(
-            &db.submissions,
-            doc! { "bounty_id": &b.bounty_id, "status": "rejected" },
-            doc! { "$set": { "status": SubmissionStatus::Closed.as_str(), "dispute_due": Bson::Null } },
-        )
-        .await?;
-        tx.apply(
-            &bounty::refund_entry(&b.bounty_id, &b.buyer_id, b.reward_cents),
-            now_ms,
-        )
-        .await?;
-        out.expired.push(
-            read_bounty(tx, &b.bounty_id)
-                .await?
-                .ok_or_else(|| Fail::Engine(EngineError::internal("bounty not found")))?,
-        );
+        if !full || out.expired.len() as i64 >= limit {
+            break;
+        }
     }
     Ok(out)
+}
+
+/// Pages of open bounties past their deadline one sweep reads at most (see `sweep`).
+const EXPIRY_SCAN_PAGES: usize = 10;
+
+/// Expires `b` and refunds it if nothing can still happen to it (`rules::bounty::expires`).
+async fn expire(tx: &mut Tx<'_>, b: BountyRecord, now_ms: i64) -> R<Option<BountyRecord>> {
+    let db = tx.db;
+    let pending = tx
+        .count(
+            &db.submissions,
+            doc! { "bounty_id": &b.bounty_id, "status": "pending" },
+        )
+        .await?;
+    let last_rejection = tx
+        .many(
+            &db.submissions,
+            doc! { "bounty_id": &b.bounty_id, "status": "rejected" },
+            doc! { "dispute_due": -1 },
+            Some(1),
+        )
+        .await?;
+    let facts = bounty::ExpiryFacts {
+        deadline_ms: b.deadline_ms,
+        pending: u32::try_from(pending).unwrap_or(u32::MAX),
+        open_disputes: open_disputes(tx, &b.bounty_id).await?,
+        last_dispute_due_ms: last_rejection.first().and_then(|s| s.dispute_due),
+    };
+    if !bounty::expires(&facts, now_ms) {
+        return Ok(None);
+    }
+    let expired = tx
+        .update(
+            &db.bounties,
+            doc! { "_id": &b.bounty_id, "status": "open" },
+            doc! { "$set": { "status": BountyStatus::Expired.as_str(), "settled_at": now_ms } },
+        )
+        .await?;
+    if !expired {
+        return Err(Fail::Retry);
+    }
+    for (worker_id, submission_id) in closing(tx, &b.bounty_id, "").await? {
+        tx.notify(notice::closed(&b, &worker_id, &submission_id), now_ms)
+            .await?;
+    }
+    tx.update_many(
+        &db.submissions,
+        doc! { "bounty_id": &b.bounty_id, "status": "rejected" },
+        doc! { "$set": { "status": SubmissionStatus::Closed.as_str(), "dispute_due": Bson::Null } },
+    )
+    .await?;
+    tx.apply(
+        &bounty::refund_entry(&b.bounty_id, &b.buyer_id, b.reward_cents),
+        now_ms,
+    )
+    .await?;
+    let after = read_bounty(tx, &b.bounty_id)
+        .await?
+        .ok_or_else(|| Fail::Engine(EngineError::internal("bounty not found")))?;
+    tx.tell(notice::expired(&after), now_ms).await?;
+    Ok(Some(after))
 }

@@ -159,19 +159,9 @@ pub(super) async fn deposits(tx: &mut Tx<'_>, f: &DepositFilter) -> R<Vec<Deposi
     if let Some(b) = &f.buyer_id {
         filter.insert("buyer_id", b);
     }
-    if let Some(s) = f.status {
-        filter.insert("status", s.as_str());
-    }
-    if let Some(before) = f.before_seq {
-        filter.insert("seq", doc! { "$lt": before });
-    }
+    let status = f.status.map(|s| s.as_str());
     let found = tx
-        .many(
-            &db.deposits,
-            filter,
-            doc! { "seq": -1 },
-            Some(i64::from(f.limit)),
-        )
+        .newest(&db.deposits, filter, status, f.before_seq, f.limit)
         .await?;
     Ok(found.into_iter().map(DepositDoc::record).collect())
 }

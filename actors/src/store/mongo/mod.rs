@@ -37,6 +37,7 @@ mod deposits;
 mod docs;
 mod events;
 mod journal;
+mod notifications;
 mod payouts;
 mod qa;
 mod referrals;
@@ -148,6 +149,7 @@ struct Db {
     pub outbox: Collection<OutboxDoc>,
     pub withdrawals: Collection<WithdrawalDoc>,
     pub bounties: Collection<bounties::BountyDoc>,
+    pub notifications: Collection<notifications::NotificationDoc>,
     pub submissions: Collection<bounties::SubmissionDoc>,
     pub disputes: Collection<bounties::DisputeDoc>,
     pub referral_codes: Collection<ReferralCodeDoc>,
@@ -185,6 +187,7 @@ impl Db {
             outbox: db.collection("outbox"),
             withdrawals: db.collection("withdrawals"),
             bounties: db.collection("bounties"),
+            notifications: db.collection("notifications"),
             submissions: db.collection("bounty_submissions"),
             disputes: db.collection("disputes"),
             referral_codes: db.collection("referral_codes"),
@@ -221,12 +224,23 @@ impl Db {
     }
 }
 
+/// What one attempt of a write caused, for the observer once it commits.
+struct Caused {
+    touched: Vec<String>,
+    notified: Vec<NotificationRecord>,
+    events: Vec<BountyEvent>,
+}
+
 /// What a command sees: the collections and its session (inside a transaction for writes), and
 /// the user balances it changed (reported to the observer once it commits).
 struct Tx<'a> {
     pub db: &'a Db,
     s: &'a mut ClientSession,
     touched: Vec<String>,
+    /// Notifications this attempt stored, for the observer once it commits.
+    notified: Vec<NotificationRecord>,
+    /// Bounty events this attempt caused, for the observer once it commits.
+    events: Vec<BountyEvent>,
 }
 
 impl<'a> Tx<'a> {
@@ -235,6 +249,8 @@ impl<'a> Tx<'a> {
             db,
             s,
             touched: Vec::new(),
+            notified: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -265,6 +281,29 @@ impl<'a> Tx<'a> {
             out.push(doc?);
         }
         Ok(out)
+    }
+
+    /// A page of `c`, newest first by `seq`: what `filter` matches, narrowed to `status` and to
+    /// before `before_seq` when given.
+    pub async fn newest<T>(
+        &mut self,
+        c: &Collection<T>,
+        mut filter: Document,
+        status: Option<&str>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> R<Vec<T>>
+    where
+        T: DeserializeOwned + Send + Sync,
+    {
+        if let Some(s) = status {
+            filter.insert("status", s);
+        }
+        if let Some(before) = before_seq {
+            filter.insert("seq", doc! { "$lt": before });
+        }
+        self.many(c, filter, doc! { "seq": -1 }, Some(i64::from(limit)))
+            .await
     }
 
     /// Updates the one document `filter` matches; returns whether it matched.
@@ -399,8 +438,12 @@ macro_rules! command {
                     $body
                 }
                 .await;
-                let touched = tx.touched;
-                if let Some(value) = inner.settle(&mut session, out, touched, &mut retry).await? {
+                let caused = Caused {
+                    touched: tx.touched,
+                    notified: tx.notified,
+                    events: tx.events,
+                };
+                if let Some(value) = inner.settle(&mut session, out, caused, &mut retry).await? {
                     break Ok(value);
                 }
             }
@@ -483,13 +526,19 @@ impl Inner {
         &self,
         session: &mut ClientSession,
         out: R<T>,
-        touched: Vec<String>,
+        caused: Caused,
         retry: &mut Retry,
     ) -> Result<Option<T>, EngineError> {
         let cause = match out {
             Ok(value) => match commit(session, retry.started).await {
                 Ok(()) => {
-                    self.observe(touched).await;
+                    self.observe(caused.touched).await;
+                    if !caused.notified.is_empty() {
+                        self.observer.notified(&caused.notified);
+                    }
+                    if !caused.events.is_empty() {
+                        self.observer.bounty_events(&caused.events);
+                    }
                     return Ok(Some(value));
                 }
                 Err(e) if is_transient(&e) => e.to_string(),
@@ -1054,6 +1103,16 @@ impl Store for MongoStore {
 
     fn bounty_sweep(&self, now_ms: i64, limit: u32) -> StoreFuture<BountySweep> {
         command!(self, write, |tx| bounties::sweep(tx, now_ms, limit).await)
+    }
+
+    fn notifications(&self, filter: NotificationFilter) -> StoreFuture<Vec<NotificationRecord>> {
+        command!(self, read, |tx| notifications::list(tx, &filter).await)
+    }
+
+    fn mark_read(&self, user_id: String, ids: Vec<String>, now_ms: i64) -> StoreFuture<u64> {
+        command!(self, write, |tx| {
+            notifications::mark_read(tx, &user_id, &ids, now_ms).await
+        })
     }
 
     fn submit_bounty(&self, s: NewSubmission) -> StoreFuture<SubmissionRecord> {

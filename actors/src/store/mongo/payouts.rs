@@ -235,19 +235,9 @@ pub(super) async fn withdrawals(tx: &mut Tx<'_>, f: &WithdrawalFilter) -> R<Vec<
     if let Some(w) = &f.worker_id {
         filter.insert("worker_id", w);
     }
-    if let Some(s) = f.status {
-        filter.insert("status", s.as_str());
-    }
-    if let Some(before) = f.before_seq {
-        filter.insert("seq", doc! { "$lt": before });
-    }
+    let status = f.status.map(|s| s.as_str());
     let found = tx
-        .many(
-            &db.withdrawals,
-            filter,
-            doc! { "seq": -1 },
-            Some(i64::from(f.limit)),
-        )
+        .newest(&db.withdrawals, filter, status, f.before_seq, f.limit)
         .await?;
     Ok(found.into_iter().map(WithdrawalDoc::record).collect())
 }

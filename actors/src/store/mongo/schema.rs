@@ -109,6 +109,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "bounties",
         "bounty_submissions",
         "disputes",
+        "notifications",
         "referral_codes",
         "referrals",
         "task_events",
@@ -243,6 +244,14 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
             ],
         ),
         (
+            "notifications",
+            vec![
+                unique(doc! { "seq": 1 }),
+                index(doc! { "user_id": 1, "seq": -1 }),
+                index(doc! { "user_id": 1, "read_at": 1, "seq": -1 }),
+            ],
+        ),
+        (
             "disputes",
             vec![
                 unique(doc! { "seq": 1 }),
@@ -290,6 +299,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "outbox",
         "bounties",
         "disputes",
+        "notifications",
     ] {
         db.counters
             .update_one(

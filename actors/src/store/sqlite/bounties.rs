@@ -5,6 +5,7 @@ use super::*;
 use crate::rules::bounty::{
     self, BountyStatus, DisputeStatus, Outcome, Payout, Review, SubmissionStatus, Terms,
 };
+use crate::store::notification::bounty as notice;
 
 const BOUNTY_COLS: &str = "seq, id, buyer_id, title, description, criteria, reward_cents, deadline, \
     max_submissions, review, terms, status, submissions, created_at, settled_at";
@@ -118,7 +119,10 @@ pub(super) fn cancel_bounty(
         &bounty::refund_entry(&bounty_id, &buyer_id, b.reward_cents),
         now_ms,
     )?;
-    read_bounty(tx.conn, &bounty_id)?.ok_or_else(|| EngineError::internal("bounty not found"))
+    let after = read_bounty(tx.conn, &bounty_id)?
+        .ok_or_else(|| EngineError::internal("bounty not found"))?;
+    tx.tell(notice::cancelled(&after), now_ms)?;
+    Ok(after)
 }
 
 const SUBMISSION_COLS: &str = "id, bounty_id, worker_id, position, content, status, reason, \
@@ -248,8 +252,31 @@ pub(super) fn submit(tx: &mut Tx<'_>, s: NewSubmission) -> Result<SubmissionReco
             ])
         })
         .map_err(db_err)?;
-    read_submission(tx.conn, &s.submission_id)?
-        .ok_or_else(|| EngineError::internal("new submission not found"))
+    let sub = read_submission(tx.conn, &s.submission_id)?
+        .ok_or_else(|| EngineError::internal("new submission not found"))?;
+    let after = read_bounty(tx.conn, &s.bounty_id)?
+        .ok_or_else(|| EngineError::internal("bounty not found"))?;
+    tx.tell(notice::submitted(&after, &sub), s.now_ms)?;
+    Ok(sub)
+}
+
+/// The (worker, submission) pairs a bounty's end closes: every submission but `except` still
+/// pending, rejected or disputed.
+fn closing(
+    c: &Connection,
+    bounty_id: &str,
+    except: &str,
+) -> Result<Vec<(String, String)>, EngineError> {
+    let mut q = c
+        .prepare_cached(
+            "SELECT worker_id, id FROM bounty_submissions
+             WHERE bounty_id = ?1 AND id <> ?2 AND status IN ('pending', 'rejected', 'disputed')",
+        )
+        .map_err(db_err)?;
+    let rows = q
+        .query_map(params![bounty_id, except], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
 }
 
 fn open_disputes(c: &Connection, bounty_id: &str) -> Result<u32, EngineError> {
@@ -306,6 +333,7 @@ fn settle(
         .and_then(|mut q| q.execute(params![b.bounty_id, status.as_str(), now_ms]))
         .map_err(db_err)?;
     changed(n)?;
+    let closed = closing(tx.conn, &b.bounty_id, &sub.submission_id)?;
     tx.conn
         .prepare_cached(
             "UPDATE bounty_submissions SET status = 'closed', warning_due = NULL, review_due = NULL, dispute_due = NULL
@@ -321,6 +349,9 @@ fn settle(
         .and_then(|mut q| q.execute(params![b.bounty_id, sub.submission_id, now_ms]))
         .map_err(db_err)?;
     tx.apply(&payout.entry(), now_ms)?;
+    for (worker_id, submission_id) in closed {
+        tx.notify(notice::closed(b, &worker_id, &submission_id), now_ms)?;
+    }
     Ok(if won_cents > 0 { f.worker_cents } else { 0 })
 }
 
@@ -378,10 +409,12 @@ pub(super) fn review(tx: &mut Tx<'_>, r: ReviewAsk) -> Result<Reviewed, EngineEr
                 .map_err(db_err)?,
         };
         changed(n)?;
-        Ok(Reviewed {
+        let out = Reviewed {
             bounty: read_bounty(tx.conn, &b.bounty_id)?.ok_or_else(not_found)?,
             submission: read_submission(tx.conn, &sub.submission_id)?.ok_or_else(not_found)?,
-        })
+        };
+        tx.tell(notice::reviewed(&out.bounty, &out.submission), r.now_ms)?;
+        Ok(out)
     })
 }
 
@@ -491,8 +524,10 @@ pub(super) fn open_dispute(tx: &mut Tx<'_>, d: NewDispute) -> Result<DisputeReco
             ])
         })
         .map_err(db_err)?;
-    read_dispute(tx.conn, &d.dispute_id)?
-        .ok_or_else(|| EngineError::internal("new dispute not found"))
+    let opened = read_dispute(tx.conn, &d.dispute_id)?
+        .ok_or_else(|| EngineError::internal("new dispute not found"))?;
+    tx.tell(notice::dispute_opened(&b, &opened), d.now_ms)?;
+    Ok(opened)
 }
 
 pub(super) fn resolve_dispute(tx: &mut Tx<'_>, r: Resolution) -> Result<Resolved, EngineError> {
@@ -543,10 +578,12 @@ pub(super) fn resolve_dispute(tx: &mut Tx<'_>, r: Resolution) -> Result<Resolved
             }),
             r.now_ms,
         )?;
-        Ok(Resolved {
+        let out = Resolved {
             dispute: read_dispute(tx.conn, &d.dispute_id)?.ok_or_else(not_found)?,
             bounty: read_bounty(tx.conn, &b.bounty_id)?.ok_or_else(not_found)?,
-        })
+        };
+        tx.tell(notice::dispute_resolved(&out.bounty, &out.dispute), r.now_ms)?;
+        Ok(out)
     })
 }
 
@@ -584,6 +621,15 @@ pub(super) fn sweep(tx: &mut Tx<'_>, now_ms: i64, limit: u32) -> Result<BountySw
             .and_then(|mut q| q.execute(params![w.submission_id]))
             .map_err(db_err)?;
         if n == 1 {
+            tx.notify(
+                notice::auto_release_warning(
+                    &w.buyer_id,
+                    &w.bounty_id,
+                    &w.submission_id,
+                    w.auto_release_at_ms,
+                ),
+                now_ms,
+            )?;
             out.warned.push(w);
         }
     }
@@ -667,6 +713,9 @@ pub(super) fn sweep(tx: &mut Tx<'_>, now_ms: i64, limit: u32) -> Result<BountySw
         if n == 0 {
             continue;
         }
+        for (worker_id, submission_id) in closing(tx.conn, &b.bounty_id, "")? {
+            tx.notify(notice::closed(&b, &worker_id, &submission_id), now_ms)?;
+        }
         tx.conn
             .prepare_cached(
                 "UPDATE bounty_submissions SET status = 'closed', dispute_due = NULL
@@ -678,10 +727,10 @@ pub(super) fn sweep(tx: &mut Tx<'_>, now_ms: i64, limit: u32) -> Result<BountySw
             &bounty::refund_entry(&b.bounty_id, &b.buyer_id, b.reward_cents),
             now_ms,
         )?;
-        out.expired.push(
-            read_bounty(tx.conn, &b.bounty_id)?
-                .ok_or_else(|| EngineError::internal("bounty not found"))?,
-        );
+        let after = read_bounty(tx.conn, &b.bounty_id)?
+            .ok_or_else(|| EngineError::internal("bounty not found"))?;
+        tx.tell(notice::expired(&after), now_ms)?;
+        out.expired.push(after);
     }
     Ok(out)
 }

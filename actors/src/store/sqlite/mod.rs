@@ -28,6 +28,7 @@ mod bounties;
 mod config;
 mod deposits;
 mod journal;
+mod notifications;
 mod payouts;
 mod qa;
 mod referrals;
@@ -64,6 +65,10 @@ fn json_err(e: serde_json::Error) -> EngineError {
 pub struct Tx<'c> {
     conn: &'c Connection,
     touched: Vec<String>,
+    /// Notifications this command stored, for the observer once committed.
+    notified: Vec<NotificationRecord>,
+    /// Bounty events this command caused, for the observer once committed.
+    events: Vec<BountyEvent>,
 }
 
 type Done = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
@@ -640,6 +645,14 @@ impl Store for SqliteStore {
 
     fn bounty_sweep(&self, now_ms: i64, limit: u32) -> StoreFuture<BountySweep> {
         self.write(move |tx| bounties::sweep(tx, now_ms, limit))
+    }
+
+    fn notifications(&self, filter: NotificationFilter) -> StoreFuture<Vec<NotificationRecord>> {
+        self.read(move |c| notifications::list(c, filter))
+    }
+
+    fn mark_read(&self, user_id: String, ids: Vec<String>, now_ms: i64) -> StoreFuture<u64> {
+        self.write(move |tx| notifications::mark_read(tx, &user_id, &ids, now_ms))
     }
 
     fn referral(

@@ -361,6 +361,18 @@ CREATE TABLE IF NOT EXISTS disputes (
 );
 CREATE INDEX IF NOT EXISTS disputes_by_status ON disputes (status, seq);
 CREATE INDEX IF NOT EXISTS disputes_by_bounty ON disputes (bounty_id, status);
+-- Notifications, per user, written with what they tell of.
+CREATE TABLE IF NOT EXISTS notifications (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  user_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  data TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  read_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS notifications_by_user ON notifications (user_id, seq);
+CREATE INDEX IF NOT EXISTS notifications_unread ON notifications (user_id, seq) WHERE read_at IS NULL;
 CREATE TABLE IF NOT EXISTS config_history (
   key TEXT NOT NULL,
   version INTEGER NOT NULL,

@@ -1,5 +1,6 @@
 //! The writer thread: commands run as savepoints inside one transaction per batch (group
-//! commit); after each commit the observer hears which balances changed.
+//! commit); after each commit the observer hears which balances changed and which notifications
+//! were stored.
 
 use super::*;
 
@@ -11,6 +12,8 @@ pub(super) fn writer_loop(
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut dones: Vec<Done> = Vec::with_capacity(MAX_BATCH);
     let mut touched: Vec<String> = Vec::new();
+    let mut notified: Vec<NotificationRecord> = Vec::new();
+    let mut events: Vec<BountyEvent> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -30,12 +33,16 @@ pub(super) fn writer_loop(
             let mut tx = Tx {
                 conn: &conn,
                 touched: Vec::new(),
+                notified: Vec::new(),
+                events: Vec::new(),
             };
             let outcome = catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
             match outcome {
                 Ok((true, done)) => {
                     savepoint(&conn, "RELEASE cmd");
                     touched.append(&mut tx.touched);
+                    notified.append(&mut tx.notified);
+                    events.append(&mut tx.events);
                     dones.push(done);
                 }
                 Ok((false, done)) => {
@@ -54,6 +61,16 @@ pub(super) fn writer_loop(
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
             touched.clear();
+            notified.clear();
+            events.clear();
+        }
+        if !notified.is_empty() {
+            observer.notified(&notified);
+            notified.clear();
+        }
+        if !events.is_empty() {
+            observer.bounty_events(&events);
+            events.clear();
         }
         if !touched.is_empty() {
             touched.sort();
