@@ -119,7 +119,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let engine = engine
             .with_payments(payments)
             .with_public_url(&public_url)
-            .with_mailer(mailer);
+            .with_mailer(mailer)
+            .with_private_webhooks(settings.webhooks_allow_private);
+        if settings.webhooks_allow_private {
+            tracing::warn!(
+                "CLAWJOBS_WEBHOOKS_ALLOW_PRIVATE: webhooks may reach this machine and private networks"
+            );
+        }
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let web = clawjobs_web::WebSettings {
             workers: settings.workers,

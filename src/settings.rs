@@ -58,6 +58,9 @@ pub struct Settings {
     /// `CLAWJOBS_SMTP_URL` (email codes over SMTP; else the admin outbox) and its sender.
     pub smtp_url: Option<String>,
     pub smtp_from: String,
+    /// `CLAWJOBS_WEBHOOKS_ALLOW_PRIVATE=1`: buyer webhooks may point at this machine and private
+    /// networks, over plain HTTP too. For development and tests; never in production.
+    pub webhooks_allow_private: bool,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -131,6 +134,8 @@ impl Settings {
             smtp_url: env("CLAWJOBS_SMTP_URL"),
             smtp_from: env("CLAWJOBS_SMTP_FROM")
                 .unwrap_or_else(|| "clawjobs <no-reply@clawjobs.invalid>".into()),
+            webhooks_allow_private: env("CLAWJOBS_WEBHOOKS_ALLOW_PRIVATE")
+                .is_some_and(|v| v == "1" || v == "true"),
         })
     }
 

@@ -187,6 +187,7 @@ pub fn task_body() -> Value {
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let client = Client::builder()
+        .tls_backend_preconfigured(clawjobs_actors::webhooks::tls()?)
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(60))
         .build()?;

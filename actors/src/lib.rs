@@ -27,6 +27,7 @@ pub mod rules;
 pub mod slot;
 pub mod store;
 pub mod supervisor;
+pub mod webhooks;
 
 pub use engine::Engine;
 pub use error::EngineError;

@@ -6,7 +6,7 @@
 //! and fails pending tasks nobody took within `dispatch.pending_ttl_seconds`, refunding them. It
 //! forgets `Idempotency-Key` answers after [`IDEMPOTENCY_KEEP_MS`] (Stripe's 24 hours). It runs
 //! the bounty timers over their stored due times (warnings, automatic approvals, expiries; see
-//! [`Store::bounty_sweep`]).
+//! [`Store::bounty_sweep`]) and sends buyer webhooks that are due ([`crate::webhooks`]).
 //!
 //! Each schedule is a [`Job`] with its last run, result and next run, shown in the admin console;
 //! an admin may run one now ([`RunJob`]).
@@ -37,6 +37,7 @@ const PURGE_EVERY: Duration = Duration::from_secs(600);
 const BOUNTIES_EVERY: Duration = Duration::from_secs(2);
 /// At most this many of each kind of bounty timer per pass (the rest on the next).
 const BOUNTY_BATCH: u32 = 100;
+const WEBHOOKS_EVERY: Duration = Duration::from_secs(1);
 
 /// The Supervisor's schedules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,16 +48,18 @@ pub enum Job {
     Stale,
     PurgeIdempotency,
     Bounties,
+    Webhooks,
 }
 
 impl Job {
-    pub const ALL: [Job; 6] = [
+    pub const ALL: [Job; 7] = [
         Job::Watch,
         Job::Unfreeze,
         Job::Overdue,
         Job::Stale,
         Job::PurgeIdempotency,
         Job::Bounties,
+        Job::Webhooks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +70,7 @@ impl Job {
             Job::Stale => "stale",
             Job::PurgeIdempotency => "purge_idempotency",
             Job::Bounties => "bounties",
+            Job::Webhooks => "webhooks",
         }
     }
 
@@ -82,6 +86,7 @@ impl Job {
             Job::Stale => STALE_EVERY,
             Job::PurgeIdempotency => PURGE_EVERY,
             Job::Bounties => BOUNTIES_EVERY,
+            Job::Webhooks => WEBHOOKS_EVERY,
         }
     }
 
@@ -97,6 +102,9 @@ impl Job {
             Job::Bounties => {
                 "warns buyers of automatic approvals, approves submissions left unreviewed and \
                  expires bounties past their deadline (refunded)"
+            }
+            Job::Webhooks => {
+                "sends the buyer webhooks that are due (retries with backoff, then dead-letters)"
             }
         }
     }
@@ -118,6 +126,7 @@ pub struct Supervisor {
     config: ConfigHandle,
     nodes: Nodes,
     metrics: Arc<Metrics>,
+    webhooks: crate::webhooks::Sender,
     /// When the schedules started ticking (their next runs follow from it).
     started_ms: i64,
     jobs: std::collections::HashMap<Job, JobState>,
@@ -129,12 +138,14 @@ impl Supervisor {
         config: ConfigHandle,
         nodes: Nodes,
         metrics: Arc<Metrics>,
+        webhooks: crate::webhooks::Sender,
     ) -> Self {
         Supervisor {
             store,
             config,
             nodes,
             metrics,
+            webhooks,
             started_ms: now_ms(),
             jobs: Job::ALL
                 .into_iter()
@@ -173,6 +184,7 @@ impl Supervisor {
             Job::Stale => self.stale(ctx),
             Job::PurgeIdempotency => self.purge(ctx),
             Job::Bounties => self.bounties(ctx),
+            Job::Webhooks => self.send_webhooks(ctx),
         }
     }
 
@@ -309,6 +321,25 @@ impl Supervisor {
                 }
             };
             act.finish(Job::Bounties, result);
+        }));
+    }
+
+    /// Starts the due webhook deliveries; their attempts finish (and are recorded) on their own.
+    fn send_webhooks(&mut self, ctx: &mut Context<Self>) {
+        if !self.begin(Job::Webhooks) {
+            return;
+        }
+        let sender = self.webhooks.clone();
+        let fut = async move { sender.pass().await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            let result = match res {
+                Ok(p) => Ok(format!("started {}, {} under way", p.started, p.in_flight)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook pass failed");
+                    Err(e.to_string())
+                }
+            };
+            act.finish(Job::Webhooks, result);
         }));
     }
 

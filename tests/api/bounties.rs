@@ -255,6 +255,23 @@ async fn submissions_come_first_served_and_an_approval_pays_a_frozen_lot() {
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
 
+    // `mine`: the bounties a worker submitted to (w3's was refused).
+    let mine = |token: String| {
+        let app = &app;
+        async move {
+            let (s, v) = app.get("/api/bounties?mine=true", &token).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["bounty_id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(mine(w2.token.clone()).await, std::slice::from_ref(&id));
+    assert!(mine(w3.token.clone()).await.is_empty());
+
     // The buyer sees both, a worker only its own, another buyer none.
     let path = format!("/api/bounties/{id}/submissions");
     let (_, all) = app.get(&path, &buyer.token).await;

@@ -214,7 +214,8 @@ async fn supervisor_jobs_show_their_runs_and_run_now_on_request() {
             "overdue",
             "stale",
             "purge_idempotency",
-            "bounties"
+            "bounties",
+            "webhooks"
         ]
     );
     let purge = |jobs: &Value| jobs["jobs"][4].clone();

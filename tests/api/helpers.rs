@@ -176,6 +176,7 @@ async fn launch(store: Vec<String>, env: &[(&str, &str)]) -> TestApp {
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
         .to_string();
     let client = Client::builder()
+        .tls_backend_preconfigured(clawjobs_actors::webhooks::tls().expect("tls"))
         .pool_max_idle_per_host(64)
         // The server closes a connection idle for 5 s (actix's keep-alive); a pooled one reused
         // at that moment fails with IncompleteMessage. Idle connections are dropped first.

@@ -21,3 +21,4 @@ mod restart;
 mod rules;
 mod streams;
 mod supervision;
+mod webhooks;

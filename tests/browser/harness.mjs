@@ -141,16 +141,19 @@ export function suite(env = {}) {
   return s;
 }
 
+// Changes the config document `key` through the admin API: `change` edits it in place.
+export async function putConfig(base, key, change) {
+  const doc = await api(base, "/api/admin/config/" + key, { token: ADMIN });
+  delete doc.version;
+  delete doc.updated_at;
+  change(doc);
+  await api(base, "/api/admin/config/" + key, { method: "PUT", token: ADMIN, body: doc });
+}
+
 // Lets the scenarios run at a test's pace: no invisible QA copies (the one worker in a scenario
 // gets exactly the buyer's tasks) and rate limits well above what a scenario does.
 export async function relax(base) {
-  const put = async (key, change) => {
-    const doc = await api(base, "/api/admin/config/" + key, { token: ADMIN });
-    delete doc.version;
-    delete doc.updated_at;
-    change(doc);
-    await api(base, "/api/admin/config/" + key, { method: "PUT", token: ADMIN, body: doc });
-  };
+  const put = (key, change) => putConfig(base, key, change);
   await put("qa", (qa) => {
     qa.shadow_execution_rate = 0;
     for (const k of Object.keys(qa.spot_check_rates)) qa.spot_check_rates[k] = 0;

@@ -57,6 +57,8 @@
   function logout() {
     streams.forEach((s) => s.stop());
     streams = [];
+    CJB.stop();
+    CJW.stop();
     session = null;
     saved.set("buyer", null);
     signedIn(false);
@@ -72,6 +74,8 @@
     loadDepositOptions();
     loadDeposits();
     loadTasks(true);
+    CJB.start("buyer", session.token);
+    CJW.start(session.token);
     streams.forEach((s) => s.stop());
     streams = [
       stream("/api/tasks/events", {
@@ -92,6 +96,9 @@
       handle(e);
     }
   }
+
+  // Posting or cancelling a bounty moves money in or out of escrow (bounties.js says so).
+  document.addEventListener("cj:balance", () => session && refreshBalance());
 
   function showBalance(b) {
     balance = b;

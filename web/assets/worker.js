@@ -50,6 +50,7 @@
 
   function signout() {
     clearInterval(refreshTimer);
+    CJB.stop();
     token = null;
     me = null;
     saved.set("worker", null);
@@ -63,12 +64,16 @@
     loadPayout();
     loadWithdrawals();
     renderGuide();
+    CJB.start("worker", token);
     clearInterval(refreshTimer);
     // Earnings change as the agent works: refresh while the tab is visible.
     refreshTimer = setInterval(() => document.visibilityState === "visible" && refresh(), 10000);
   }
 
   // ---- figures, tier, notices ---------------------------------------------------------------
+
+  // A bounty paid or a dispute settled (bounties.js says so): the earnings change.
+  document.addEventListener("cj:balance", () => token && refresh());
 
   async function refresh() {
     try {

@@ -47,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::bounty::configure(cfg);
     routes::submissions::configure(cfg);
     routes::notifications::configure(cfg);
+    routes::webhooks::configure(cfg);
     routes::ops::configure(cfg);
     routes::feed::configure(cfg);
     routes::ws::configure(cfg);

@@ -12,7 +12,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::error::ErrorCode;
 use crate::routes::{
-    admin, bounty, buyer, console, feed, money, notifications, ops, submissions, worker, ws,
+    admin, bounty, buyer, console, feed, money, notifications, ops, submissions, webhooks, worker,
+    ws,
 };
 
 #[derive(OpenApi)]
@@ -40,12 +41,14 @@ use crate::routes::{
         console::invariants, console::live,
         feed::public_feed, feed::buyer_events, feed::user_events, ws::connect,
         notifications::list, notifications::read,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::delete, webhooks::deliveries,
+        webhooks::retry,
         ops::health, ops::ready, ops::metrics, ops::openapi,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "buyers"), (name = "workers"), (name = "admins"), (name = "money"), (name = "realtime"),
-        (name = "operations"), (name = "console"), (name = "bounties"),
+        (name = "operations"), (name = "console"), (name = "bounties"), (name = "webhooks"),
     )
 )]
 struct ApiDoc;

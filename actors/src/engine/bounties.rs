@@ -92,10 +92,12 @@ impl Engine {
     }
 
     /// Bounties, newest first (one more than `limit` is asked for, to say whether there are more).
+    /// Bounties, newest first; `mine` narrows them to the caller's own (a buyer's posts, the
+    /// ones a worker submitted to).
     pub async fn bounties(
         &self,
         status: Option<&str>,
-        buyer_id: Option<&UserId>,
+        mine: Option<&Principal>,
         cursor: Option<i64>,
         limit: u32,
     ) -> Result<(Vec<BountyRecord>, bool), EngineError> {
@@ -112,7 +114,12 @@ impl Engine {
             .store
             .bounties(BountyFilter {
                 status,
-                buyer_id: buyer_id.map(|b| b.as_str().to_string()),
+                buyer_id: mine
+                    .filter(|p| p.role != Role::Worker)
+                    .map(|p| p.id.clone()),
+                worker_id: mine
+                    .filter(|p| p.role == Role::Worker)
+                    .map(|p| p.id.clone()),
                 before_seq: cursor,
                 limit: limit + 1,
             })

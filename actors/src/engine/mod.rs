@@ -43,6 +43,7 @@ mod money;
 mod notifications;
 mod payouts;
 mod referrals;
+mod webhooks;
 mod workers;
 
 use checks::{check_input, check_profile};
@@ -84,6 +85,8 @@ pub struct Engine {
     public_url: String,
     /// The payment provider, when one is configured (else deposits answer PAYMENTS_DISABLED).
     payments: Option<crate::payments::Payments>,
+    /// Whether webhooks may point at this machine or private networks (development only).
+    webhooks_private: Arc<AtomicBool>,
 }
 
 /// Where a worker's money stands, for `GET /api/worker/me`.
@@ -166,12 +169,16 @@ impl Engine {
             benchmarks,
         )
         .await?;
+        let webhooks_private = Arc::new(AtomicBool::new(false));
+        let sender =
+            crate::webhooks::Sender::new(store.clone(), config.clone(), webhooks_private.clone())?;
         let supervisor = crate::meter::Metered::start(
             Supervisor::new(
                 store.clone(),
                 config.clone(),
                 nodes.clone(),
                 metrics.clone(),
+                sender,
             ),
             "Supervisor",
             "supervisor",
@@ -198,6 +205,7 @@ impl Engine {
             payments: None,
             public_url: String::new(),
             mailer: None,
+            webhooks_private,
         };
         if let Some(changes) = changes {
             crate::cluster::follow(

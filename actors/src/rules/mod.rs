@@ -17,6 +17,7 @@
 //! - [`bounty`]: bounties — what may be posted and submitted, the payout and refund entries,
 //!   dispute resolutions, consensus majorities, and the due times the Supervisor acts on.
 //! - [`payout`]: email codes and payout addresses; [`withdrawal`]: who may withdraw what, now.
+//! - [`webhook`]: buyer webhooks — events, endpoints that may be registered, signatures, backoff.
 
 pub mod bounty;
 pub mod claim;
@@ -27,4 +28,5 @@ pub mod payout;
 pub mod penalty;
 pub mod referral;
 pub mod settlement;
+pub mod webhook;
 pub mod withdrawal;

@@ -58,6 +58,8 @@ impl BountyRecord {
 pub struct BountyFilter {
     pub status: Option<BountyStatus>,
     pub buyer_id: Option<String>,
+    /// Only the bounties this worker submitted to.
+    pub worker_id: Option<String>,
     pub before_seq: Option<i64>,
     pub limit: u32,
 }

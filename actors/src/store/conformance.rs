@@ -1519,6 +1519,235 @@ async fn expiry_is_not_starved_by_waiting_bounties(store: Arc<dyn Store>) {
     audit_ok(&store).await;
 }
 
+/// Webhook deliveries are written with their events, leased to one sender at a time (at most
+/// `per_webhook` of an endpoint, none while its leases run), recorded only under their lease,
+/// dead-lettered, retried, and cancelled with their endpoint.
+async fn webhook_deliveries_are_leased_once(store: Arc<dyn Store>) {
+    let cfg = Arc::new(PlatformConfig::builtin());
+    buyer(&store, "b1", 1_000).await;
+    worker(&store, "w1").await;
+    let hook = |id: &str, events: &[&str]| NewWebhook {
+        webhook_id: id.into(),
+        buyer_id: "b1".into(),
+        url: format!("https://hooks.example.com/{id}"),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        secret: "whsec_x".into(),
+        now_ms: 1,
+        max_per_buyer: 2,
+    };
+    store
+        .create_webhook(hook("whk_a", &["task.completed"]))
+        .await
+        .unwrap();
+    store
+        .create_webhook(hook("whk_b", &["task.failed"]))
+        .await
+        .unwrap();
+    let err = store
+        .create_webhook(hook("whk_c", &["task.failed"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Conflict(_)), "{err:?}");
+    for i in 0..6 {
+        let id = format!("t{i}");
+        store.post_task(task(&id, "b1", 2)).await.unwrap();
+        store
+            .claim(id.as_str().into(), "w1".into(), 10)
+            .await
+            .unwrap();
+        store
+            .submit(
+                id.as_str().into(),
+                "w1".into(),
+                "{}".into(),
+                20,
+                cfg.clone(),
+                NO_SPOT,
+            )
+            .await
+            .unwrap();
+    }
+    let list = |status: Option<DeliveryStatus>, webhook: &str| DeliveryFilter {
+        buyer_id: "b1".into(),
+        webhook_id: webhook.into(),
+        status,
+        before_seq: None,
+        limit: 100,
+    };
+    let all = store.deliveries(list(None, "whk_a")).await.unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(
+        all.iter()
+            .all(|d| d.event_type == "task.completed" && d.status == DeliveryStatus::Pending)
+    );
+    let body: serde_json::Value = serde_json::from_str(&all[0].body).unwrap();
+    assert_eq!(body["data"]["task_id"], "t5");
+    assert!(
+        store
+            .deliveries(list(None, "whk_b"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not subscribed"
+    );
+
+    // Two senders at once: four leased in all, none twice.
+    let now = 1_000;
+    let both = futures_join_all(
+        [
+            store.claim_deliveries(now, 10_000, 4, 100),
+            store.claim_deliveries(now, 10_000, 4, 100),
+        ]
+        .into_iter(),
+    )
+    .await;
+    let mut leased: Vec<Claimed> = both.into_iter().flat_map(|r| r.unwrap()).collect();
+    let mut ids: Vec<&str> = leased
+        .iter()
+        .map(|c| c.delivery.delivery_id.as_str())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((leased.len(), ids.len()), (4, 4), "{ids:?}");
+    assert_eq!(leased[0].secret, "whsec_x");
+    // While its leases run the endpoint gets nothing more.
+    assert!(
+        store
+            .claim_deliveries(now + 1, 10_000, 4, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let first = leased.remove(0);
+    let attempt = |c: &Claimed, lease: &str, delivered: bool, retry_at_ms: Option<i64>| Attempt {
+        delivery_id: c.delivery.delivery_id.clone(),
+        lease: lease.into(),
+        now_ms: now + 5,
+        delivered,
+        status: Some(if delivered { 200 } else { 500 }),
+        error: (!delivered).then(|| "answered 500".to_string()),
+        retry_at_ms,
+    };
+    assert!(
+        !store
+            .delivery_attempted(attempt(&first, "lse_other", true, None))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delivery_attempted(attempt(&first, &first.lease, false, Some(now + 6)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delivery_attempted(attempt(&first, &first.lease, true, None))
+            .await
+            .unwrap(),
+        "once"
+    );
+    let second = leased.remove(0);
+    assert!(
+        store
+            .delivery_attempted(attempt(&second, &second.lease, true, None))
+            .await
+            .unwrap()
+    );
+    let third = leased.remove(0);
+    assert!(
+        store
+            .delivery_attempted(attempt(&third, &third.lease, false, None))
+            .await
+            .unwrap()
+    );
+
+    // The last lease runs out unrecorded (its sender died): the delivery is due again, and the
+    // old lease records nothing.
+    let later = now + 10_001;
+    let again = store.claim_deliveries(later, 10_000, 4, 100).await.unwrap();
+    let again_ids: Vec<&str> = again
+        .iter()
+        .map(|c| c.delivery.delivery_id.as_str())
+        .collect();
+    assert_eq!(again.len(), 4, "{again_ids:?}");
+    assert!(
+        again_ids.contains(&first.delivery.delivery_id.as_str()),
+        "the retry is due"
+    );
+    assert!(
+        again_ids.contains(&leased[0].delivery.delivery_id.as_str()),
+        "the lapsed lease"
+    );
+    assert!(
+        !store
+            .delivery_attempted(attempt(&leased[0], &leased[0].lease, true, None))
+            .await
+            .unwrap()
+    );
+    let retried = again
+        .iter()
+        .find(|c| c.delivery.delivery_id == first.delivery.delivery_id)
+        .unwrap();
+    assert_eq!(retried.delivery.attempts, 1);
+
+    let by = |status| store.deliveries(list(Some(status), "whk_a"));
+    assert_eq!(by(DeliveryStatus::Delivered).await.unwrap().len(), 1);
+    let dead = by(DeliveryStatus::Dead).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("answered 500"));
+    let back = store
+        .retry_delivery(
+            "b1".into(),
+            "whk_a".into(),
+            dead[0].delivery_id.clone(),
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (back.status, back.attempts, back.next_at_ms),
+        (DeliveryStatus::Pending, 0, Some(later))
+    );
+    let err = store
+        .retry_delivery(
+            "b2".into(),
+            "whk_a".into(),
+            dead[0].delivery_id.clone(),
+            later,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::NotFound(_)), "{err:?}");
+
+    // Deleting the endpoint cancels what it has not delivered.
+    assert!(
+        !store
+            .delete_webhook("b2".into(), "whk_a".into())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_webhook("b1".into(), "whk_a".into())
+            .await
+            .unwrap()
+    );
+    assert_eq!(by(DeliveryStatus::Pending).await.unwrap().len(), 0);
+    assert_eq!(by(DeliveryStatus::Cancelled).await.unwrap().len(), 5);
+    assert!(
+        store
+            .claim_deliveries(later + 100_000, 10_000, 4, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.webhooks("b1".into()).await.unwrap().len(), 1);
+    audit_ok(&store).await;
+}
+
 async fn futures_join_all<T: Send + 'static>(
     futs: impl Iterator<Item = StoreFuture<T>>,
 ) -> Vec<Result<T, EngineError>> {
@@ -1544,6 +1773,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once);

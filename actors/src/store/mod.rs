@@ -21,10 +21,12 @@ pub mod mongo;
 pub mod notification;
 pub mod sqlite;
 pub mod timeline;
+pub mod webhook;
 
 pub use bounty::*;
 pub use money::*;
 pub use notification::*;
+pub use webhook::*;
 
 /// Where the store lives: the embedded SQLite store in a data directory (the default), or a
 /// MongoDB database that several nodes may share.
@@ -1026,6 +1028,38 @@ pub trait Store: Send + Sync + 'static {
     /// Marks `ids` of `user_id`'s notifications read (others' and unknown ids are left alone);
     /// returns how many were unread.
     fn mark_read(&self, user_id: String, ids: Vec<String>, now_ms: i64) -> StoreFuture<u64>;
+    /// Registers a buyer's webhook endpoint (409 past `max_per_buyer`).
+    fn create_webhook(&self, w: NewWebhook) -> StoreFuture<WebhookRecord>;
+    /// A buyer's endpoints, oldest first.
+    fn webhooks(&self, buyer_id: String) -> StoreFuture<Vec<WebhookRecord>>;
+    fn webhook(&self, webhook_id: String) -> StoreFuture<Option<WebhookRecord>>;
+    /// Deletes a buyer's endpoint and cancels its undelivered deliveries; false when it is not
+    /// theirs.
+    fn delete_webhook(&self, buyer_id: String, webhook_id: String) -> StoreFuture<bool>;
+    /// An endpoint's deliveries, newest first.
+    fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<Vec<DeliveryRecord>>;
+    /// Puts a dead (or delivered) delivery back in the queue, due now, its attempts counted
+    /// anew; a pending one is answered as it is.
+    fn retry_delivery(
+        &self,
+        buyer_id: String,
+        webhook_id: String,
+        delivery_id: String,
+        now_ms: i64,
+    ) -> StoreFuture<DeliveryRecord>;
+    /// Leases up to `limit` deliveries due by `now_ms` to the caller until `now_ms + lease_ms`:
+    /// at most `per_webhook` of one endpoint, and none of an endpoint with a lease running. A
+    /// lease that ends unrecorded (its sender died) leaves the delivery due again.
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        per_webhook: u32,
+        limit: u32,
+    ) -> StoreFuture<Vec<Claimed>>;
+    /// Records an attempt under its lease (delivered, due again, or dead); false, recording
+    /// nothing, when the lease is no longer the caller's.
+    fn delivery_attempted(&self, a: Attempt) -> StoreFuture<bool>;
     /// Forgets idempotency keys stored before `before_ms`; returns how many.
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64>;
     /// One audit-log entry for an admin action that changes nothing else in the store (a

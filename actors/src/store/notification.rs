@@ -50,12 +50,13 @@ pub struct BountyEvent {
     pub data: Value,
 }
 
-/// What a step of the bounty flow tells: notifications to store, and the event of the bounty's
-/// stream.
+/// What a step of the bounty flow tells: notifications to store, the event of the bounty's
+/// stream, and the event for the buyer's webhooks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Told {
     pub notices: Vec<Notice>,
     pub event: Option<BountyEvent>,
+    pub hook: Option<super::HookEvent>,
 }
 
 /// A notification to store, before it has an id.
@@ -72,6 +73,7 @@ pub mod bounty {
 
     use super::{Notice, Told};
     use crate::clock::rfc3339;
+    use crate::store::HookEvent;
     use crate::store::{BountyRecord, DisputeRecord, SubmissionRecord};
 
     fn notice(user_id: &str, kind: &'static str, data: serde_json::Value) -> Notice {
@@ -84,16 +86,17 @@ pub mod bounty {
 
     /// A worker submitted: the buyer is told. `b` is the bounty after it.
     pub fn submitted(b: &BountyRecord, s: &SubmissionRecord) -> Told {
-        let told = notice(
-            &b.buyer_id,
-            "bounty.submission",
-            json!({
-                "bounty_id": b.bounty_id, "title": b.title, "submission_id": s.submission_id,
-                "position": s.position, "auto_release_at": s.review_due_ms.map(rfc3339),
-            }),
-        );
+        let data = json!({
+            "bounty_id": b.bounty_id, "title": b.title, "submission_id": s.submission_id,
+            "position": s.position, "auto_release_at": s.review_due_ms.map(rfc3339),
+        });
         Told {
-            notices: vec![told],
+            hook: Some(HookEvent::new(
+                &b.buyer_id,
+                "bounty.submission",
+                data.clone(),
+            )),
+            notices: vec![notice(&b.buyer_id, "bounty.submission", data)],
             event: Some(event(b, "submission", Some(s), json!({}))),
         }
     }
@@ -109,10 +112,12 @@ pub mod bounty {
             });
             let mut notices = vec![notice(&s.worker_id, "submission.approved", data.clone())];
             if s.auto_approved {
-                notices.push(notice(&b.buyer_id, "bounty.completed", data));
+                notices.push(notice(&b.buyer_id, "bounty.completed", data.clone()));
             }
             let extra = json!({ "auto_approved": s.auto_approved });
             return Told {
+                // The buyer's systems hear of every approval, theirs too.
+                hook: Some(HookEvent::new(&b.buyer_id, "bounty.completed", data)),
                 notices,
                 event: Some(event(b, "approved", Some(s), extra)),
             };
@@ -128,6 +133,7 @@ pub mod bounty {
         Told {
             notices: vec![told],
             event: Some(event(b, "rejected", Some(s), json!({}))),
+            hook: None,
         }
     }
 
@@ -144,17 +150,14 @@ pub mod bounty {
 
     /// A worker disputes a rejection: the buyer is told.
     pub fn dispute_opened(b: &BountyRecord, d: &DisputeRecord) -> Told {
-        let told = notice(
-            &d.buyer_id,
-            "dispute.opened",
-            json!({
-                "dispute_id": d.dispute_id, "bounty_id": d.bounty_id,
-                "submission_id": d.submission_id, "reason": d.reason,
-            }),
-        );
+        let data = json!({
+            "dispute_id": d.dispute_id, "bounty_id": d.bounty_id,
+            "submission_id": d.submission_id, "reason": d.reason,
+        });
         let extra = json!({ "submission_id": d.submission_id, "dispute_id": d.dispute_id });
         Told {
-            notices: vec![told],
+            hook: Some(HookEvent::new(&d.buyer_id, "dispute.opened", data.clone())),
+            notices: vec![notice(&d.buyer_id, "dispute.opened", data)],
             event: Some(event(b, "disputed", None, extra)),
         }
     }
@@ -171,6 +174,11 @@ pub mod bounty {
             "outcome": d.outcome.map(|o| o.as_str()),
         });
         Told {
+            hook: Some(HookEvent::new(
+                &d.buyer_id,
+                "dispute.resolved",
+                data.clone(),
+            )),
             notices: vec![
                 notice(&d.worker_id, "dispute.resolved", data.clone()),
                 notice(&d.buyer_id, "dispute.resolved", data),
@@ -225,15 +233,12 @@ pub mod bounty {
 
     /// Nobody won before the deadline and the escrow is back: the buyer is told.
     pub fn expired(b: &BountyRecord) -> Told {
-        let told = notice(
-            &b.buyer_id,
-            "bounty.expired",
-            json!({
-                "bounty_id": b.bounty_id, "title": b.title, "refund_cents": b.reward_cents,
-            }),
-        );
+        let data = json!({
+            "bounty_id": b.bounty_id, "title": b.title, "refund_cents": b.reward_cents,
+        });
         Told {
-            notices: vec![told],
+            hook: Some(HookEvent::new(&b.buyer_id, "bounty.expired", data.clone())),
+            notices: vec![notice(&b.buyer_id, "bounty.expired", data)],
             event: Some(event(b, "expired", None, json!({}))),
         }
     }
@@ -243,6 +248,7 @@ pub mod bounty {
         Told {
             notices: Vec::new(),
             event: Some(event(b, "cancelled", None, json!({}))),
+            hook: None,
         }
     }
 }

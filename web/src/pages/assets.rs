@@ -32,6 +32,8 @@ const ASSETS: &[Asset] = &[
     asset!("buyer.js", "text/javascript; charset=utf-8"),
     asset!("worker.js", "text/javascript; charset=utf-8"),
     asset!("admin.js", "text/javascript; charset=utf-8"),
+    asset!("bounties.js", "text/javascript; charset=utf-8"),
+    asset!("webhooks.js", "text/javascript; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
     asset!("thumbs-down.svg", "image/svg+xml"),
 ];

@@ -160,7 +160,7 @@ pub(crate) async fn post(
 pub struct BountyQuery {
     #[param(pattern = "^(open|completed|resolved|expired|cancelled)$")]
     status: Option<String>,
-    /// Only the caller's own bounties (a buyer's).
+    /// Only the caller's own: the bounties a buyer posted, or a worker submitted to.
     mine: Option<bool>,
     /// The `cursor` of the page before.
     #[param(pattern = "^[0-9]{0,18}$")]
@@ -181,12 +181,12 @@ pub(crate) async fn list(
     who: Anyone,
     q: web::Query<BountyQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let mine = q.mine.unwrap_or(false).then(|| who.user_id());
+    let mine = q.mine.unwrap_or(false).then_some(&who.0);
     let (rows, has_more) = state
         .engine
         .bounties(
             q.status.as_deref(),
-            mine.as_ref(),
+            mine,
             parse_cursor(q.cursor.as_deref())?,
             page_limit(q.limit)?,
         )

@@ -9,6 +9,7 @@ pub mod money;
 pub mod notifications;
 pub mod ops;
 pub mod submissions;
+pub mod webhooks;
 pub mod worker;
 pub mod ws;
 

@@ -113,6 +113,21 @@ pub(super) async fn bounties(tx: &mut Tx<'_>, f: &BountyFilter) -> R<Vec<BountyR
     if let Some(b) = &f.buyer_id {
         filter.insert("buyer_id", b);
     }
+    if let Some(w) = &f.worker_id {
+        // A worker submits once per bounty: its submissions name its bounties.
+        let ids: Vec<String> = tx
+            .many(
+                &db.submissions,
+                doc! { "worker_id": w },
+                doc! { "_id": 1 },
+                None,
+            )
+            .await?
+            .into_iter()
+            .map(|s| s.bounty_id)
+            .collect();
+        filter.insert("_id", doc! { "$in": ids });
+    }
     let status = f.status.map(|s| s.as_str());
     let found = tx
         .newest(&db.bounties, filter, status, f.before_seq, f.limit)

@@ -146,6 +146,10 @@ async fn settle(
         .await?;
     }
     let after = after.record();
+    if step == Step::Credit {
+        let ev = crate::store::webhook::events::deposit_completed(&after);
+        tx.hook(ev, e.now_ms).await?;
+    }
     Ok(match step {
         Step::Credit => EventOutcome::Credited(after),
         Step::Hold => EventOutcome::Held(after),

@@ -142,6 +142,14 @@ impl Tx<'_> {
             task.price_cents,
         );
         self.apply(&entry, now_ms).await?;
+        if !task.platform_paid() {
+            let ev = crate::store::webhook::events::task_failed(
+                &task.buyer_id,
+                task_id,
+                task.price_cents,
+            );
+            self.hook(ev, now_ms).await?;
+        }
         if let Some(group) = &task.qa_group {
             self.update(
                 &db.qa_groups,

@@ -46,6 +46,7 @@ mod sweeps;
 mod tasks;
 mod timeline;
 mod watch;
+mod webhooks;
 
 use docs::*;
 
@@ -150,6 +151,8 @@ struct Db {
     pub withdrawals: Collection<WithdrawalDoc>,
     pub bounties: Collection<bounties::BountyDoc>,
     pub notifications: Collection<notifications::NotificationDoc>,
+    pub webhooks: Collection<webhooks::WebhookDoc>,
+    pub deliveries: Collection<webhooks::DeliveryDoc>,
     pub submissions: Collection<bounties::SubmissionDoc>,
     pub disputes: Collection<bounties::DisputeDoc>,
     pub referral_codes: Collection<ReferralCodeDoc>,
@@ -188,6 +191,8 @@ impl Db {
             withdrawals: db.collection("withdrawals"),
             bounties: db.collection("bounties"),
             notifications: db.collection("notifications"),
+            webhooks: db.collection("webhooks"),
+            deliveries: db.collection("webhook_deliveries"),
             submissions: db.collection("bounty_submissions"),
             disputes: db.collection("disputes"),
             referral_codes: db.collection("referral_codes"),
@@ -1113,6 +1118,56 @@ impl Store for MongoStore {
         command!(self, write, |tx| {
             notifications::mark_read(tx, &user_id, &ids, now_ms).await
         })
+    }
+
+    fn create_webhook(&self, w: NewWebhook) -> StoreFuture<WebhookRecord> {
+        command!(self, write, |tx| webhooks::create(tx, &w).await)
+    }
+
+    fn webhooks(&self, buyer_id: String) -> StoreFuture<Vec<WebhookRecord>> {
+        command!(self, read, |tx| webhooks::list(tx, &buyer_id).await)
+    }
+
+    fn webhook(&self, webhook_id: String) -> StoreFuture<Option<WebhookRecord>> {
+        command!(self, read, |tx| webhooks::read(tx, &webhook_id).await)
+    }
+
+    fn delete_webhook(&self, buyer_id: String, webhook_id: String) -> StoreFuture<bool> {
+        command!(self, write, |tx| {
+            webhooks::delete(tx, &buyer_id, &webhook_id).await
+        })
+    }
+
+    fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<Vec<DeliveryRecord>> {
+        command!(self, read, |tx| webhooks::deliveries(tx, &filter).await)
+    }
+
+    fn retry_delivery(
+        &self,
+        buyer_id: String,
+        webhook_id: String,
+        delivery_id: String,
+        now_ms: i64,
+    ) -> StoreFuture<DeliveryRecord> {
+        command!(self, write, |tx| {
+            webhooks::retry(tx, &buyer_id, &webhook_id, &delivery_id, now_ms).await
+        })
+    }
+
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        per_webhook: u32,
+        limit: u32,
+    ) -> StoreFuture<Vec<Claimed>> {
+        command!(self, write, |tx| {
+            webhooks::claim(tx, now_ms, lease_ms, per_webhook, limit).await
+        })
+    }
+
+    fn delivery_attempted(&self, a: Attempt) -> StoreFuture<bool> {
+        command!(self, write, |tx| webhooks::attempted(tx, &a).await)
     }
 
     fn submit_bounty(&self, s: NewSubmission) -> StoreFuture<SubmissionRecord> {

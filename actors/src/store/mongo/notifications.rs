@@ -40,6 +40,9 @@ impl Tx<'_> {
             self.notify(n, now_ms).await?;
         }
         self.events.extend(told.event);
+        if let Some(hook) = told.hook {
+            self.hook(hook, now_ms).await?;
+        }
         Ok(())
     }
 

@@ -587,6 +587,8 @@ impl Tx<'_> {
                 task.price_cents
             }
         };
+        let ev = crate::store::webhook::events::task_credited(&task.buyer_id, task_id, cents, "qa");
+        self.hook(ev, now_ms).await?;
         self.audit(
             "qa",
             "task.auto_credit",

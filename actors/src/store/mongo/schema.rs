@@ -110,6 +110,8 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "bounty_submissions",
         "disputes",
         "notifications",
+        "webhooks",
+        "webhook_deliveries",
         "referral_codes",
         "referrals",
         "task_events",
@@ -241,6 +243,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
                 unique(doc! { "bounty_id": 1, "position": 1 }),
                 index(doc! { "review_due": 1 }),
                 index(doc! { "warning_due": 1 }),
+                index(doc! { "worker_id": 1 }),
             ],
         ),
         (
@@ -249,6 +252,15 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
                 unique(doc! { "seq": 1 }),
                 index(doc! { "user_id": 1, "seq": -1 }),
                 index(doc! { "user_id": 1, "read_at": 1, "seq": -1 }),
+            ],
+        ),
+        ("webhooks", vec![index(doc! { "buyer_id": 1, "events": 1 })]),
+        (
+            "webhook_deliveries",
+            vec![
+                unique(doc! { "seq": 1 }),
+                index(doc! { "webhook_id": 1, "seq": -1 }),
+                index(doc! { "status": 1, "next_at": 1 }),
             ],
         ),
         (
@@ -300,6 +312,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "bounties",
         "disputes",
         "notifications",
+        "webhook_deliveries",
     ] {
         db.counters
             .update_one(

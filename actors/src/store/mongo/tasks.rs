@@ -380,6 +380,15 @@ pub(super) async fn submit(tx: &mut Tx<'_>, s: Submit<'_>) -> R<Settlement> {
         },
     )
     .await?;
+    if !task.platform_paid() {
+        let ev = crate::store::webhook::events::task_completed(
+            &task.buyer_id,
+            s.task_id,
+            &task.task_type,
+            task.price_cents,
+        );
+        tx.hook(ev, s.now_ms).await?;
+    }
     Ok(Settlement {
         task_id: s.task_id.to_string(),
         task_type: task.task_type.clone(),
@@ -520,6 +529,8 @@ pub(super) async fn credit(
         )));
     };
     tx.replace_tier(&worker_id, a.cfg).await?;
+    let ev = crate::store::webhook::events::task_credited(a.buyer_id, a.task_id, price, "buyer");
+    tx.hook(ev, a.now_ms).await?;
     tx.audit(
         a.buyer_id,
         "task.credit",

@@ -75,6 +75,7 @@ pub(super) fn bounties(c: &Connection, f: BountyFilter) -> Result<Vec<BountyReco
     let sql = format!(
         "SELECT {BOUNTY_COLS} FROM bounties
          WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR buyer_id = ?2) AND (?3 IS NULL OR seq < ?3)
+           AND (?5 IS NULL OR id IN (SELECT bounty_id FROM bounty_submissions WHERE worker_id = ?5))
          ORDER BY seq DESC LIMIT ?4"
     );
     let mut s = c.prepare_cached(&sql).map_err(db_err)?;
@@ -84,7 +85,8 @@ pub(super) fn bounties(c: &Connection, f: BountyFilter) -> Result<Vec<BountyReco
                 f.status.map(|s| s.as_str()),
                 f.buyer_id,
                 f.before_seq,
-                f.limit
+                f.limit,
+                f.worker_id
             ],
             bounty_from_row,
         )
@@ -127,14 +129,6 @@ pub(super) fn cancel_bounty(
 
 const SUBMISSION_COLS: &str = "id, bounty_id, worker_id, position, content, status, reason, \
     submitted_at, reviewed_at, auto_approved, review_due, dispute_due, paid_cents";
-
-fn invalid(i: usize, what: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        i,
-        rusqlite::types::Type::Text,
-        format!("{what} is not valid").into(),
-    )
-}
 
 fn submission_from_row(r: &Row<'_>) -> rusqlite::Result<SubmissionRecord> {
     let content: String = r.get(4)?;

@@ -149,6 +149,12 @@ fn settle(
     }
     let after = read_deposit(tx.conn, &d.session_id, None)?
         .ok_or_else(|| EngineError::internal("settled deposit not found"))?;
+    if step == Step::Credit {
+        tx.hook(
+            crate::store::webhook::events::deposit_completed(&after),
+            e.now_ms,
+        )?;
+    }
     Ok(match step {
         Step::Credit => EventOutcome::Credited(after),
         Step::Hold => EventOutcome::Held(after),

@@ -107,6 +107,12 @@ impl Tx<'_> {
             price_cents,
         );
         self.apply(&entry, now_ms)?;
+        if funded_by != FUNDED_BY_PLATFORM {
+            self.hook(
+                crate::store::webhook::events::task_failed(&buyer_id, task_id, price_cents),
+                now_ms,
+            )?;
+        }
         if let Some(group) = qa_group {
             self.conn
                 .prepare_cached("UPDATE qa_groups SET state = 'void' WHERE id = ?1 AND state IN ('open', 'tiebreak')")

@@ -37,6 +37,7 @@ mod schema;
 mod sweeps;
 mod tasks;
 mod timeline;
+mod webhooks;
 mod writer;
 
 use accounts::insert_token;
@@ -645,6 +646,50 @@ impl Store for SqliteStore {
 
     fn bounty_sweep(&self, now_ms: i64, limit: u32) -> StoreFuture<BountySweep> {
         self.write(move |tx| bounties::sweep(tx, now_ms, limit))
+    }
+
+    fn create_webhook(&self, w: NewWebhook) -> StoreFuture<WebhookRecord> {
+        self.write(move |tx| webhooks::create(tx, w))
+    }
+
+    fn webhooks(&self, buyer_id: String) -> StoreFuture<Vec<WebhookRecord>> {
+        self.read(move |c| webhooks::list(c, &buyer_id))
+    }
+
+    fn webhook(&self, webhook_id: String) -> StoreFuture<Option<WebhookRecord>> {
+        self.read(move |c| webhooks::read(c, &webhook_id))
+    }
+
+    fn delete_webhook(&self, buyer_id: String, webhook_id: String) -> StoreFuture<bool> {
+        self.write(move |tx| webhooks::delete(tx, &buyer_id, &webhook_id))
+    }
+
+    fn deliveries(&self, filter: DeliveryFilter) -> StoreFuture<Vec<DeliveryRecord>> {
+        self.read(move |c| webhooks::deliveries(c, filter))
+    }
+
+    fn retry_delivery(
+        &self,
+        buyer_id: String,
+        webhook_id: String,
+        delivery_id: String,
+        now_ms: i64,
+    ) -> StoreFuture<DeliveryRecord> {
+        self.write(move |tx| webhooks::retry(tx, &buyer_id, &webhook_id, &delivery_id, now_ms))
+    }
+
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        per_webhook: u32,
+        limit: u32,
+    ) -> StoreFuture<Vec<Claimed>> {
+        self.write(move |tx| webhooks::claim(tx, now_ms, lease_ms, per_webhook, limit))
+    }
+
+    fn delivery_attempted(&self, a: Attempt) -> StoreFuture<bool> {
+        self.write(move |tx| webhooks::attempted(tx, a))
     }
 
     fn notifications(&self, filter: NotificationFilter) -> StoreFuture<Vec<NotificationRecord>> {

@@ -25,6 +25,9 @@ impl Tx<'_> {
             self.notify(n, now_ms)?;
         }
         self.events.extend(told.event);
+        if let Some(hook) = told.hook {
+            self.hook(hook, now_ms)?;
+        }
         Ok(())
     }
 

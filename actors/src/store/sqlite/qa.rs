@@ -587,6 +587,10 @@ impl Tx<'_> {
                 price
             }
         };
+        self.hook(
+            crate::store::webhook::events::task_credited(&buyer_id, task_id, cents, "qa"),
+            now_ms,
+        )?;
         self.audit(
             "qa",
             "task.auto_credit",

@@ -169,3 +169,12 @@ pub(super) fn read_task_tagged(
     })
     .map_err(db_err)
 }
+
+/// A stored text that does not parse as what its column holds.
+pub(super) fn invalid(i: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Text,
+        format!("{what} is not valid").into(),
+    )
+}

@@ -339,6 +339,7 @@ CREATE TABLE IF NOT EXISTS bounty_submissions (
 );
 CREATE INDEX IF NOT EXISTS submissions_review_due ON bounty_submissions (review_due) WHERE review_due IS NOT NULL;
 CREATE INDEX IF NOT EXISTS submissions_warning_due ON bounty_submissions (warning_due) WHERE warning_due IS NOT NULL;
+CREATE INDEX IF NOT EXISTS submissions_by_worker ON bounty_submissions (worker_id);
 -- Disputes over rejected submissions, one per submission.
 CREATE TABLE IF NOT EXISTS disputes (
   seq INTEGER PRIMARY KEY,
@@ -373,6 +374,36 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_by_user ON notifications (user_id, seq);
 CREATE INDEX IF NOT EXISTS notifications_unread ON notifications (user_id, seq) WHERE read_at IS NULL;
+-- Buyer webhooks, and one delivery per event and endpoint, written with the event.
+CREATE TABLE IF NOT EXISTS webhooks (
+  id TEXT PRIMARY KEY,
+  buyer_id TEXT NOT NULL,
+  url TEXT NOT NULL,
+  events TEXT NOT NULL,
+  secret TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhooks_by_buyer ON webhooks (buyer_id);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  webhook_id TEXT NOT NULL,
+  buyer_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  body TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_at INTEGER,
+  lease TEXT,
+  last_attempt_at INTEGER,
+  last_status INTEGER,
+  last_error TEXT,
+  created_at INTEGER NOT NULL,
+  delivered_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_webhook ON webhook_deliveries (webhook_id, seq);
+CREATE INDEX IF NOT EXISTS deliveries_due ON webhook_deliveries (next_at) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS config_history (
   key TEXT NOT NULL,
   version INTEGER NOT NULL,

@@ -359,6 +359,17 @@ pub(super) fn submit(
         )
         .and_then(|mut s| s.execute(params![worker_id, earned, new_tier, now_ms]))
         .map_err(db_err)?;
+    if !platform_paid {
+        tx.hook(
+            crate::store::webhook::events::task_completed(
+                &task.buyer_id,
+                &task_id,
+                &task.task_type,
+                task.price_cents,
+            ),
+            now_ms,
+        )?;
+    }
     Ok(Settlement {
         task_id,
         task_type: task.task_type.clone(),
@@ -496,6 +507,10 @@ pub(super) fn credit(
                 ));
             };
             tx.replace_tier(&worker_id, &cfg)?;
+            tx.hook(
+                crate::store::webhook::events::task_credited(&buyer_id, &task_id, price, "buyer"),
+                now_ms,
+            )?;
             tx.audit(
                 &buyer_id,
                 "task.credit",
