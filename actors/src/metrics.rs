@@ -41,6 +41,9 @@ counters! {
     qa_fails_total: "QA comparisons that blamed a worker.",
     workers_banned_total: "Workers banned by the QA penalty ladder.",
     actor_restarts_total: "Actors (FeedHub, Dispatcher, QaComparator) restarted after a panic.",
+    webhook_attempts_total: "Webhook POSTs attempted.",
+    webhook_delivered_total: "Webhook deliveries an endpoint answered with 2xx.",
+    webhook_dead_total: "Webhook deliveries dead-lettered after their last attempt.",
 }
 
 /// Point-in-time values that are not counters.

@@ -33,6 +33,9 @@ const STALE_EVERY: Duration = Duration::from_secs(30);
 const BATCH: u32 = 1_000;
 /// How long an `Idempotency-Key` is remembered: a repeat within it replays, after it runs anew.
 pub const IDEMPOTENCY_KEEP_MS: i64 = 24 * 3600 * 1000;
+/// How long a settled webhook delivery (delivered, dead or cancelled) stays readable: Stripe keeps
+/// events 30 days.
+pub const DELIVERIES_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 const BOUNTIES_EVERY: Duration = Duration::from_secs(2);
 /// At most this many of each kind of bounty timer per pass (the rest on the next).
@@ -98,7 +101,10 @@ impl Job {
             Job::Stale => {
                 "fails and refunds pending tasks nobody took in dispatch.pending_ttl_seconds"
             }
-            Job::PurgeIdempotency => "forgets Idempotency-Key answers older than 24 hours",
+            Job::PurgeIdempotency => {
+                "forgets Idempotency-Key answers older than 24 hours and settled webhook \
+                 deliveries older than 30 days"
+            }
             Job::Bounties => {
                 "warns buyers of automatic approvals, approves submissions left unreviewed and \
                  expires bounties past their deadline (refunded)"
@@ -347,19 +353,31 @@ impl Supervisor {
         if !self.begin(Job::PurgeIdempotency) {
             return;
         }
-        let fut = self
-            .store
-            .purge_idempotency(now_ms().saturating_sub(IDEMPOTENCY_KEEP_MS));
+        let store = self.store.clone();
+        let fut = async move {
+            let now = now_ms();
+            let keys = store
+                .purge_idempotency(now.saturating_sub(IDEMPOTENCY_KEEP_MS))
+                .await?;
+            let deliveries = store
+                .purge_deliveries(now.saturating_sub(DELIVERIES_KEEP_MS))
+                .await?;
+            Ok::<_, crate::EngineError>((keys, deliveries))
+        };
         ctx.spawn(fut.into_actor(self).map(|res, act, _| {
             let result = match res {
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::info!(count = n, "forgot idempotency keys older than 24 h");
+                Ok((keys, deliveries)) => {
+                    if keys + deliveries > 0 {
+                        tracing::info!(
+                            keys,
+                            deliveries,
+                            "forgot idempotency keys older than 24 h and webhook deliveries older than 30 days"
+                        );
                     }
-                    Ok(format!("forgot {n} keys"))
+                    Ok(format!("forgot {keys} keys, {deliveries} deliveries"))
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "idempotency purge failed");
+                    tracing::warn!(error = %e, "purge failed");
                     Err(e.to_string())
                 }
             };

@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::clock::now_ms;
 use crate::config::ConfigHandle;
 use crate::error::EngineError;
+use crate::metrics::Metrics;
 use crate::rules::webhook as rules;
 use crate::store::{Attempt, Claimed, Store};
 
@@ -36,6 +37,7 @@ pub struct Sender {
     client: reqwest::Client,
     store: Arc<dyn Store>,
     config: ConfigHandle,
+    metrics: Arc<Metrics>,
     /// A development server may deliver to its own machine (`CLAWJOBS_WEBHOOKS_ALLOW_PRIVATE`).
     allow_private: Arc<AtomicBool>,
     in_flight: Arc<AtomicUsize>,
@@ -52,6 +54,7 @@ impl Sender {
     pub fn new(
         store: Arc<dyn Store>,
         config: ConfigHandle,
+        metrics: Arc<Metrics>,
         allow_private: Arc<AtomicBool>,
     ) -> Result<Sender, EngineError> {
         let client = reqwest::Client::builder()
@@ -69,6 +72,7 @@ impl Sender {
             client,
             store,
             config,
+            metrics,
             allow_private,
             in_flight: Arc::default(),
         })
@@ -121,6 +125,12 @@ impl Sender {
         } else {
             rules::retry_at(&doc, attempts, now, rand::random::<f64>())
         };
+        Metrics::inc(&self.metrics.webhook_attempts_total);
+        if delivered {
+            Metrics::inc(&self.metrics.webhook_delivered_total);
+        } else if retry_at_ms.is_none() {
+            Metrics::inc(&self.metrics.webhook_dead_total);
+        }
         if !delivered {
             tracing::info!(
                 delivery = %c.delivery.delivery_id, webhook = %c.delivery.webhook_id,

@@ -296,6 +296,14 @@ async fn a_webhook_is_signed_retried_with_backoff_and_delivered_once_it_answers(
     assert_eq!(d["type"], "task.completed");
     assert!(d["delivered_at"].is_string());
     assert!(d["next_attempt_at"].is_null());
+    let metrics = app.metrics().await;
+    for line in [
+        "clawjobs_webhook_attempts_total 3\n",
+        "clawjobs_webhook_delivered_total 1\n",
+        "clawjobs_webhook_dead_total 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
 
     // Events it did not subscribe to are not sent; those it did, are.
     let (s, v) = app

@@ -300,6 +300,11 @@
       input.value = "";
       $("#estimate").textContent = "\u00a0";
       prependTask({ task_id: r.task_id, type: "chat", status: r.status, price_cents: r.price_cents, created_at: new Date().toISOString() });
+      const news = early.get(r.task_id);
+      if (news) {
+        early.delete(r.task_id);
+        applyStatus(news.task_id, news.status, news.output);
+      }
     } catch (e) {
       if (e.code === "INSUFFICIENT_BALANCE") e.message = "Your balance is too low for this message. Add money below.";
       handle(e, $("#chat-error"));
@@ -337,8 +342,16 @@
     if (type === "unauthorized") return handle({ status: 401 });
     if (type === "reset") return catchUp();
     if (type !== "task_status" || !data || !data.task_id) return;
+    // A fast worker can answer before this page has read the answer to its own POST: keep the
+    // news for the task until the page knows it.
+    if (!chat.turns.some((t) => t.task_id === data.task_id)) {
+      early.set(data.task_id, data);
+      if (early.size > 50) early.delete(early.keys().next().value);
+    }
     applyStatus(data.task_id, data.status, data.output);
   }
+
+  const early = new Map();
 
   function applyStatus(taskId, status, output) {
     updateTaskRow(taskId, status);

@@ -170,8 +170,12 @@ impl Engine {
         )
         .await?;
         let webhooks_private = Arc::new(AtomicBool::new(false));
-        let sender =
-            crate::webhooks::Sender::new(store.clone(), config.clone(), webhooks_private.clone())?;
+        let sender = crate::webhooks::Sender::new(
+            store.clone(),
+            config.clone(),
+            metrics.clone(),
+            webhooks_private.clone(),
+        )?;
         let supervisor = crate::meter::Metered::start(
             Supervisor::new(
                 store.clone(),

@@ -1745,6 +1745,16 @@ async fn webhook_deliveries_are_leased_once(store: Arc<dyn Store>) {
             .is_empty()
     );
     assert_eq!(store.webhooks("b1".into()).await.unwrap().len(), 1);
+    // Settled deliveries are forgotten after their keeping time, pending ones never.
+    assert_eq!(store.purge_deliveries(0).await.unwrap(), 0, "none so old");
+    assert_eq!(store.purge_deliveries(i64::MAX).await.unwrap(), 6);
+    assert!(
+        store
+            .deliveries(list(None, "whk_a"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     audit_ok(&store).await;
 }
 

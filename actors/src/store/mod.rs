@@ -1060,6 +1060,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records an attempt under its lease (delivered, due again, or dead); false, recording
     /// nothing, when the lease is no longer the caller's.
     fn delivery_attempted(&self, a: Attempt) -> StoreFuture<bool>;
+    /// Forgets deliveries that are settled (delivered, dead or cancelled) and were created
+    /// before `before_ms`; returns how many.
+    fn purge_deliveries(&self, before_ms: i64) -> StoreFuture<u64>;
     /// Forgets idempotency keys stored before `before_ms`; returns how many.
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64>;
     /// One audit-log entry for an admin action that changes nothing else in the store (a

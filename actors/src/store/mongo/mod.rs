@@ -1170,6 +1170,10 @@ impl Store for MongoStore {
         command!(self, write, |tx| webhooks::attempted(tx, &a).await)
     }
 
+    fn purge_deliveries(&self, before_ms: i64) -> StoreFuture<u64> {
+        command!(self, write, |tx| webhooks::purge(tx, before_ms).await)
+    }
+
     fn submit_bounty(&self, s: NewSubmission) -> StoreFuture<SubmissionRecord> {
         command!(self, write, |tx| bounties::submit(tx, &s).await)
     }

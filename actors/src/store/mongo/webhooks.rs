@@ -319,3 +319,15 @@ pub(super) async fn attempted(tx: &mut Tx<'_>, a: &Attempt) -> R<bool> {
     )
     .await
 }
+
+pub(super) async fn purge(tx: &mut Tx<'_>, before_ms: i64) -> R<u64> {
+    let db = tx.db;
+    tx.delete(
+        &db.deliveries,
+        doc! {
+            "created_at": { "$lt": before_ms },
+            "status": { "$in": ["delivered", "dead", "cancelled"] },
+        },
+    )
+    .await
+}

@@ -692,6 +692,10 @@ impl Store for SqliteStore {
         self.write(move |tx| webhooks::attempted(tx, a))
     }
 
+    fn purge_deliveries(&self, before_ms: i64) -> StoreFuture<u64> {
+        self.write(move |tx| webhooks::purge(tx, before_ms))
+    }
+
     fn notifications(&self, filter: NotificationFilter) -> StoreFuture<Vec<NotificationRecord>> {
         self.read(move |c| notifications::list(c, filter))
     }

@@ -317,3 +317,15 @@ pub(super) fn attempted(tx: &mut Tx<'_>, a: Attempt) -> Result<bool, EngineError
         .map_err(db_err)?;
     Ok(n == 1)
 }
+
+pub(super) fn purge(tx: &mut Tx<'_>, before_ms: i64) -> Result<u64, EngineError> {
+    let n = tx
+        .conn
+        .prepare_cached(
+            "DELETE FROM webhook_deliveries
+             WHERE created_at < ?1 AND status IN ('delivered', 'dead', 'cancelled')",
+        )
+        .and_then(|mut s| s.execute(params![before_ms]))
+        .map_err(db_err)?;
+    Ok(n as u64)
+}
