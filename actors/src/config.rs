@@ -220,12 +220,22 @@ pub struct BountyDoc {
     pub validator_fee_cents: i64,
     /// The lowest tier a validator may have.
     pub validator_min_tier: String,
+    /// How long the validators asked to vote on a submission have before more are asked.
+    #[serde(default = "default_vote_window_seconds")]
+    pub vote_window_seconds: u64,
     pub min_reward_cents: i64,
     pub max_reward_cents: i64,
     /// The most submissions a bounty may accept (and the default when it names none).
     pub max_submissions: u32,
     /// How far ahead a deadline may be.
     pub max_deadline_seconds: u64,
+}
+
+/// `bounty.vote_window_seconds` when a stored document predates it.
+pub const DEFAULT_VOTE_WINDOW_SECONDS: u64 = 3600;
+
+fn default_vote_window_seconds() -> u64 {
+    DEFAULT_VOTE_WINDOW_SECONDS
 }
 
 /// `webhooks`: how buyer webhooks are delivered.
@@ -602,6 +612,7 @@ fn validate_bounty(b: &BountyDoc, tiers: Option<&[TierLevel]>) -> Result<(), Eng
         ("bounty.dispute_window_seconds", b.dispute_window_seconds),
         ("bounty.auto_release_seconds", b.auto_release_seconds),
         ("bounty.max_deadline_seconds", b.max_deadline_seconds),
+        ("bounty.vote_window_seconds", b.vote_window_seconds),
     ] {
         if !(1..=MAX_BOUNTY_SECONDS).contains(&v) {
             return Err(invalid(field, "must be between 1 second and a year"));

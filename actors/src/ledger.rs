@@ -116,6 +116,9 @@ pub enum EntryKind {
     BountyPay,
     /// A bounty's escrow back to its buyer (expired, cancelled, a dispute resolved for the buyer).
     BountyRefund,
+    /// The validators who voted with the majority to reject a submission are paid by the QA fund
+    /// (an approval pays them out of the bounty's fee instead).
+    ValidatorFee,
 }
 
 impl EntryKind {
@@ -141,6 +144,7 @@ impl EntryKind {
             EntryKind::BountyEscrow => "bounty_escrow",
             EntryKind::BountyPay => "bounty_pay",
             EntryKind::BountyRefund => "bounty_refund",
+            EntryKind::ValidatorFee => "validator_fee",
         }
     }
 }

@@ -311,15 +311,26 @@ impl Supervisor {
         if !self.begin(Job::Bounties) {
             return;
         }
-        let fut = self.store.bounty_sweep(now_ms(), BOUNTY_BATCH);
+        let cfg = self.config.get();
+        let tiers = crate::rules::bounty::validator_tiers(&cfg, &cfg.bounty.validator_min_tier);
+        let fut = self.store.bounty_sweep(now_ms(), BOUNTY_BATCH, tiers);
         ctx.spawn(fut.into_actor(self).map(|res, act, _| {
             let result = match res {
                 Ok(done) => {
                     let (w, a, e) = (done.warned.len(), done.approved.len(), done.expired.len());
+                    let i = done.invited;
                     if !done.is_empty() {
-                        tracing::info!(warned = w, approved = a, expired = e, "bounty timers");
+                        tracing::info!(
+                            warned = w,
+                            approved = a,
+                            expired = e,
+                            invited = i,
+                            "bounty timers"
+                        );
                     }
-                    Ok(format!("warned {w}, approved {a}, expired {e}"))
+                    Ok(format!(
+                        "warned {w}, approved {a}, expired {e}, validators asked {i}"
+                    ))
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "bounty sweep failed");

@@ -28,8 +28,10 @@ async fn a_bounty_holds_its_reward_in_escrow_until_cancelled() {
     let buyer = app.funded_buyer("bounty@example.com", 5_000).await;
     let start = cents(&app.balance(&buyer.token).await, "available_cents");
 
+    // One body for both sends: its deadline is "now + 48 h" to the second.
+    let body = bounty(2_000);
     let (s, v) = app
-        .post_keyed("/api/bounties", &buyer.token, bounty(2_000), Some("b-1"))
+        .post_keyed("/api/bounties", &buyer.token, body.clone(), Some("b-1"))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["status"], "open");
@@ -41,7 +43,7 @@ async fn a_bounty_holds_its_reward_in_escrow_until_cancelled() {
     let id = v["bounty_id"].as_str().unwrap().to_string();
     // The repeat with the same key and body is the first answer; nothing moves twice.
     let (s, again) = app
-        .post_keyed("/api/bounties", &buyer.token, bounty(2_000), Some("b-1"))
+        .post_keyed("/api/bounties", &buyer.token, body, Some("b-1"))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{again}");
     assert_eq!(again["bounty_id"], id.as_str());
@@ -713,4 +715,182 @@ async fn a_bounty_s_stream_shows_its_steps_to_those_in_it() {
         );
         assert!(!text.contains("first") && !text.contains("second"), "{e}");
     }
+}
+
+/// A worker made `proven` by one completed task (the test lowers the tier's bar to one).
+async fn proven_worker(app: &TestApp, buyer: &Buyer) -> Worker {
+    let w = app.worker().await;
+    app.chat_task(buyer).await;
+    let (s, task) = app.next(&w, 5).await;
+    assert_eq!(s, StatusCode::OK, "{task}");
+    let (s, done) = app
+        .submit(&w, task["task_id"].as_str().unwrap(), "hello back")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    assert_eq!(done["tier"], "proven", "{done}");
+    w
+}
+
+/// Consensus review: validators of the allowed tiers are asked live and read what they judge
+/// (never who submitted it); the buyer cannot decide; outsiders, the submitter and repeat votes
+/// are refused; the majority decides the moment it is certain, pays the winner as an approval
+/// would and the validators who voted with it out of the fee, and later votes are refused.
+#[tokio::test]
+async fn validators_decide_a_consensus_bounty_and_the_majority_is_paid() {
+    let app = spawn_app().await;
+    app.patch_config(
+        "tiers",
+        json!({"levels": {"proven": {"min_tasks": 1, "min_completion": 0.5}}}),
+    )
+    .await;
+    app.patch_config("bounty", json!({"validator_min_tier": "proven"}))
+        .await;
+    let buyer = app.funded_buyer("consensus@example.com", 5_000).await;
+    let mut validators = Vec::new();
+    for _ in 0..3 {
+        validators.push(proven_worker(&app, &buyer).await);
+    }
+    let start = cents(&app.balance(&buyer.token).await, "available_cents");
+    let (submitter, newcomer) = (app.worker().await, app.worker().await);
+    let before: Vec<i64> = {
+        let mut v = Vec::new();
+        for w in &validators {
+            v.push(cents(&app.balance(&w.token).await, "available_cents"));
+        }
+        v
+    };
+    let mut socket = crate::streams::ws(&app, &validators[0].token).await;
+
+    let mut body = bounty(2_000);
+    merge(&mut body, json!({"review": "consensus"}));
+    let id = post_bounty(&app, &buyer, body).await;
+    let (s, sub) = submit(&app, &submitter, &id, "the port").await;
+    assert_eq!(s, StatusCode::CREATED, "{sub}");
+    let sid = sub["submission_id"].as_str().unwrap().to_string();
+
+    // Every validator is asked (three of them, three asked); the first hears it live.
+    let asked = ws_notification(&mut socket).await;
+    assert_eq!(asked["kind"], "vote.requested", "{asked}");
+    assert_eq!(asked["data"]["submission_id"], sid.as_str(), "{asked}");
+    for w in &validators {
+        let (s, v) = app.get("/api/worker/votes", &w.token).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let req = &v["data"][0];
+        assert_eq!(req["submission_id"], sid.as_str(), "{v}");
+        assert_eq!(req["content"]["answer"], "the port", "{v}");
+        assert_eq!(req["criteria"], "cargo test passes", "{v}");
+        assert_eq!(req["fee_cents"], 25, "{v}");
+        assert!(req.get("worker_id").is_none(), "{v}");
+    }
+    let (_, none) = app.get("/api/worker/votes", &newcomer.token).await;
+    assert_eq!(none["data"], json!([]), "{none}");
+
+    // The buyer does not decide a consensus bounty; outsiders and the submitter do not vote.
+    let (s, v) = act(&app, &buyer.token, &id, &sid, "approve", json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    for token in [&newcomer.token, &submitter.token] {
+        let (s, v) = act(&app, token, &id, &sid, "vote", json!({"approve": true})).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    }
+    let (s, v) = act(
+        &app,
+        &buyer.token,
+        &id,
+        &sid,
+        "vote",
+        json!({"approve": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, v) = act(
+        &app,
+        &validators[0].token,
+        &id,
+        &sid,
+        "vote",
+        json!({"approve": "yes"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
+    // For, against (undecided), for: decided, approved, with a vote left over.
+    let vote = |i: usize, approve: bool| {
+        let (app, id, sid, token) = (&app, &id, &sid, validators[i].token.clone());
+        async move { act(app, &token, id, sid, "vote", json!({"approve": approve})).await }
+    };
+    let (s, v) = vote(0, true).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["decided"].clone(), v["submission_status"].clone()),
+        (json!(false), json!("pending"))
+    );
+    let (s, v) = vote(0, false).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, v) = vote(1, false).await;
+    assert_eq!(
+        (s, v["decided"].clone()),
+        (StatusCode::OK, json!(false)),
+        "{v}"
+    );
+    let (_, seen) = app
+        .get(&format!("/api/bounties/{id}/submissions"), &buyer.token)
+        .await;
+    assert_eq!(
+        (
+            seen["data"][0]["approvals"].clone(),
+            seen["data"][0]["rejections"].clone()
+        ),
+        (json!(1), json!(1)),
+        "{seen}"
+    );
+    let (s, v) = vote(2, true).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["decided"].clone(), v["submission_status"].clone()),
+        (json!(true), json!("approved")),
+        "{v}"
+    );
+
+    let (_, b) = app.get(&format!("/api/bounties/{id}"), &buyer.token).await;
+    assert_eq!(
+        (b["status"].clone(), b["escrow_cents"].clone()),
+        (json!("completed"), json!(0)),
+        "{b}"
+    );
+    assert_eq!(
+        cents(&app.balance(&submitter.token).await, "frozen_cents"),
+        1_800
+    );
+    let mut gained = Vec::new();
+    for (w, was) in validators.iter().zip(&before) {
+        gained.push(cents(&app.balance(&w.token).await, "available_cents") - was);
+    }
+    assert_eq!(gained, [25, 0, 25]);
+    assert_eq!(
+        cents(&app.balance(&buyer.token).await, "available_cents"),
+        start - 2_000,
+        "the buyer paid the reward, nothing for the votes"
+    );
+    let (_, told) = app.get("/api/notifications", &buyer.token).await;
+    assert!(
+        told["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "bounty.completed"),
+        "{told}"
+    );
+    let (_, told) = app.get("/api/notifications", &validators[1].token).await;
+    let decided = told["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "vote.decided")
+        .cloned();
+    assert_eq!(
+        decided.map(|n| n["data"]["with_majority"].clone()),
+        Some(json!(false)),
+        "{told}"
+    );
+    app.assert_audit().await;
 }

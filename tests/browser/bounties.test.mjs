@@ -3,7 +3,7 @@
 // arrive live and rejects it with a reason, the worker is told live and disputes; an admin's
 // resolution reaches both pages.
 import assert from "node:assert/strict";
-import { scenario, suite, open, api, connectWorker, assertAudit, ADMIN } from "./harness.mjs";
+import { scenario, suite, open, api, connectWorker, claim, submit, relax, putConfig, assertAudit, ADMIN } from "./harness.mjs";
 
 const s = suite();
 
@@ -113,6 +113,60 @@ scenario("a buyer posts a bounty, a worker submits and disputes the rejection, b
   assert.equal(paid.frozen_cents, 1800, "the reward less the 10% fee, frozen until the dispute window ends");
   b.check();
   w.check();
+  await assertAudit(base);
+});
+
+scenario("a validator judges a consensus bounty's submission from the workers' page", async () => {
+  const base = s.server.base;
+  await relax(base);
+  // One completed task makes a worker proven, proven may validate, and one vote decides.
+  await putConfig(base, "tiers", (t) => {
+    t.levels.proven.min_tasks = 1;
+    t.levels.proven.min_completion = 0.5;
+  });
+  await putConfig(base, "bounty", (b) => {
+    b.validator_min_tier = "proven";
+    b.validators = 1;
+  });
+  const buyer = await api(base, "/api/auth/register", { method: "POST", body: { email: "consensus@example.com", password: "a long password" } });
+  await api(base, "/api/admin/credit", { method: "POST", token: ADMIN, body: { user_id: buyer.user_id, amount_cents: 5000, reason: "test" } });
+  const validator = await connectWorker(base);
+  await api(base, "/api/task", { method: "POST", token: buyer.token, body: { type: "chat", input: { messages: [{ role: "user", content: "hi" }] } } });
+  const task = await claim(base, validator.token);
+  const done = await submit(base, validator.token, task.task_id, { text: "hello" });
+  assert.equal(done.tier, "proven");
+
+  const v = await open(s.browser, base);
+  await v.goto("/worker");
+  await v.page.fill("#signin-form [name=token]", validator.token);
+  await v.page.click("#signin-form button[type=submit]");
+  await v.page.locator("#bounties").waitFor();
+  assert.equal(await v.page.locator("#votes").isHidden(), true);
+
+  // A consensus bounty gets a submission: the validator is asked live and reads what to judge.
+  const deadline = new Date(Date.now() + 48 * 3600 * 1000).toISOString();
+  const bounty = await api(base, "/api/bounties", { method: "POST", token: buyer.token, body: {
+    title: "Name the release", description: "Three names.", criteria: "Short and pronounceable",
+    reward_cents: 2000, deadline, review: "consensus" } });
+  const submitter = await connectWorker(base);
+  const sub = await api(base, `/api/bounties/${bounty.bounty_id}/submissions`, { method: "POST", token: submitter.token,
+    body: { content: { text: "Otter, Fjord, Quill" } } });
+  const card = v.page.locator(`#vote-list article[data-id="${sub.submission_id}"]`);
+  await card.waitFor();
+  assert.match(await card.innerText(), /Criteria: Short and pronounceable/);
+  assert.match(await card.innerText(), /Otter, Fjord, Quill/);
+  assert.doesNotMatch(await card.innerText(), new RegExp(submitter.worker_id));
+  await v.page.locator("#bounty-notes", { hasText: "You are asked to judge submission #1 to “Name the release”" }).waitFor();
+  await v.shot("bounty-validator-asked");
+
+  // Its vote decides (one validator): the submitter is paid, the validator too.
+  await card.getByRole("button", { name: "It meets them" }).click();
+  await v.page.locator("#votes").waitFor({ state: "hidden" });
+  await v.page.locator("#bounty-notes", { hasText: "you were paid 25¢" }).waitFor();
+  const after = await api(base, `/api/bounties/${bounty.bounty_id}`, { token: buyer.token });
+  assert.equal(after.status, "completed");
+  assert.equal((await api(base, "/api/balance", { token: submitter.token })).frozen_cents, 1800);
+  v.check();
   await assertAudit(base);
 });
 

@@ -73,6 +73,8 @@ scenario("a buyer adds a webhook, sees it delivered, and sends a dead one again"
   assert.equal(body.type, "task.completed");
   assert.equal(body.data.task_id, task.task_id);
 
+  // A task posted through the API shows up among the past tasks, live.
+  await page.locator(`#tasks tr[data-task="${task.task_id}"] .badge`, { hasText: "completed" }).waitFor();
   await row.getByRole("button", { name: rx.url }).click();
   await page.locator('#hook-deliveries article[data-status="delivered"]', { hasText: "task.completed" }).waitFor();
 

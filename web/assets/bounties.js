@@ -1,6 +1,7 @@
 // Bounties on the buyers' and workers' pages. A buyer posts a bounty (the reward goes into
 // escrow), reviews its submissions (approve, or reject with a reason) and follows it live; a
-// worker browses open bounties, submits, and disputes a rejection within its window. Both hear
+// worker browses open bounties, submits, disputes a rejection within its window, and votes on the
+// submissions to consensus bounties it is asked to judge (trusted tiers and above). Both hear
 // their notifications as they come (GET /api/notifications/events) and see the unread ones.
 "use strict";
 
@@ -17,6 +18,7 @@ window.CJB = (function () {
     ctx.streams.push(stream("/api/notifications/events", { token, onEvent: onNotification }));
     loadList();
     loadNotifications();
+    if (role === "worker") loadVotes();
   }
 
   function stop() {
@@ -33,12 +35,16 @@ window.CJB = (function () {
   const SAYS = {
     "bounty.submission": (d) => `New submission #${d.position} to “${d.title}”.`,
     "submission.approved": (d) => `Your submission to “${d.title}” was approved: ${cents(d.paid_cents)} (frozen until the dispute window ends).`,
-    "submission.rejected": (d) => `Your submission to “${d.title}” was rejected: ${d.reason}`,
+    "submission.rejected": (d) => ctx && ctx.role === "buyer" ? `A submission to “${d.title}” was rejected: ${d.reason}`
+      : `Your submission to “${d.title}” was rejected: ${d.reason}`,
+    "vote.requested": (d) => `You are asked to judge submission #${d.position} to “${d.title}” (${cents(d.fee_cents)} if you vote with the majority).`,
+    "vote.decided": (d) => d.with_majority ? `The vote you took part in is decided (${d.decision}): you were paid ${cents(d.paid_cents)}.`
+      : `The vote you took part in went the other way (${d.decision}).`,
     "submission.closed": (d) => `“${d.title}” ended without your submission.`,
     "dispute.opened": (d) => `A worker disputes your rejection: ${d.reason}`,
     "dispute.resolved": (d) => `A dispute was resolved (${d.outcome}): ${cents(d.worker_cents)} to the worker, ${cents(d.refund_cents)} back to the buyer.`,
     auto_release_warning: (d) => `A submission will be approved automatically at ${time(d.auto_release_at)} unless you review it.`,
-    "bounty.completed": (d) => `“${d.title}” was approved automatically.`,
+    "bounty.completed": (d) => d.auto_approved ? `“${d.title}” was approved automatically.` : `“${d.title}” was approved by its validators.`,
     "bounty.expired": (d) => `“${d.title}” expired; ${cents(d.refund_cents)} is back in your balance.`,
   };
   const say = (n) => (SAYS[n.kind] || (() => n.kind))(n.data || {});
@@ -50,7 +56,49 @@ window.CJB = (function () {
     document.dispatchEvent(new CustomEvent("cj:balance"));
     loadNotifications();
     loadList();
+    if (ctx.role === "worker" && n.kind.startsWith("vote.")) loadVotes();
     if (ctx.openId && n.data && n.data.bounty_id === ctx.openId) openBounty(ctx.openId);
+  }
+
+  // ---- votes asked of a validator -----------------------------------------------------------
+
+  async function loadVotes() {
+    const box = $("#votes");
+    if (!box || !ctx) return;
+    try {
+      const asked = await authed("/api/worker/votes?limit=20");
+      box.hidden = asked.data.length === 0;
+      $("#vote-list").replaceChildren(...asked.data.map(voteCard));
+    } catch (e) {
+      fail(e);
+    }
+  }
+
+  function voteCard(r) {
+    const el = h("article", { class: "submission vote", dataset: { id: r.submission_id } },
+      h("p", {}, h("strong", {}, r.title), " ", h("span", { class: "muted" }, `submission #${r.position}`)),
+      h("p", {}, r.description));
+    if (r.criteria) el.append(h("p", {}, h("strong", {}, "Criteria: "), r.criteria));
+    el.append(h("pre", { class: "state" }, content(r)));
+    const form = h("form", { class: "row wrap vote-form" },
+      h("button", { type: "submit", name: "approve" }, "It meets them"),
+      h("button", { type: "submit", name: "reject", class: "secondary" }, "It does not"));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const approve = ev.submitter && ev.submitter.name === "approve";
+      try {
+        const v = await authed(`/api/bounties/${encodeURIComponent(r.bounty_id)}/submissions/${encodeURIComponent(r.submission_id)}/vote`,
+          { method: "POST", body: { approve } });
+        toast(v.decided ? `Your vote decided it: ${v.submission_status}.` : "Counted. The majority decides.");
+        loadVotes();
+      } catch (e) {
+        fail(e);
+        loadVotes();
+      }
+    });
+    el.append(form, h("p", { class: "muted" }, `${cents(r.fee_cents)} if you vote with the majority` +
+      (r.vote_by ? `; approved automatically at ${time(r.vote_by)} if undecided.` : ".")));
+    return el;
   }
 
   async function loadNotifications() {
@@ -191,6 +239,9 @@ window.CJB = (function () {
       h("pre", { class: "state" }, content(s)));
     if (s.reason) el.append(h("p", { class: "muted" }, "Rejected: " + s.reason));
     if (s.status === "disputed") el.append(h("p", {}, "Its worker disputes the rejection: an admin decides."));
+    if (b.review === "consensus" && s.status === "pending") {
+      el.append(h("p", { class: "muted votes" }, `Validators decide: ${s.approvals} for, ${s.rejections} against so far.`));
+    }
     if (s.status === "pending" && b.status === "open" && b.review === "manual") {
       const form = h("form", { class: "row wrap review" },
         h("button", { type: "submit", name: "approve" }, `Approve and pay`),

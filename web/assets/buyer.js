@@ -417,15 +417,24 @@
     const body = $("#tasks");
     const empty = $("tr.empty", body);
     if (empty) empty.remove();
+    // A reload may have listed it already.
+    if ($(`#tasks tr[data-task="${CSS.escape(t.task_id)}"]`)) return;
     body.prepend(taskRow(t));
   }
+
+  let reloadTimer = null;
 
   function updateTaskRow(taskId, status) {
     const row = $(`#tasks tr[data-task="${CSS.escape(taskId)}"] .badge`);
     if (row) {
       row.textContent = status;
       row.className = "badge " + status;
+      return;
     }
+    // A task this page did not post (the API, another tab): the list is read again, once for a
+    // burst of them.
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(() => session && loadTasks(true), 500);
   }
 
   async function showTask(taskId) {

@@ -174,12 +174,14 @@ impl Engine {
                 MAX_OUTPUT_BYTES / 1024
             )));
         }
+        let cfg = self.cfg();
         self.store
             .submit_bounty(NewSubmission {
                 submission_id: domain::new_id("sub"),
                 bounty_id,
                 worker_id: worker_id.as_str().to_string(),
                 content,
+                validator_tiers: bounty::validator_tiers(&cfg, &cfg.bounty.validator_min_tier),
                 now_ms: now_ms(),
             })
             .await
@@ -271,6 +273,47 @@ impl Engine {
                 now_ms: now_ms(),
                 idem,
             })
+            .await
+    }
+
+    /// A validator's vote on a pending submission of a consensus bounty; the vote that makes the
+    /// majority certain decides it (see [`Store::vote_submission`]). A validator the decision
+    /// banned (it kept voting against the majority) is refused from then on.
+    pub async fn vote(
+        &self,
+        worker_id: &WorkerId,
+        bounty_id: &str,
+        submission_id: &str,
+        approve: bool,
+    ) -> Result<Voted, EngineError> {
+        self.check_not_banned(worker_id.as_str())?;
+        let voted = self
+            .store
+            .vote_submission(VoteAsk {
+                bounty_id: check_id("bounty_id", bounty_id)?,
+                submission_id: check_id("submission_id", submission_id)?,
+                validator_id: worker_id.as_str().to_string(),
+                approve,
+                cfg: self.cfg(),
+                now_ms: now_ms(),
+            })
+            .await?;
+        if !voted.banned.is_empty() {
+            self.publisher.publish([crate::effects::Effect::Banned {
+                worker_ids: voted.banned.clone(),
+            }]);
+        }
+        Ok(voted)
+    }
+
+    /// The votes a validator is asked for and has not cast, oldest first.
+    pub async fn vote_requests(
+        &self,
+        worker_id: &WorkerId,
+        limit: u32,
+    ) -> Result<Vec<VoteRequest>, EngineError> {
+        self.store
+            .vote_requests(worker_id.as_str().to_string(), limit)
             .await
     }
 

@@ -52,8 +52,11 @@ use checks::{check_input, check_profile};
 const CLAIM_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// …for at least this long, even without a wait: the Supervisor restarts it within a second.
 const CLAIM_RETRY_WINDOW: Duration = Duration::from_secs(2);
-/// How long a withdrawn long-poll waits for a claim that was being committed as its wait ended.
-const WITHDRAW_GRACE: Duration = Duration::from_secs(10);
+/// How long a withdrawn long-poll waits for a claim that was being committed as its wait ended:
+/// longer than a store command may take (`store::COMMAND_BUDGET`, its retries of write conflicts
+/// included), or a claim committed just after the grace would be held by a worker that was told
+/// "nothing" (and refused its next ask as at its limit until the claim is undone).
+const WITHDRAW_GRACE: Duration = Duration::from_secs(crate::store::COMMAND_BUDGET.as_secs() + 5);
 /// Tokens remembered in memory after their first lookup.
 const TOKEN_CACHE: usize = 100_000;
 

@@ -139,6 +139,14 @@ pub struct Terms {
     /// Validators per submission (consensus review only).
     pub validators: u32,
     pub validator_fee_cents: i64,
+    /// How long the validators asked have before more are asked (bounties posted before this
+    /// term existed get the default).
+    #[serde(default = "default_vote_window_ms")]
+    pub vote_window_ms: i64,
+}
+
+fn default_vote_window_ms() -> i64 {
+    crate::config::DEFAULT_VOTE_WINDOW_SECONDS as i64 * 1000
 }
 
 impl Terms {
@@ -152,6 +160,7 @@ impl Terms {
             warning_ms: ms(doc.auto_release_warning_seconds),
             validators: doc.validators,
             validator_fee_cents: doc.validator_fee_cents,
+            vote_window_ms: ms(doc.vote_window_seconds),
         }
     }
 }
@@ -450,6 +459,82 @@ pub fn majority(approvals: u32, rejections: u32, needed: u32) -> Option<bool> {
     }
 }
 
+/// The tiers whose workers may validate: `min_tier` and every tier above it, from the config's
+/// tier levels (lowest first). An unknown `min_tier` (the config refuses one) allows none.
+pub fn validator_tiers(cfg: &crate::config::PlatformConfig, min_tier: &str) -> Vec<String> {
+    cfg.tier_levels
+        .iter()
+        .skip_while(|t| t.name != min_tier)
+        .map(|t| t.name.clone())
+        .collect()
+}
+
+/// What the store knows when a worker votes on a submission.
+#[derive(Debug, Clone, Copy)]
+pub struct VoteFacts {
+    pub review: Review,
+    pub bounty: BountyStatus,
+    pub submission: SubmissionStatus,
+    /// The voter's tier is one of the validator tiers.
+    pub tier_allowed: bool,
+    /// The voter submitted to this bounty (its own work or a rival's: either way, not impartial).
+    pub submitted_to_bounty: bool,
+    pub already_voted: bool,
+    pub open_disputes: u32,
+}
+
+/// Whether a worker may vote now. A worker who may never vote on it is a 403; a vote that comes
+/// too late or twice is a 409.
+pub fn check_vote(f: &VoteFacts) -> Result<(), EngineError> {
+    if f.review != Review::Consensus {
+        return Err(EngineError::Conflict(
+            "this bounty is reviewed by its buyer, not by validators".into(),
+        ));
+    }
+    if !f.tier_allowed {
+        return Err(EngineError::Forbidden(
+            "only workers of the validator tiers (config:bounty.validator_min_tier and above) vote"
+                .into(),
+        ));
+    }
+    if f.submitted_to_bounty {
+        return Err(EngineError::Forbidden(
+            "a worker who submitted to a bounty does not vote on its submissions".into(),
+        ));
+    }
+    if f.already_voted {
+        return Err(EngineError::Conflict(
+            "you have already voted on this submission".into(),
+        ));
+    }
+    if f.bounty != BountyStatus::Open {
+        return Err(EngineError::Conflict(format!(
+            "this bounty is already {}",
+            f.bounty.as_str()
+        )));
+    }
+    if f.submission != SubmissionStatus::Pending {
+        return Err(EngineError::Conflict(format!(
+            "this submission is already {}: its vote is over",
+            f.submission.as_str()
+        )));
+    }
+    if f.open_disputes > 0 {
+        return Err(EngineError::Conflict(
+            "a dispute over this bounty is open: its escrow waits for an admin's resolution".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The reason a submission rejected by the validators carries (the worker may dispute it).
+pub fn consensus_reason(approvals: u32, rejections: u32) -> String {
+    format!(
+        "rejected by consensus: {rejections} of {} validators voted against it",
+        approvals + rejections
+    )
+}
+
 /// What a validator's vote record says after a decided vote: flagged to QA when, over at least
 /// `MIN_VOTES_TO_JUDGE` decided votes, it sided against the majority more often than not.
 pub const MIN_VOTES_TO_JUDGE: u32 = 3;
@@ -485,6 +570,27 @@ pub struct Payout<'a> {
     pub validator_fee_cents: i64,
 }
 
+/// Each of `n` validators' pay out of a payout's `fee`: their fee when the fee covers them all,
+/// else nothing (`check_post` made sure it does for a whole reward).
+fn out_of_fee(fee: i64, n: usize, validator_fee_cents: i64) -> i64 {
+    if n > 0 && n as i64 * validator_fee_cents <= fee {
+        validator_fee_cents
+    } else {
+        0
+    }
+}
+
+/// What each of the `n` validators who voted with a consensus decision is paid: out of the
+/// bounty's fee when they approved (the winner takes the whole reward), the same fee from the QA
+/// fund when they rejected ([`rejection_fee_entry`]).
+pub fn validator_pay(reward_cents: i64, t: &Terms, approved: bool, n: usize) -> i64 {
+    if approved {
+        out_of_fee(pay(reward_cents, t.fee_bp).1, n, t.validator_fee_cents)
+    } else {
+        t.validator_fee_cents.max(0)
+    }
+}
+
 /// What a [`Payout`] moves, in figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PayoutFigures {
@@ -499,15 +605,11 @@ pub struct PayoutFigures {
 impl Payout<'_> {
     pub fn figures(&self) -> PayoutFigures {
         let (worker_cents, fee) = pay(self.won_cents, self.fee_bp);
-        let n = self.validators.len() as i64;
-        let per_validator_cents = if n > 0 && n * self.validator_fee_cents <= fee {
-            self.validator_fee_cents
-        } else {
-            0
-        };
+        let n = self.validators.len();
+        let per_validator_cents = out_of_fee(fee, n, self.validator_fee_cents);
         PayoutFigures {
             worker_cents,
-            revenue_cents: fee - n * per_validator_cents,
+            revenue_cents: fee - n as i64 * per_validator_cents,
             per_validator_cents,
         }
     }
@@ -527,6 +629,27 @@ impl Payout<'_> {
     }
 }
 
+/// Pays the validators who voted with the majority to reject a submission, from the QA fund.
+/// None when there is nothing to pay.
+pub fn rejection_fee_entry(
+    submission_id: &str,
+    bounty_id: &str,
+    validators: &[String],
+    fee_cents: i64,
+) -> Option<Entry> {
+    if validators.is_empty() || fee_cents <= 0 {
+        return None;
+    }
+    let total = fee_cents * validators.len() as i64;
+    let mut e = Entry::new(EntryKind::ValidatorFee, submission_id)
+        .for_task(bounty_id)
+        .post(ledger::QA_FUND, -total);
+    for v in validators {
+        e = e.post(ledger::available(v), fee_cents);
+    }
+    Some(e)
+}
+
 /// The whole escrow back to the buyer (expired, cancelled, or a dispute resolved for the buyer).
 pub fn refund_entry(bounty_id: &str, buyer_id: &str, cents: i64) -> Entry {
     Entry::new(EntryKind::BountyRefund, bounty_id)
@@ -542,6 +665,11 @@ pub fn review_due_ms(submitted_ms: i64, t: &Terms) -> i64 {
 
 pub fn warning_due_ms(submitted_ms: i64, t: &Terms) -> i64 {
     review_due_ms(submitted_ms, t).saturating_sub(t.warning_ms)
+}
+
+/// When more validators are asked to vote on a submission whose vote is not decided yet.
+pub fn invite_due_ms(asked_ms: i64, t: &Terms) -> i64 {
+    asked_ms.saturating_add(t.vote_window_ms.max(1000))
 }
 
 pub fn dispute_due_ms(rejected_ms: i64, t: &Terms) -> i64 {
@@ -587,6 +715,66 @@ mod tests {
             .filter(|p| p.account == account)
             .map(|p| p.amount_cents)
             .sum()
+    }
+
+    #[test]
+    fn validators_are_paid_out_of_the_fee_for_an_approval_and_by_qa_for_a_rejection() {
+        let t = Terms::from_config(&doc());
+        // 10 % of 1 000 is 100: three validators at 25 fit, five would not.
+        assert_eq!(validator_pay(1_000, &t, true, 3), 25);
+        assert_eq!(validator_pay(1_000, &t, true, 5), 0);
+        assert_eq!(validator_pay(1_000, &t, false, 5), 25);
+        let entry = rejection_fee_entry("s", "b", &["v1".into(), "v2".into()], 25).unwrap();
+        assert_eq!(sum(&entry), 0);
+        assert_eq!(get(&entry, ledger::QA_FUND), -50);
+        assert!(rejection_fee_entry("s", "b", &[], 25).is_none());
+    }
+
+    #[test]
+    fn a_vote_is_refused_for_each_reason() {
+        let ok = VoteFacts {
+            review: Review::Consensus,
+            bounty: BountyStatus::Open,
+            submission: SubmissionStatus::Pending,
+            tier_allowed: true,
+            submitted_to_bounty: false,
+            already_voted: false,
+            open_disputes: 0,
+        };
+        assert!(check_vote(&ok).is_ok());
+        let forbidden = |f: VoteFacts| matches!(check_vote(&f), Err(EngineError::Forbidden(_)));
+        let conflict = |f: VoteFacts| matches!(check_vote(&f), Err(EngineError::Conflict(_)));
+        assert!(forbidden(VoteFacts {
+            tier_allowed: false,
+            ..ok
+        }));
+        assert!(forbidden(VoteFacts {
+            submitted_to_bounty: true,
+            ..ok
+        }));
+        assert!(conflict(VoteFacts {
+            review: Review::Manual,
+            ..ok
+        }));
+        assert!(conflict(VoteFacts {
+            already_voted: true,
+            ..ok
+        }));
+        assert!(conflict(VoteFacts {
+            bounty: BountyStatus::Completed,
+            ..ok
+        }));
+        assert!(conflict(VoteFacts {
+            submission: SubmissionStatus::Rejected,
+            ..ok
+        }));
+        assert!(conflict(VoteFacts {
+            open_disputes: 1,
+            ..ok
+        }));
+        let cfg = PlatformConfig::builtin();
+        assert_eq!(validator_tiers(&cfg, "trusted"), ["trusted", "elite"]);
+        assert!(validator_tiers(&cfg, "nobody").is_empty());
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct NewSubmission {
     pub worker_id: String,
     /// The submission's content, a JSON object (checked for size by the engine).
     pub content: serde_json::Value,
+    /// For a consensus bounty: the tiers whose workers are asked to vote on it.
+    pub validator_tiers: Vec<String>,
     pub now_ms: i64,
 }
 
@@ -97,6 +99,9 @@ pub struct SubmissionRecord {
     pub dispute_due_ms: Option<i64>,
     /// What its worker was paid (the frozen lot), once approved or resolved for the worker.
     pub paid_cents: i64,
+    /// Consensus review: the validators' votes so far.
+    pub approvals: u32,
+    pub rejections: u32,
 }
 
 /// Which submissions of a bounty to list, by position.
@@ -211,10 +216,52 @@ pub struct BountySweep {
     pub warned: Vec<Warned>,
     pub approved: Vec<Reviewed>,
     pub expired: Vec<BountyRecord>,
+    /// Validators asked to vote in a new round (their first ones had not decided in time).
+    pub invited: u32,
 }
 
 impl BountySweep {
     pub fn is_empty(&self) -> bool {
-        self.warned.is_empty() && self.approved.is_empty() && self.expired.is_empty()
+        self.warned.is_empty()
+            && self.approved.is_empty()
+            && self.expired.is_empty()
+            && self.invited == 0
     }
+}
+
+/// A validator's vote on a pending submission of a consensus bounty. The tiers it must be of
+/// come from the config of the moment.
+#[derive(Debug, Clone)]
+pub struct VoteAsk {
+    pub bounty_id: String,
+    pub submission_id: String,
+    pub validator_id: String,
+    pub approve: bool,
+    /// The config of the moment: the validator tiers, and the penalty ladder for a validator who
+    /// keeps voting against the majority.
+    pub cfg: std::sync::Arc<crate::config::PlatformConfig>,
+    pub now_ms: i64,
+}
+
+/// What a vote changed: the tally, and the decision when this vote made the majority certain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Voted {
+    pub submission: SubmissionRecord,
+    /// The bounty after the vote (completed when the vote approved the submission).
+    pub bounty: BountyRecord,
+    /// Whether this vote decided the submission (approved or rejected it).
+    pub decided: bool,
+    /// Validators the decision flagged to QA (they keep voting against the majority), and which
+    /// of them the penalty ladder banned.
+    pub flagged: Vec<String>,
+    pub banned: Vec<String>,
+}
+
+/// A vote a validator is asked for: the bounty (its description and criteria) and the
+/// submission (its content), never its worker or the other votes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteRequest {
+    pub bounty: BountyRecord,
+    pub submission: SubmissionRecord,
+    pub asked_at_ms: i64,
 }

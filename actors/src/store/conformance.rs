@@ -79,6 +79,10 @@ async fn buyer(store: &Arc<dyn Store>, id: &str, credit: i64) {
 }
 
 async fn worker(store: &Arc<dyn Store>, id: &str) {
+    worker_of_tier(store, id, "new").await;
+}
+
+async fn worker_of_tier(store: &Arc<dyn Store>, id: &str, tier: &str) {
     store
         .create_worker(NewWorker {
             referral: None,
@@ -87,7 +91,7 @@ async fn worker(store: &Arc<dyn Store>, id: &str) {
             worker_type: None,
             model_info: json!({}),
             profile: WorkerProfile::default(),
-            tier: "new".into(),
+            tier: tier.into(),
             now_ms: 1,
         })
         .await
@@ -1181,6 +1185,7 @@ fn submission(id: &str, bounty: &str, worker: &str, now_ms: i64) -> NewSubmissio
         bounty_id: bounty.into(),
         worker_id: worker.into(),
         content: json!({ "answer": id }),
+        validator_tiers: Vec::new(),
         now_ms,
     }
 }
@@ -1443,9 +1448,13 @@ async fn bounty_timers_fire_once(store: Arc<dyn Store>) {
     let warn_at = review_due - left.terms.warning_ms;
 
     // Nothing is due yet.
-    let early = store.bounty_sweep(warn_at - 1, 100).await.unwrap();
+    let early = store
+        .bounty_sweep(warn_at - 1, 100, Vec::new())
+        .await
+        .unwrap();
     assert!(early.is_empty(), "{early:?}");
-    let sweeps = futures_join_all((0..3).map(|_| store.bounty_sweep(warn_at, 100))).await;
+    let sweeps =
+        futures_join_all((0..3).map(|_| store.bounty_sweep(warn_at, 100, Vec::new()))).await;
     let warned: usize = sweeps
         .iter()
         .map(|r| r.as_ref().unwrap().warned.len())
@@ -1462,7 +1471,7 @@ async fn bounty_timers_fire_once(store: Arc<dyn Store>) {
 
     // Past the review time and the deadline: one approval, one expiry, whoever runs it.
     let late = unwon.deadline_ms.max(review_due);
-    let sweeps = futures_join_all((0..3).map(|_| store.bounty_sweep(late, 100))).await;
+    let sweeps = futures_join_all((0..3).map(|_| store.bounty_sweep(late, 100, Vec::new()))).await;
     let approved: usize = sweeps
         .iter()
         .map(|r| r.as_ref().unwrap().approved.len())
@@ -1481,7 +1490,229 @@ async fn bounty_timers_fire_once(store: Arc<dyn Store>) {
     assert_eq!(unwon.status, BountyStatus::Expired);
     let b = store.balance("b1".into()).await.unwrap().unwrap();
     assert_eq!(b.available_cents, 9_000);
-    assert!(store.bounty_sweep(late + 1, 100).await.unwrap().is_empty());
+    assert!(
+        store
+            .bounty_sweep(late + 1, 100, Vec::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    audit_ok(&store).await;
+}
+
+fn consensus(id: &str) -> NewBounty {
+    NewBounty {
+        review: crate::rules::bounty::Review::Consensus,
+        ..new_bounty(id, "b1", 1_000)
+    }
+}
+
+fn ballot(bounty: &str, sub: &str, validator: &str, approve: bool, now_ms: i64) -> VoteAsk {
+    VoteAsk {
+        bounty_id: bounty.into(),
+        submission_id: sub.into(),
+        validator_id: validator.into(),
+        approve,
+        cfg: Arc::new(PlatformConfig::builtin()),
+        now_ms,
+    }
+}
+
+/// Consensus review: validators of the allowed tiers are asked (never the buyer or a
+/// submitter), racing votes decide once, the majority's validators are paid (out of the fee for
+/// an approval, by the QA fund for a rejection), late and repeated votes are refused, undecided
+/// submissions get new validators asked at their round's due time, once, and a validator who
+/// keeps voting against the majority is flagged to QA.
+async fn consensus_votes_decide_once(store: Arc<dyn Store>) {
+    use crate::rules::bounty::{BountyStatus, SubmissionStatus};
+    let trusted = vec!["trusted".to_string(), "elite".to_string()];
+    buyer(&store, "b1", 10_000).await;
+    worker(&store, "w1").await;
+    worker(&store, "n1").await;
+    for v in ["v1", "v2", "v3", "v4", "v5"] {
+        worker_of_tier(&store, v, "trusted").await;
+    }
+    let available = async |id: &str| {
+        store
+            .balance(id.into())
+            .await
+            .unwrap()
+            .unwrap()
+            .available_cents
+    };
+
+    // Racing votes on one submission: one decision, an approval by the majority.
+    store.post_bounty(consensus("c1")).await.unwrap();
+    let s1 = store
+        .submit_bounty(NewSubmission {
+            validator_tiers: trusted.clone(),
+            ..submission("s1", "c1", "w1", 10)
+        })
+        .await
+        .unwrap();
+    let mut asked = 0;
+    for v in ["v1", "v2", "v3", "v4", "v5", "n1", "w1"] {
+        let r = store.vote_requests(v.into(), 10).await.unwrap();
+        assert!(r.iter().all(|r| r.submission.submission_id == "s1"));
+        assert!(
+            r.len() <= 1 && (r.is_empty() || v.starts_with('v')),
+            "{v}: {r:?}"
+        );
+        asked += r.len();
+    }
+    assert_eq!(asked, 3);
+    let refused = store
+        .vote_submission(ballot("c1", "s1", "n1", true, 11))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, EngineError::Forbidden(_)), "{refused:?}");
+    let own = store
+        .vote_submission(ballot("c1", "s1", "w1", true, 11))
+        .await
+        .unwrap_err();
+    assert!(matches!(own, EngineError::Forbidden(_)), "{own:?}");
+    let votes = futures_join_all(
+        [("v1", true), ("v2", true), ("v3", false), ("v5", true)]
+            .into_iter()
+            .map(|(v, a)| store.vote_submission(ballot("c1", "s1", v, a, 12))),
+    )
+    .await;
+    let decided: Vec<&Voted> = votes
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|v| v.decided)
+        .collect();
+    assert_eq!(decided.len(), 1, "{votes:?}");
+    assert!(
+        votes
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, EngineError::Conflict(_))),
+        "{votes:?}"
+    );
+    let s1 = store.submission(s1.submission_id).await.unwrap().unwrap();
+    assert_eq!(s1.status, SubmissionStatus::Approved);
+    assert_eq!((s1.approvals, s1.paid_cents), (2, 900));
+    let c1 = store.bounty("c1".into()).await.unwrap().unwrap();
+    assert_eq!(c1.status, BountyStatus::Completed);
+    // The two approving validators counted were paid 25 cents each out of the 100 cent fee.
+    let mut paid = 0;
+    for v in ["v1", "v2", "v3", "v5"] {
+        paid += available(v).await;
+    }
+    assert_eq!(paid, 50);
+    assert!(
+        store
+            .vote_requests("v4".into(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A rejection by the majority: the dispute window opens, the QA fund pays its validators.
+    store.post_bounty(consensus("c2")).await.unwrap();
+    store
+        .submit_bounty(submission("s2", "c2", "w1", 20))
+        .await
+        .unwrap();
+    let before = available("v5").await;
+    let first = store
+        .vote_submission(ballot("c2", "s2", "v5", false, 21))
+        .await
+        .unwrap();
+    assert!(!first.decided);
+    assert_eq!(first.submission.rejections, 1);
+    let twice = store
+        .vote_submission(ballot("c2", "s2", "v5", true, 21))
+        .await
+        .unwrap_err();
+    assert!(matches!(twice, EngineError::Conflict(_)), "{twice:?}");
+    let before_v1 = available("v1").await;
+    let second = store
+        .vote_submission(ballot("c2", "s2", "v1", false, 22))
+        .await
+        .unwrap();
+    assert!(second.decided);
+    assert_eq!(second.submission.status, SubmissionStatus::Rejected);
+    assert!(
+        second
+            .submission
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("consensus")
+    );
+    assert!(second.submission.dispute_due_ms.is_some());
+    assert_eq!(second.bounty.status, BountyStatus::Open);
+    assert_eq!(available("v5").await - before, 25);
+    assert_eq!(available("v1").await - before_v1, 25);
+    let late = store
+        .vote_submission(ballot("c2", "s2", "v2", true, 23))
+        .await
+        .unwrap_err();
+    assert!(matches!(late, EngineError::Conflict(_)), "{late:?}");
+    let manual = store
+        .post_bounty(new_bounty("m1", "b1", 500))
+        .await
+        .unwrap();
+    store
+        .submit_bounty(submission("sm", &manual.bounty_id, "w1", 24))
+        .await
+        .unwrap();
+    let not_consensus = store
+        .vote_submission(ballot("m1", "sm", "v1", true, 25))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(not_consensus, EngineError::Conflict(_)),
+        "{not_consensus:?}"
+    );
+
+    // Nobody could be asked at first (no tiers given): the round's due time asks them, once.
+    let c3 = store.post_bounty(consensus("c3")).await.unwrap();
+    store
+        .submit_bounty(submission("s3", "c3", "w1", 30))
+        .await
+        .unwrap();
+    let due = crate::rules::bounty::invite_due_ms(30, &c3.terms);
+    let early = store
+        .bounty_sweep(due - 1, 100, trusted.clone())
+        .await
+        .unwrap();
+    assert_eq!(early.invited, 0);
+    let sweeps =
+        futures_join_all((0..3).map(|_| store.bounty_sweep(due, 100, trusted.clone()))).await;
+    let invited: u32 = sweeps.iter().map(|r| r.as_ref().unwrap().invited).sum();
+    assert_eq!(invited, 3, "{sweeps:?}");
+
+    // v4 keeps voting against the majority: flagged to QA on its third decided dissent.
+    for i in 0..3 {
+        let (b, sid) = (format!("f{i}"), format!("sf{i}"));
+        store.post_bounty(consensus(&b)).await.unwrap();
+        store
+            .submit_bounty(submission(&sid, &b, "w1", 40 + i))
+            .await
+            .unwrap();
+        store
+            .vote_submission(ballot(&b, &sid, "v4", false, 41 + i))
+            .await
+            .unwrap();
+        store
+            .vote_submission(ballot(&b, &sid, "v2", true, 42 + i))
+            .await
+            .unwrap();
+        let last = store
+            .vote_submission(ballot(&b, &sid, "v3", true, 43 + i))
+            .await
+            .unwrap();
+        assert!(last.decided);
+        let expect: Vec<String> = if i == 2 {
+            vec!["v4".into()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(last.flagged, expect, "round {i}");
+    }
     audit_ok(&store).await;
 }
 
@@ -1512,7 +1743,10 @@ async fn expiry_is_not_starved_by_waiting_bounties(store: Arc<dyn Store>) {
         .await
         .unwrap();
     // Past every deadline, before any automatic approval; two of each kind a pass.
-    let done = store.bounty_sweep(200_000_000, 2).await.unwrap();
+    let done = store
+        .bounty_sweep(200_000_000, 2, Vec::new())
+        .await
+        .unwrap();
     let expired: Vec<&str> = done.expired.iter().map(|b| b.bounty_id.as_str()).collect();
     assert_eq!(expired, ["unwon"], "{done:?}");
     assert!(done.approved.is_empty());
@@ -1783,6 +2017,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once);

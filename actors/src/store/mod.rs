@@ -24,6 +24,10 @@ pub mod timeline;
 pub mod webhook;
 
 pub use bounty::*;
+
+/// The longest a store command runs, its retries of lost races and write conflicts included:
+/// after this it gives up with `Unavailable` (nothing committed).
+pub const COMMAND_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 pub use money::*;
 pub use notification::*;
 pub use webhook::*;
@@ -1022,7 +1026,27 @@ pub trait Store: Send + Sync + 'static {
     /// their deadline with nothing left to review or dispute, refunding them
     /// (`rules::bounty::expires`). Every change is guarded on the state it read, so a sweep that
     /// runs again, after a restart or on another node, does nothing twice.
-    fn bounty_sweep(&self, now_ms: i64, limit: u32) -> StoreFuture<BountySweep>;
+    ///
+    /// It also asks more validators to vote on consensus submissions whose vote is undecided at
+    /// its round's due time (workers of `validator_tiers`, `rules::bounty::invite_due_ms`).
+    fn bounty_sweep(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        validator_tiers: Vec<String>,
+    ) -> StoreFuture<BountySweep>;
+    /// A validator's vote on a pending submission of a consensus bounty, once
+    /// (`rules::bounty::check_vote`; `NotFound` for no such submission of that bounty). The vote
+    /// that makes the majority certain (`rules::bounty::majority` of the bounty's
+    /// `terms.validators`) decides in the same transaction: an approval pays as the buyer's
+    /// would, each validator who voted for it paid `validator_fee_cents` out of the fee; a
+    /// rejection opens the dispute window, and the validators who voted for it are paid by the
+    /// QA fund. Validators who voted against a decision are recorded, and flagged to QA as for a
+    /// failed comparison when they keep doing so (`rules::bounty::validator_suspicious`).
+    fn vote_submission(&self, v: VoteAsk) -> StoreFuture<Voted>;
+    /// The votes `validator_id` was asked for and has not cast, on submissions still pending,
+    /// oldest first.
+    fn vote_requests(&self, validator_id: String, limit: u32) -> StoreFuture<Vec<VoteRequest>>;
     /// A user's notifications, newest first.
     fn notifications(&self, filter: NotificationFilter) -> StoreFuture<Vec<NotificationRecord>>;
     /// Marks `ids` of `user_id`'s notifications read (others' and unknown ids are left alone);

@@ -111,7 +111,8 @@ pub mod bounty {
                 "paid_cents": s.paid_cents, "auto_approved": s.auto_approved,
             });
             let mut notices = vec![notice(&s.worker_id, "submission.approved", data.clone())];
-            if s.auto_approved {
+            // The buyer did not decide: it is told who did.
+            if s.auto_approved || b.review == crate::rules::bounty::Review::Consensus {
                 notices.push(notice(&b.buyer_id, "bounty.completed", data.clone()));
             }
             let extra = json!({ "auto_approved": s.auto_approved });
@@ -122,19 +123,51 @@ pub mod bounty {
                 event: Some(event(b, "approved", Some(s), extra)),
             };
         }
-        let told = notice(
-            &s.worker_id,
-            "submission.rejected",
-            json!({
-                "bounty_id": b.bounty_id, "title": b.title, "submission_id": s.submission_id,
-                "reason": s.reason, "dispute_until": s.dispute_due_ms.map(rfc3339),
-            }),
-        );
+        let data = json!({
+            "bounty_id": b.bounty_id, "title": b.title, "submission_id": s.submission_id,
+            "reason": s.reason, "dispute_until": s.dispute_due_ms.map(rfc3339),
+        });
+        let mut notices = vec![notice(&s.worker_id, "submission.rejected", data.clone())];
+        if b.review == crate::rules::bounty::Review::Consensus {
+            notices.push(notice(&b.buyer_id, "submission.rejected", data));
+        }
         Told {
-            notices: vec![told],
+            notices,
             event: Some(event(b, "rejected", Some(s), json!({}))),
             hook: None,
         }
+    }
+
+    /// To a validator asked to vote on a submission (it reads the bounty and the content with
+    /// `GET /api/worker/votes`).
+    pub fn vote_requested(b: &BountyRecord, s: &SubmissionRecord, validator_id: &str) -> Notice {
+        notice(
+            validator_id,
+            "vote.requested",
+            json!({
+                "bounty_id": b.bounty_id, "title": b.title, "submission_id": s.submission_id,
+                "position": s.position, "fee_cents": b.terms.validator_fee_cents,
+            }),
+        )
+    }
+
+    /// To a validator, once the vote it took part in is decided: whether it sided with the
+    /// majority, and what it was paid. `s` is the submission after the decision.
+    pub fn vote_decided(
+        b: &BountyRecord,
+        s: &SubmissionRecord,
+        validator_id: &str,
+        with_majority: bool,
+        paid_cents: i64,
+    ) -> Notice {
+        notice(
+            validator_id,
+            "vote.decided",
+            json!({
+                "bounty_id": b.bounty_id, "submission_id": s.submission_id,
+                "decision": s.status, "with_majority": with_majority, "paid_cents": paid_cents,
+            }),
+        )
     }
 
     /// To a worker whose submission the bounty's end closed.

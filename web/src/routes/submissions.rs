@@ -34,6 +34,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(reject)),
     )
     .service(
+        resource("/api/bounties/{id}/submissions/{sid}/vote", "POST")
+            .app_data(body::SMALL_BYTES)
+            .route(web::post().to(vote)),
+    )
+    .service(resource("/api/worker/votes", "GET").route(web::get().to(vote_requests)))
+    .service(
         resource("/api/bounties/{id}/submissions/{sid}/dispute", "POST")
             .app_data(body::SMALL_BYTES)
             .route(web::post().to(dispute)),
@@ -69,6 +75,9 @@ pub struct SubmissionView {
     dispute_until: Option<String>,
     /// What its worker was paid (a frozen lot), once approved or resolved in its favour.
     paid_cents: i64,
+    /// Consensus review: the validators' votes so far, for and against (0 under manual review).
+    approvals: u32,
+    rejections: u32,
 }
 
 impl SubmissionView {
@@ -87,6 +96,8 @@ impl SubmissionView {
             auto_release_at: s.review_due_ms.map(rfc3339),
             dispute_until: s.dispute_due_ms.map(rfc3339),
             paid_cents: s.paid_cents,
+            approvals: s.approvals,
+            rejections: s.rejections,
         }
     }
 }
@@ -432,4 +443,129 @@ pub(crate) async fn resolve(
         dispute: DisputeView::of(&r.dispute),
         bounty: BountyView::of(&r.bounty, &who.0, now_ms()),
     }))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoteBody {
+    /// Whether the submission meets the bounty's description and criteria.
+    approve: bool,
+}
+
+/// A validator's vote as it answers it: its own vote, and whether that decided the submission.
+/// It never shows the other votes or who cast them.
+#[derive(Serialize, ToSchema)]
+pub struct VoteView {
+    bounty_id: String,
+    submission_id: String,
+    approve: bool,
+    /// This vote made the majority certain.
+    decided: bool,
+    /// The submission's status now: `pending` until the majority decides, then `approved` or
+    /// `rejected`.
+    submission_status: SubmissionStatus,
+}
+
+#[utoipa::path(post, path = "/api/bounties/{id}/submissions/{sid}/vote", tag = "bounties", security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The bounty's id"),
+        ("sid" = String, Path, description = "The submission's id"),
+    ),
+    request_body = VoteBody,
+    responses(
+        (status = 200, description = "Counted. The vote that makes the majority of `config:bounty.validators` certain decides: \
+            an approval pays the worker as the buyer's would and each validator who voted for it `validator_fee_cents` out of the fee; \
+            a rejection opens the dispute window and the QA fund pays the validators who voted for it", body = VoteView),
+        (status = 400, description = "A missing or bad approve", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not a worker's token, a banned worker, a tier below `config:bounty.validator_min_tier`, or a worker who submitted to this bounty", body = ErrorEnvelope),
+        (status = 404, description = "No such submission to this bounty", body = ErrorEnvelope),
+        (status = 409, description = "Not a consensus bounty, already voted, the vote already decided, the bounty settled, or a dispute open on it", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn vote(
+    state: web::Data<AppState>,
+    who: Worker,
+    path: web::Path<SubmissionPath>,
+    body: body::Json<VoteBody>,
+) -> Result<HttpResponse, ApiError> {
+    let approve = body.approve;
+    let v = state
+        .engine
+        .vote(&who.worker_id(), &path.id, &path.sid, approve)
+        .await?;
+    Ok(HttpResponse::Ok().json(VoteView {
+        bounty_id: v.bounty.bounty_id,
+        submission_id: v.submission.submission_id,
+        approve,
+        decided: v.decided,
+        submission_status: v.submission.status,
+    }))
+}
+
+/// A vote a validator is asked for: what the bounty asks and what was submitted, never who
+/// submitted it or how others voted.
+#[derive(Serialize, ToSchema)]
+pub struct VoteRequestView {
+    bounty_id: String,
+    submission_id: String,
+    title: String,
+    description: String,
+    criteria: Option<String>,
+    /// The submission's place among the bounty's submissions.
+    position: u32,
+    #[schema(value_type = Object)]
+    content: serde_json::Value,
+    /// What a validator who votes with the majority is paid.
+    fee_cents: i64,
+    asked_at: String,
+    /// After this the submission is approved automatically, votes or not.
+    vote_by: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VoteRequestsView {
+    data: Vec<VoteRequestView>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VoteRequestQuery {
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/worker/votes", tag = "workers", security(("bearer" = [])),
+    params(VoteRequestQuery),
+    responses(
+        (status = 200, description = "The votes this worker is asked for and has not cast, oldest first (each also came as a `vote.requested` notification)", body = VoteRequestsView),
+        (status = 400, description = "A bad limit", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not a worker's token", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn vote_requests(
+    state: web::Data<AppState>,
+    who: Worker,
+    q: web::Query<VoteRequestQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let asked = state
+        .engine
+        .vote_requests(&who.worker_id(), page_limit(q.limit)?)
+        .await?;
+    let data = asked
+        .into_iter()
+        .map(|r| VoteRequestView {
+            bounty_id: r.bounty.bounty_id,
+            submission_id: r.submission.submission_id,
+            title: r.bounty.title,
+            description: r.bounty.description,
+            criteria: r.bounty.criteria,
+            position: r.submission.position,
+            content: r.submission.content,
+            fee_cents: r.bounty.terms.validator_fee_cents,
+            asked_at: rfc3339(r.asked_at_ms),
+            vote_by: r.submission.review_due_ms.map(rfc3339),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(VoteRequestsView { data }))
 }

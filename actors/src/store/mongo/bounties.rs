@@ -205,6 +205,37 @@ pub(super) struct SubmissionDoc {
     pub dispute_due: Option<i64>,
     #[serde(default)]
     pub paid_cents: i64,
+    /// Consensus review: the votes so far (every vote moves one, so two votes at once collide
+    /// here and one runs again), and when the next validators are asked.
+    #[serde(default)]
+    pub approvals: i64,
+    #[serde(default)]
+    pub rejections: i64,
+    #[serde(default)]
+    pub invite_due: Option<i64>,
+}
+
+/// A validator asked to vote on a submission, and its vote (see the SQLite schema).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct VoteDoc {
+    /// `{submission_id}/{validator_id}`.
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub submission_id: String,
+    pub validator_id: String,
+    pub bounty_id: String,
+    #[serde(default)]
+    pub asked_at: Option<i64>,
+    #[serde(default)]
+    pub approve: Option<bool>,
+    #[serde(default)]
+    pub voted_at: Option<i64>,
+    #[serde(default)]
+    pub with_majority: Option<bool>,
+}
+
+fn vote_id(submission_id: &str, validator_id: &str) -> String {
+    format!("{submission_id}/{validator_id}")
 }
 
 impl SubmissionDoc {
@@ -225,6 +256,8 @@ impl SubmissionDoc {
             review_due_ms: self.review_due,
             dispute_due_ms: self.dispute_due,
             paid_cents: self.paid_cents,
+            approvals: u32::try_from(self.approvals).unwrap_or(0),
+            rejections: u32::try_from(self.rejections).unwrap_or(0),
         })
     }
 }
@@ -363,6 +396,9 @@ pub(super) async fn submit(tx: &mut Tx<'_>, s: &NewSubmission) -> R<SubmissionRe
         review_due: Some(bounty::review_due_ms(s.now_ms, &b.terms)),
         dispute_due: None,
         paid_cents: 0,
+        approvals: 0,
+        rejections: 0,
+        invite_due: None,
     };
     tx.insert(&db.submissions, &d).await?;
     let sub = d.record()?;
@@ -370,6 +406,10 @@ pub(super) async fn submit(tx: &mut Tx<'_>, s: &NewSubmission) -> R<SubmissionRe
         .await?
         .ok_or_else(|| Fail::Engine(EngineError::internal("bounty not found")))?;
     tx.tell(notice::submitted(&after, &sub), s.now_ms).await?;
+    if after.review == Review::Consensus {
+        let want = after.terms.validators;
+        invite(tx, &after, &sub, &s.validator_tiers, want, s.now_ms).await?;
+    }
     Ok(sub)
 }
 
@@ -412,6 +452,7 @@ async fn settle(
     sub: &SubmissionRecord,
     won_cents: i64,
     status: BountyStatus,
+    validators: &[String],
     now_ms: i64,
 ) -> R<i64> {
     let db = tx.db;
@@ -422,7 +463,7 @@ async fn settle(
         won_cents,
         refund_cents: b.reward_cents - won_cents,
         fee_bp: b.terms.fee_bp,
-        validators: &[],
+        validators,
         validator_fee_cents: b.terms.validator_fee_cents,
     };
     let f = payout.figures();
@@ -462,7 +503,14 @@ async fn settle(
         doc! { "$set": {
             "status": SubmissionStatus::Closed.as_str(),
             "warning_due": Bson::Null, "review_due": Bson::Null, "dispute_due": Bson::Null,
+            "invite_due": Bson::Null,
         } },
+    )
+    .await?;
+    // Votes nobody will cast any more.
+    tx.delete(
+        &db.votes,
+        doc! { "bounty_id": &b.bounty_id, "approve": Bson::Null },
     )
     .await?;
     tx.update_many(
@@ -525,6 +573,7 @@ pub(super) async fn review(tx: &mut Tx<'_>, r: &ReviewAsk) -> R<Reviewed> {
                 &sub,
                 b.reward_cents,
                 BountyStatus::Completed,
+                &[],
                 r.now_ms,
             )
             .await?;
@@ -655,7 +704,7 @@ pub(super) async fn resolve_dispute(tx: &mut Tx<'_>, r: &Resolution) -> R<Resolv
         .await?
         .ok_or_else(not_found)?;
     let (won, refund) = bounty::resolution_parts(b.reward_cents, r.worker_pct);
-    let paid = settle(tx, &b, &sub, won, BountyStatus::Resolved, r.now_ms).await?;
+    let paid = settle(tx, &b, &sub, won, BountyStatus::Resolved, &[], r.now_ms).await?;
     let resolved = tx
         .update(
             &db.disputes,
@@ -706,9 +755,17 @@ pub(super) async fn resolve_dispute(tx: &mut Tx<'_>, r: &Resolution) -> R<Resolv
     Ok(out)
 }
 
-pub(super) async fn sweep(tx: &mut Tx<'_>, now_ms: i64, limit: u32) -> R<BountySweep> {
+pub(super) async fn sweep(
+    tx: &mut Tx<'_>,
+    now_ms: i64,
+    limit: u32,
+    validator_tiers: &[String],
+) -> R<BountySweep> {
     let db = tx.db;
-    let mut out = BountySweep::default();
+    let mut out = BountySweep {
+        invited: next_vote_rounds(tx, now_ms, limit, validator_tiers).await?,
+        ..BountySweep::default()
+    };
     let limit = i64::from(limit);
     let warn = tx
         .many(
@@ -861,6 +918,11 @@ async fn expire(tx: &mut Tx<'_>, b: BountyRecord, now_ms: i64) -> R<Option<Bount
         doc! { "$set": { "status": SubmissionStatus::Closed.as_str(), "dispute_due": Bson::Null } },
     )
     .await?;
+    tx.delete(
+        &db.votes,
+        doc! { "bounty_id": &b.bounty_id, "approve": Bson::Null },
+    )
+    .await?;
     tx.apply(
         &bounty::refund_entry(&b.bounty_id, &b.buyer_id, b.reward_cents),
         now_ms,
@@ -871,4 +933,369 @@ async fn expire(tx: &mut Tx<'_>, b: BountyRecord, now_ms: i64) -> R<Option<Bount
         .ok_or_else(|| Fail::Engine(EngineError::internal("bounty not found")))?;
     tx.tell(notice::expired(&after), now_ms).await?;
     Ok(Some(after))
+}
+
+/// Asks up to `want` validators not asked before to vote on `sub` (as the SQLite store's
+/// `invite`), and sets when the next round is due. Returns how many were asked.
+async fn invite(
+    tx: &mut Tx<'_>,
+    b: &BountyRecord,
+    sub: &SubmissionRecord,
+    tiers: &[String],
+    want: u32,
+    now_ms: i64,
+) -> R<u32> {
+    let db = tx.db;
+    let mut excluded: Vec<String> = vec![b.buyer_id.clone()];
+    let rivals = tx
+        .many(
+            &db.submissions,
+            doc! { "bounty_id": &b.bounty_id },
+            doc! { "position": 1 },
+            None,
+        )
+        .await?;
+    excluded.extend(rivals.into_iter().map(|s| s.worker_id));
+    let asked = tx
+        .many(
+            &db.votes,
+            doc! { "submission_id": &sub.submission_id },
+            doc! { "_id": 1 },
+            None,
+        )
+        .await?;
+    excluded.extend(asked.into_iter().map(|v| v.validator_id));
+    let chosen = if want == 0 {
+        Vec::new()
+    } else {
+        tx.many(
+            &db.workers,
+            doc! {
+                "_id": { "$nin": &excluded },
+                "tier": { "$in": tiers },
+                "banned_at": Bson::Null,
+                "$or": [
+                    { "suspended_until": Bson::Null },
+                    { "suspended_until": { "$lte": now_ms } },
+                ],
+            },
+            doc! { "last_seen": -1, "_id": 1 },
+            Some(i64::from(want)),
+        )
+        .await?
+    };
+    for w in &chosen {
+        let v = VoteDoc {
+            id: vote_id(&sub.submission_id, &w.id),
+            submission_id: sub.submission_id.clone(),
+            validator_id: w.id.clone(),
+            bounty_id: b.bounty_id.clone(),
+            asked_at: Some(now_ms),
+            approve: None,
+            voted_at: None,
+            with_majority: None,
+        };
+        tx.insert(&db.votes, &v).await?;
+        tx.notify(notice::vote_requested(b, sub, &w.id), now_ms)
+            .await?;
+    }
+    tx.update(
+        &db.submissions,
+        doc! { "_id": &sub.submission_id },
+        doc! { "$set": { "invite_due": bounty::invite_due_ms(now_ms, &b.terms) } },
+    )
+    .await?;
+    Ok(chosen.len() as u32)
+}
+
+/// The vote rounds due by `now_ms` (as the SQLite store's `next_vote_rounds`).
+async fn next_vote_rounds(tx: &mut Tx<'_>, now_ms: i64, limit: u32, tiers: &[String]) -> R<u32> {
+    let db = tx.db;
+    let due = tx
+        .many(
+            &db.submissions,
+            doc! { "invite_due": { "$lte": now_ms } },
+            doc! { "invite_due": 1 },
+            Some(i64::from(limit)),
+        )
+        .await?;
+    let mut invited = 0;
+    for d in due {
+        let sub = d.record()?;
+        let b = read_bounty(tx, &sub.bounty_id).await?;
+        match b {
+            Some(b)
+                if sub.status == SubmissionStatus::Pending && b.status == BountyStatus::Open =>
+            {
+                let want = b
+                    .terms
+                    .validators
+                    .saturating_sub(sub.approvals + sub.rejections);
+                invited += invite(tx, &b, &sub, tiers, want, now_ms).await?;
+            }
+            _ => {
+                tx.update(
+                    &db.submissions,
+                    doc! { "_id": &sub.submission_id },
+                    doc! { "$set": { "invite_due": Bson::Null } },
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(invited)
+}
+
+pub(super) async fn vote(tx: &mut Tx<'_>, v: &VoteAsk) -> R<Voted> {
+    let db = tx.db;
+    let not_found = || {
+        Fail::Engine(EngineError::NotFound(format!(
+            "no submission {} to bounty {}",
+            v.submission_id, v.bounty_id
+        )))
+    };
+    let b = read_bounty(tx, &v.bounty_id).await?.ok_or_else(not_found)?;
+    let sub = read_submission(tx, &v.submission_id)
+        .await?
+        .filter(|s| s.bounty_id == b.bounty_id)
+        .ok_or_else(not_found)?;
+    let worker = tx
+        .one(&db.workers, doc! { "_id": &v.validator_id })
+        .await?
+        .ok_or_else(|| Fail::Engine(EngineError::Unauthorized("unknown worker".into())))?;
+    let submitted_to_bounty = tx
+        .exists(
+            &db.submissions,
+            doc! { "bounty_id": &b.bounty_id, "worker_id": &v.validator_id },
+        )
+        .await?;
+    let id = vote_id(&sub.submission_id, &v.validator_id);
+    let asked = tx.one(&db.votes, doc! { "_id": &id }).await?;
+    let tiers = bounty::validator_tiers(&v.cfg, &v.cfg.bounty.validator_min_tier);
+    let open_disputes = open_disputes(tx, &b.bounty_id).await?;
+    bounty::check_vote(&bounty::VoteFacts {
+        review: b.review,
+        bounty: b.status,
+        submission: sub.status,
+        tier_allowed: tiers.contains(&worker.tier),
+        submitted_to_bounty,
+        already_voted: asked.as_ref().is_some_and(|a| a.approve.is_some()),
+        open_disputes,
+    })?;
+    match asked {
+        Some(_) => {
+            let cast = tx
+                .update(
+                    &db.votes,
+                    doc! { "_id": &id, "approve": Bson::Null },
+                    doc! { "$set": { "approve": v.approve, "voted_at": v.now_ms } },
+                )
+                .await?;
+            if !cast {
+                return Err(Fail::Retry);
+            }
+        }
+        None => {
+            let doc = VoteDoc {
+                id: id.clone(),
+                submission_id: sub.submission_id.clone(),
+                validator_id: v.validator_id.clone(),
+                bounty_id: b.bounty_id.clone(),
+                asked_at: None,
+                approve: Some(v.approve),
+                voted_at: Some(v.now_ms),
+                with_majority: None,
+            };
+            tx.insert(&db.votes, &doc).await?;
+        }
+    }
+    // Guarded on the tally read: a vote that raced this one makes the command run again.
+    let counter = if v.approve { "approvals" } else { "rejections" };
+    let counted = tx
+        .update(
+            &db.submissions,
+            doc! {
+                "_id": &sub.submission_id, "status": "pending",
+                "approvals": i64::from(sub.approvals), "rejections": i64::from(sub.rejections),
+            },
+            doc! { "$inc": { counter: 1_i64 } },
+        )
+        .await?;
+    if !counted {
+        return Err(Fail::Retry);
+    }
+    let sub = read_submission(tx, &sub.submission_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let Some(approved) = bounty::majority(sub.approvals, sub.rejections, b.terms.validators) else {
+        return Ok(Voted {
+            submission: sub,
+            bounty: b,
+            decided: false,
+            flagged: Vec::new(),
+            banned: Vec::new(),
+        });
+    };
+    let votes = tx
+        .many(
+            &db.votes,
+            doc! { "submission_id": &sub.submission_id, "approve": { "$ne": Bson::Null } },
+            doc! { "voted_at": 1, "validator_id": 1 },
+            None,
+        )
+        .await?;
+    let (with, against): (Vec<VoteDoc>, Vec<VoteDoc>) =
+        votes.into_iter().partition(|d| d.approve == Some(approved));
+    let with: Vec<String> = with.into_iter().map(|d| d.validator_id).collect();
+    let against: Vec<String> = against.into_iter().map(|d| d.validator_id).collect();
+    for (ids, side) in [(&with, true), (&against, false)] {
+        if !ids.is_empty() {
+            tx.update_many(
+                &db.votes,
+                doc! { "submission_id": &sub.submission_id, "validator_id": { "$in": ids } },
+                doc! { "$set": { "with_majority": side } },
+            )
+            .await?;
+        }
+    }
+    tx.delete(
+        &db.votes,
+        doc! { "submission_id": &sub.submission_id, "approve": Bson::Null },
+    )
+    .await?;
+    let per_validator = bounty::validator_pay(b.reward_cents, &b.terms, approved, with.len());
+    if approved {
+        let paid = settle(
+            tx,
+            &b,
+            &sub,
+            b.reward_cents,
+            BountyStatus::Completed,
+            &with,
+            v.now_ms,
+        )
+        .await?;
+        let done = tx
+            .update(
+                &db.submissions,
+                doc! { "_id": &sub.submission_id, "status": "pending" },
+                doc! { "$set": {
+                    "status": SubmissionStatus::Approved.as_str(), "reviewed_at": v.now_ms,
+                    "paid_cents": paid, "warning_due": Bson::Null, "review_due": Bson::Null,
+                    "invite_due": Bson::Null,
+                } },
+            )
+            .await?;
+        if !done {
+            return Err(Fail::Retry);
+        }
+    } else {
+        let done = tx
+            .update(
+                &db.submissions,
+                doc! { "_id": &sub.submission_id, "status": "pending" },
+                doc! { "$set": {
+                    "status": SubmissionStatus::Rejected.as_str(),
+                    "reason": bounty::consensus_reason(sub.approvals, sub.rejections),
+                    "reviewed_at": v.now_ms, "warning_due": Bson::Null, "review_due": Bson::Null,
+                    "invite_due": Bson::Null,
+                    "dispute_due": bounty::dispute_due_ms(v.now_ms, &b.terms),
+                } },
+            )
+            .await?;
+        if !done {
+            return Err(Fail::Retry);
+        }
+        let fee = per_validator;
+        if let Some(entry) =
+            bounty::rejection_fee_entry(&sub.submission_id, &b.bounty_id, &with, fee)
+        {
+            tx.apply(&entry, v.now_ms).await?;
+        }
+    }
+    let bounty_after = read_bounty(tx, &b.bounty_id).await?.ok_or_else(not_found)?;
+    let sub_after = read_submission(tx, &sub.submission_id)
+        .await?
+        .ok_or_else(not_found)?;
+    tx.tell(notice::reviewed(&bounty_after, &sub_after), v.now_ms)
+        .await?;
+    for id in &with {
+        let n = notice::vote_decided(&bounty_after, &sub_after, id, true, per_validator);
+        tx.notify(n, v.now_ms).await?;
+    }
+    let mut flagged = Vec::new();
+    let mut banned = Vec::new();
+    for id in &against {
+        let n = notice::vote_decided(&bounty_after, &sub_after, id, false, 0);
+        tx.notify(n, v.now_ms).await?;
+        let with_n = tx
+            .count(
+                &db.votes,
+                doc! { "validator_id": id, "with_majority": true },
+            )
+            .await?;
+        let against_n = tx
+            .count(
+                &db.votes,
+                doc! { "validator_id": id, "with_majority": false },
+            )
+            .await?;
+        let n = |c: u64| u32::try_from(c).unwrap_or(u32::MAX);
+        if bounty::validator_suspicious(n(with_n), n(against_n)) {
+            tx.update(
+                &db.workers,
+                doc! { "_id": id },
+                doc! { "$inc": { "qa_fail": 1_i64 } },
+            )
+            .await?;
+            if tx.penalise(id, v.now_ms, &v.cfg).await? {
+                banned.push(id.clone());
+            }
+            flagged.push(id.clone());
+        }
+    }
+    Ok(Voted {
+        submission: sub_after,
+        bounty: bounty_after,
+        decided: true,
+        flagged,
+        banned,
+    })
+}
+
+pub(super) async fn vote_requests(
+    tx: &mut Tx<'_>,
+    validator_id: &str,
+    limit: u32,
+) -> R<Vec<VoteRequest>> {
+    let db = tx.db;
+    let asked = tx
+        .many(
+            &db.votes,
+            doc! {
+                "validator_id": validator_id, "approve": Bson::Null,
+                "asked_at": { "$ne": Bson::Null },
+            },
+            doc! { "asked_at": 1, "submission_id": 1 },
+            Some(i64::from(limit)),
+        )
+        .await?;
+    let mut out = Vec::with_capacity(asked.len());
+    for a in asked {
+        let Some(submission) = read_submission(tx, &a.submission_id).await? else {
+            continue;
+        };
+        if submission.status != SubmissionStatus::Pending {
+            continue;
+        }
+        let Some(bounty) = read_bounty(tx, &submission.bounty_id).await? else {
+            continue;
+        };
+        out.push(VoteRequest {
+            bounty,
+            submission,
+            asked_at_ms: a.asked_at.unwrap_or(0),
+        });
+    }
+    Ok(out)
 }

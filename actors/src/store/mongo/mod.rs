@@ -53,7 +53,7 @@ use docs::*;
 /// The database used when the URI names none.
 pub const DEFAULT_DATABASE: &str = "clawjobs";
 /// How long a command keeps retrying write conflicts before it answers `UNAVAILABLE`.
-const RETRY_BUDGET: Duration = Duration::from_secs(10);
+const RETRY_BUDGET: Duration = crate::store::COMMAND_BUDGET;
 /// How long the driver looks for a server before an operation fails (a request then answers
 /// `UNAVAILABLE` rather than hang).
 const SERVER_SELECTION: Duration = Duration::from_secs(3);
@@ -155,6 +155,7 @@ struct Db {
     pub deliveries: Collection<webhooks::DeliveryDoc>,
     pub submissions: Collection<bounties::SubmissionDoc>,
     pub disputes: Collection<bounties::DisputeDoc>,
+    pub votes: Collection<bounties::VoteDoc>,
     pub referral_codes: Collection<ReferralCodeDoc>,
     pub referrals: Collection<ReferralDoc>,
     pub task_events: Collection<timeline::TaskEventDoc>,
@@ -195,6 +196,7 @@ impl Db {
             deliveries: db.collection("webhook_deliveries"),
             submissions: db.collection("bounty_submissions"),
             disputes: db.collection("disputes"),
+            votes: db.collection("bounty_votes"),
             referral_codes: db.collection("referral_codes"),
             referrals: db.collection("referrals"),
             task_events: db.collection("task_events"),
@@ -1106,8 +1108,32 @@ impl Store for MongoStore {
         })
     }
 
-    fn bounty_sweep(&self, now_ms: i64, limit: u32) -> StoreFuture<BountySweep> {
-        command!(self, write, |tx| bounties::sweep(tx, now_ms, limit).await)
+    fn bounty_sweep(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        validator_tiers: Vec<String>,
+    ) -> StoreFuture<BountySweep> {
+        command!(self, write, |tx| bounties::sweep(
+            tx,
+            now_ms,
+            limit,
+            &validator_tiers
+        )
+        .await)
+    }
+
+    fn vote_submission(&self, v: VoteAsk) -> StoreFuture<Voted> {
+        command!(self, write, |tx| bounties::vote(tx, &v).await)
+    }
+
+    fn vote_requests(&self, validator_id: String, limit: u32) -> StoreFuture<Vec<VoteRequest>> {
+        command!(self, read, |tx| bounties::vote_requests(
+            tx,
+            &validator_id,
+            limit
+        )
+        .await)
     }
 
     fn notifications(&self, filter: NotificationFilter) -> StoreFuture<Vec<NotificationRecord>> {

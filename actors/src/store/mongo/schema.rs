@@ -109,6 +109,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         "bounties",
         "bounty_submissions",
         "disputes",
+        "bounty_votes",
         "notifications",
         "webhooks",
         "webhook_deliveries",
@@ -202,10 +203,14 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
         ),
         (
             "workers",
-            vec![partial(
-                doc! { "banned_at": 1 },
-                doc! { "banned_at": { "$type": "long" } },
-            )],
+            vec![
+                partial(
+                    doc! { "banned_at": 1 },
+                    doc! { "banned_at": { "$type": "long" } },
+                ),
+                // Validators are chosen by tier (not by last_seen too: every claim changes it).
+                index(doc! { "tier": 1 }),
+            ],
         ),
         (
             "worker_notices",
@@ -244,6 +249,16 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
                 index(doc! { "review_due": 1 }),
                 index(doc! { "warning_due": 1 }),
                 index(doc! { "worker_id": 1 }),
+                index(doc! { "invite_due": 1 }),
+            ],
+        ),
+        (
+            "bounty_votes",
+            vec![
+                index(doc! { "validator_id": 1, "approve": 1, "asked_at": 1 }),
+                index(doc! { "validator_id": 1, "with_majority": 1 }),
+                index(doc! { "submission_id": 1 }),
+                index(doc! { "bounty_id": 1, "approve": 1 }),
             ],
         ),
         (

@@ -128,7 +128,9 @@ pub(super) fn cancel_bounty(
 }
 
 const SUBMISSION_COLS: &str = "id, bounty_id, worker_id, position, content, status, reason, \
-    submitted_at, reviewed_at, auto_approved, review_due, dispute_due, paid_cents";
+    submitted_at, reviewed_at, auto_approved, review_due, dispute_due, paid_cents, \
+    (SELECT count(*) FROM bounty_votes v WHERE v.submission_id = bounty_submissions.id AND v.approve = 1), \
+    (SELECT count(*) FROM bounty_votes v WHERE v.submission_id = bounty_submissions.id AND v.approve = 0)";
 
 fn submission_from_row(r: &Row<'_>) -> rusqlite::Result<SubmissionRecord> {
     let content: String = r.get(4)?;
@@ -147,6 +149,8 @@ fn submission_from_row(r: &Row<'_>) -> rusqlite::Result<SubmissionRecord> {
         review_due_ms: r.get(10)?,
         dispute_due_ms: r.get(11)?,
         paid_cents: r.get(12)?,
+        approvals: r.get(13)?,
+        rejections: r.get(14)?,
     })
 }
 
@@ -251,6 +255,16 @@ pub(super) fn submit(tx: &mut Tx<'_>, s: NewSubmission) -> Result<SubmissionReco
     let after = read_bounty(tx.conn, &s.bounty_id)?
         .ok_or_else(|| EngineError::internal("bounty not found"))?;
     tx.tell(notice::submitted(&after, &sub), s.now_ms)?;
+    if after.review == Review::Consensus {
+        invite(
+            tx,
+            &after,
+            &sub,
+            &s.validator_tiers,
+            after.terms.validators,
+            s.now_ms,
+        )?;
+    }
     Ok(sub)
 }
 
@@ -288,6 +302,7 @@ fn settle(
     sub: &SubmissionRecord,
     won_cents: i64,
     status: BountyStatus,
+    validators: &[String],
     now_ms: i64,
 ) -> Result<i64, EngineError> {
     let payout = Payout {
@@ -297,7 +312,7 @@ fn settle(
         won_cents,
         refund_cents: b.reward_cents - won_cents,
         fee_bp: b.terms.fee_bp,
-        validators: &[],
+        validators,
         validator_fee_cents: b.terms.validator_fee_cents,
     };
     let f = payout.figures();
@@ -375,7 +390,7 @@ pub(super) fn review(tx: &mut Tx<'_>, r: ReviewAsk) -> Result<Reviewed, EngineEr
         )?;
         let n = match &r.verdict {
             Verdict::Approve => {
-                let paid = settle(tx, &b, &sub, b.reward_cents, BountyStatus::Completed, r.now_ms)?;
+                let paid = settle(tx, &b, &sub, b.reward_cents, BountyStatus::Completed, &[], r.now_ms)?;
                 tx.conn
                     .prepare_cached(
                         "UPDATE bounty_submissions SET status = 'approved', reviewed_at = ?2, auto_approved = ?3,
@@ -533,7 +548,7 @@ pub(super) fn resolve_dispute(tx: &mut Tx<'_>, r: Resolution) -> Result<Resolved
         let b = read_bounty(tx.conn, &d.bounty_id)?.ok_or_else(not_found)?;
         let sub = read_submission(tx.conn, &d.submission_id)?.ok_or_else(not_found)?;
         let (won, refund) = bounty::resolution_parts(b.reward_cents, r.worker_pct);
-        let paid = settle(tx, &b, &sub, won, BountyStatus::Resolved, r.now_ms)?;
+        let paid = settle(tx, &b, &sub, won, BountyStatus::Resolved, &[], r.now_ms)?;
         let n = tx
             .conn
             .prepare_cached(
@@ -581,8 +596,16 @@ pub(super) fn resolve_dispute(tx: &mut Tx<'_>, r: Resolution) -> Result<Resolved
     })
 }
 
-pub(super) fn sweep(tx: &mut Tx<'_>, now_ms: i64, limit: u32) -> Result<BountySweep, EngineError> {
-    let mut out = BountySweep::default();
+pub(super) fn sweep(
+    tx: &mut Tx<'_>,
+    now_ms: i64,
+    limit: u32,
+    validator_tiers: &[String],
+) -> Result<BountySweep, EngineError> {
+    let mut out = BountySweep {
+        invited: next_vote_rounds(tx, now_ms, limit, validator_tiers)?,
+        ..BountySweep::default()
+    };
     let warn: Vec<Warned> = {
         let mut q = tx
             .conn
@@ -725,6 +748,344 @@ pub(super) fn sweep(tx: &mut Tx<'_>, now_ms: i64, limit: u32) -> Result<BountySw
             .ok_or_else(|| EngineError::internal("bounty not found"))?;
         tx.tell(notice::expired(&after), now_ms)?;
         out.expired.push(after);
+    }
+    Ok(out)
+}
+
+/// Asks up to `want` validators not asked before (workers of `tiers`, not banned or suspended,
+/// neither the buyer nor anyone who submitted to the bounty; the most recently seen first) to
+/// vote on `sub`, and sets when the next round is due. Returns how many were asked.
+fn invite(
+    tx: &mut Tx<'_>,
+    b: &BountyRecord,
+    sub: &SubmissionRecord,
+    tiers: &[String],
+    want: u32,
+    now_ms: i64,
+) -> Result<u32, EngineError> {
+    let tiers = serde_json::to_string(tiers).map_err(json_err)?;
+    let chosen: Vec<String> = {
+        let mut q = tx
+            .conn
+            .prepare_cached(
+                "SELECT w.id FROM workers w
+                 WHERE w.tier IN (SELECT value FROM json_each(?1)) AND w.banned_at IS NULL
+                   AND (w.suspended_until IS NULL OR w.suspended_until <= ?2) AND w.id <> ?3
+                   AND NOT EXISTS (SELECT 1 FROM bounty_submissions s WHERE s.bounty_id = ?4 AND s.worker_id = w.id)
+                   AND NOT EXISTS (SELECT 1 FROM bounty_votes v WHERE v.submission_id = ?5 AND v.validator_id = w.id)
+                 ORDER BY w.last_seen DESC NULLS LAST, w.id LIMIT ?6",
+            )
+            .map_err(db_err)?;
+        let rows = q
+            .query_map(
+                params![
+                    tiers,
+                    now_ms,
+                    b.buyer_id,
+                    b.bounty_id,
+                    sub.submission_id,
+                    want
+                ],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+    };
+    for validator in &chosen {
+        tx.conn
+            .prepare_cached(
+                "INSERT INTO bounty_votes (submission_id, validator_id, bounty_id, asked_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut q| q.execute(params![sub.submission_id, validator, b.bounty_id, now_ms]))
+            .map_err(db_err)?;
+        tx.notify(notice::vote_requested(b, sub, validator), now_ms)?;
+    }
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO vote_rounds (submission_id, due) VALUES (?1, ?2)
+             ON CONFLICT (submission_id) DO UPDATE SET due = excluded.due",
+        )
+        .and_then(|mut q| {
+            q.execute(params![
+                sub.submission_id,
+                bounty::invite_due_ms(now_ms, &b.terms)
+            ])
+        })
+        .map_err(db_err)?;
+    Ok(chosen.len() as u32)
+}
+
+/// The vote rounds due by `now_ms`: each undecided submission gets as many new validators asked
+/// as it still lacks votes; a round whose submission is no longer pending is dropped.
+fn next_vote_rounds(
+    tx: &mut Tx<'_>,
+    now_ms: i64,
+    limit: u32,
+    tiers: &[String],
+) -> Result<u32, EngineError> {
+    let due: Vec<String> = {
+        let mut q = tx
+            .conn
+            .prepare_cached(
+                "SELECT submission_id FROM vote_rounds WHERE due <= ?1 ORDER BY due LIMIT ?2",
+            )
+            .map_err(db_err)?;
+        let rows = q
+            .query_map(params![now_ms, limit], |r| r.get(0))
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+    };
+    let mut invited = 0;
+    for submission_id in due {
+        let sub = read_submission(tx.conn, &submission_id)?;
+        let b = match &sub {
+            Some(s) => read_bounty(tx.conn, &s.bounty_id)?,
+            None => None,
+        };
+        match (sub, b) {
+            (Some(sub), Some(b))
+                if sub.status == SubmissionStatus::Pending && b.status == BountyStatus::Open =>
+            {
+                let want = b
+                    .terms
+                    .validators
+                    .saturating_sub(sub.approvals + sub.rejections);
+                invited += invite(tx, &b, &sub, tiers, want, now_ms)?;
+            }
+            _ => {
+                tx.conn
+                    .prepare_cached("DELETE FROM vote_rounds WHERE submission_id = ?1")
+                    .and_then(|mut q| q.execute(params![submission_id]))
+                    .map_err(db_err)?;
+            }
+        }
+    }
+    Ok(invited)
+}
+
+pub(super) fn vote(tx: &mut Tx<'_>, v: VoteAsk) -> Result<Voted, EngineError> {
+    let not_found = || {
+        EngineError::NotFound(format!(
+            "no submission {} to bounty {}",
+            v.submission_id, v.bounty_id
+        ))
+    };
+    let b = read_bounty(tx.conn, &v.bounty_id)?.ok_or_else(not_found)?;
+    let sub = read_submission(tx.conn, &v.submission_id)?
+        .filter(|s| s.bounty_id == b.bounty_id)
+        .ok_or_else(not_found)?;
+    let tier: String = tx
+        .conn
+        .prepare_cached("SELECT tier FROM workers WHERE id = ?1")
+        .and_then(|mut q| {
+            q.query_row(params![v.validator_id], |r| r.get(0))
+                .optional()
+        })
+        .map_err(db_err)?
+        .ok_or_else(|| EngineError::Unauthorized("unknown worker".into()))?;
+    let (submitted_to_bounty, already_voted): (bool, bool) = tx
+        .conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM bounty_submissions WHERE bounty_id = ?1 AND worker_id = ?2),
+                    EXISTS (SELECT 1 FROM bounty_votes WHERE submission_id = ?3 AND validator_id = ?2
+                            AND approve IS NOT NULL)",
+        )
+        .and_then(|mut q| {
+            q.query_row(params![b.bounty_id, v.validator_id, sub.submission_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
+        .map_err(db_err)?;
+    let tiers = bounty::validator_tiers(&v.cfg, &v.cfg.bounty.validator_min_tier);
+    bounty::check_vote(&bounty::VoteFacts {
+        review: b.review,
+        bounty: b.status,
+        submission: sub.status,
+        tier_allowed: tiers.contains(&tier),
+        submitted_to_bounty,
+        already_voted,
+        open_disputes: open_disputes(tx.conn, &b.bounty_id)?,
+    })?;
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO bounty_votes (submission_id, validator_id, bounty_id, approve, voted_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (submission_id, validator_id) DO UPDATE SET approve = excluded.approve,
+               voted_at = excluded.voted_at
+             WHERE approve IS NULL",
+        )
+        .and_then(|mut q| {
+            q.execute(params![
+                sub.submission_id,
+                v.validator_id,
+                b.bounty_id,
+                v.approve,
+                v.now_ms
+            ])
+        })
+        .map_err(db_err)
+        .and_then(changed)?;
+    let sub = read_submission(tx.conn, &sub.submission_id)?.ok_or_else(not_found)?;
+    let Some(approved) = bounty::majority(sub.approvals, sub.rejections, b.terms.validators) else {
+        return Ok(Voted {
+            submission: sub,
+            bounty: b,
+            decided: false,
+            flagged: Vec::new(),
+            banned: Vec::new(),
+        });
+    };
+    // Decided: who sided with it, who against.
+    let votes: Vec<(String, bool)> = {
+        let mut q = tx
+            .conn
+            .prepare_cached(
+                "SELECT validator_id, approve FROM bounty_votes
+                 WHERE submission_id = ?1 AND approve IS NOT NULL ORDER BY voted_at, validator_id",
+            )
+            .map_err(db_err)?;
+        let rows = q
+            .query_map(params![sub.submission_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+    };
+    let (with, against): (Vec<_>, Vec<_>) = votes.into_iter().partition(|(_, a)| *a == approved);
+    let with: Vec<String> = with.into_iter().map(|(id, _)| id).collect();
+    let against: Vec<String> = against.into_iter().map(|(id, _)| id).collect();
+    tx.conn
+        .prepare_cached(
+            "UPDATE bounty_votes SET with_majority = (approve = ?2)
+             WHERE submission_id = ?1 AND approve IS NOT NULL",
+        )
+        .and_then(|mut q| q.execute(params![sub.submission_id, approved]))
+        .map_err(db_err)?;
+    tx.conn
+        .prepare_cached("DELETE FROM vote_rounds WHERE submission_id = ?1")
+        .and_then(|mut q| q.execute(params![sub.submission_id]))
+        .map_err(db_err)?;
+    let per_validator = bounty::validator_pay(b.reward_cents, &b.terms, approved, with.len());
+    if approved {
+        let paid = settle(
+            tx,
+            &b,
+            &sub,
+            b.reward_cents,
+            BountyStatus::Completed,
+            &with,
+            v.now_ms,
+        )?;
+        tx.conn
+            .prepare_cached(
+                "UPDATE bounty_submissions SET status = 'approved', reviewed_at = ?2, paid_cents = ?3,
+                   warning_due = NULL, review_due = NULL
+                 WHERE id = ?1 AND status = 'pending'",
+            )
+            .and_then(|mut q| q.execute(params![sub.submission_id, v.now_ms, paid]))
+            .map_err(db_err)
+            .and_then(changed)?;
+    } else {
+        tx.conn
+            .prepare_cached(
+                "UPDATE bounty_submissions SET status = 'rejected', reason = ?3, reviewed_at = ?2,
+                   warning_due = NULL, review_due = NULL, dispute_due = ?4
+                 WHERE id = ?1 AND status = 'pending'",
+            )
+            .and_then(|mut q| {
+                q.execute(params![
+                    sub.submission_id,
+                    v.now_ms,
+                    bounty::consensus_reason(sub.approvals, sub.rejections),
+                    bounty::dispute_due_ms(v.now_ms, &b.terms)
+                ])
+            })
+            .map_err(db_err)
+            .and_then(changed)?;
+        let fee = per_validator;
+        if let Some(entry) =
+            bounty::rejection_fee_entry(&sub.submission_id, &b.bounty_id, &with, fee)
+        {
+            tx.apply(&entry, v.now_ms)?;
+        }
+    }
+    let after = Reviewed {
+        bounty: read_bounty(tx.conn, &b.bounty_id)?.ok_or_else(not_found)?,
+        submission: read_submission(tx.conn, &sub.submission_id)?.ok_or_else(not_found)?,
+    };
+    tx.tell(notice::reviewed(&after.bounty, &after.submission), v.now_ms)?;
+    for id in &with {
+        tx.notify(
+            notice::vote_decided(&after.bounty, &after.submission, id, true, per_validator),
+            v.now_ms,
+        )?;
+    }
+    let mut flagged = Vec::new();
+    let mut banned = Vec::new();
+    for id in &against {
+        tx.notify(
+            notice::vote_decided(&after.bounty, &after.submission, id, false, 0),
+            v.now_ms,
+        )?;
+        let (with_n, against_n): (u32, u32) = tx
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FILTER (WHERE with_majority = 1), count(*) FILTER (WHERE with_majority = 0)
+                 FROM bounty_votes WHERE validator_id = ?1 AND with_majority IS NOT NULL",
+            )
+            .and_then(|mut q| q.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(db_err)?;
+        if bounty::validator_suspicious(with_n, against_n) {
+            tx.conn
+                .prepare_cached("UPDATE workers SET qa_fail = qa_fail + 1 WHERE id = ?1")
+                .and_then(|mut q| q.execute(params![id]))
+                .map_err(db_err)?;
+            if tx.penalise(id, v.now_ms, &v.cfg)? {
+                banned.push(id.clone());
+            }
+            flagged.push(id.clone());
+        }
+    }
+    Ok(Voted {
+        submission: after.submission,
+        bounty: after.bounty,
+        decided: true,
+        flagged,
+        banned,
+    })
+}
+
+pub(super) fn vote_requests(
+    c: &Connection,
+    validator_id: &str,
+    limit: u32,
+) -> Result<Vec<VoteRequest>, EngineError> {
+    let asked: Vec<(String, i64)> = {
+        let mut q = c
+            .prepare_cached(
+                "SELECT v.submission_id, v.asked_at FROM bounty_votes v
+                 JOIN bounty_submissions s ON s.id = v.submission_id
+                 WHERE v.validator_id = ?1 AND v.approve IS NULL AND v.asked_at IS NOT NULL
+                   AND s.status = 'pending'
+                 ORDER BY v.asked_at, v.submission_id LIMIT ?2",
+            )
+            .map_err(db_err)?;
+        let rows = q
+            .query_map(params![validator_id, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+    };
+    let mut out = Vec::with_capacity(asked.len());
+    for (submission_id, asked_at_ms) in asked {
+        let Some(submission) = read_submission(c, &submission_id)? else {
+            continue;
+        };
+        let Some(bounty) = read_bounty(c, &submission.bounty_id)? else {
+            continue;
+        };
+        out.push(VoteRequest {
+            bounty,
+            submission,
+            asked_at_ms,
+        });
     }
     Ok(out)
 }

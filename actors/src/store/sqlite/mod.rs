@@ -644,8 +644,21 @@ impl Store for SqliteStore {
         self.write(move |tx| bounties::resolve_dispute(tx, r))
     }
 
-    fn bounty_sweep(&self, now_ms: i64, limit: u32) -> StoreFuture<BountySweep> {
-        self.write(move |tx| bounties::sweep(tx, now_ms, limit))
+    fn bounty_sweep(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        validator_tiers: Vec<String>,
+    ) -> StoreFuture<BountySweep> {
+        self.write(move |tx| bounties::sweep(tx, now_ms, limit, &validator_tiers))
+    }
+
+    fn vote_submission(&self, v: VoteAsk) -> StoreFuture<Voted> {
+        self.write(move |tx| bounties::vote(tx, v))
+    }
+
+    fn vote_requests(&self, validator_id: String, limit: u32) -> StoreFuture<Vec<VoteRequest>> {
+        self.read(move |c| bounties::vote_requests(c, &validator_id, limit))
     }
 
     fn create_webhook(&self, w: NewWebhook) -> StoreFuture<WebhookRecord> {

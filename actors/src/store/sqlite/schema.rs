@@ -340,6 +340,29 @@ CREATE TABLE IF NOT EXISTS bounty_submissions (
 CREATE INDEX IF NOT EXISTS submissions_review_due ON bounty_submissions (review_due) WHERE review_due IS NOT NULL;
 CREATE INDEX IF NOT EXISTS submissions_warning_due ON bounty_submissions (warning_due) WHERE warning_due IS NOT NULL;
 CREATE INDEX IF NOT EXISTS submissions_by_worker ON bounty_submissions (worker_id);
+-- Consensus review: each validator asked to vote on a submission (asked_at; NULL when it voted
+-- unasked) and its vote (approve NULL until cast). Once the vote is decided, with_majority says
+-- whether it sided with the decision: the record rules::bounty::validator_suspicious reads.
+CREATE TABLE IF NOT EXISTS bounty_votes (
+  submission_id TEXT NOT NULL,
+  validator_id TEXT NOT NULL,
+  bounty_id TEXT NOT NULL,
+  asked_at INTEGER,
+  approve INTEGER,
+  voted_at INTEGER,
+  with_majority INTEGER,
+  PRIMARY KEY (submission_id, validator_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS votes_asked ON bounty_votes (validator_id, asked_at) WHERE approve IS NULL;
+CREATE INDEX IF NOT EXISTS votes_decided ON bounty_votes (validator_id) WHERE with_majority IS NOT NULL;
+-- When more validators are asked to vote on a consensus submission still undecided.
+CREATE TABLE IF NOT EXISTS vote_rounds (
+  submission_id TEXT PRIMARY KEY,
+  due INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vote_rounds_due ON vote_rounds (due);
+-- Validators are chosen by tier; not by last_seen too, which every claim changes.
+CREATE INDEX IF NOT EXISTS workers_by_tier ON workers (tier);
 -- Disputes over rejected submissions, one per submission.
 CREATE TABLE IF NOT EXISTS disputes (
   seq INTEGER PRIMARY KEY,
