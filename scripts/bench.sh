@@ -11,6 +11,9 @@
 # test stand-in: secantusd-py --port 27017 --storage-path :memory:, then
 # STORE="mongodb://127.0.0.1:27017/?replicaSet=secantus").
 #
+# ONLY=priority runs just the tier-priority measurement (the share of high-value tasks that reach
+# trusted workers, with qa.fairness_random 0, the shipped 0.1, and 1 = priority off).
+#
 # ONLY=lifecycles runs just the lifecycle modes (the figure quoted as a ratio). When a PostgreSQL
 # server answers on $PGHOST (see scripts/baseline/README.md), the baseline
 # scripts/baseline/pg-skip-locked/run.sh runs `runs` times before and after the lifecycles, back
@@ -54,6 +57,18 @@ serve() {
 }
 stop() { kill -TERM "$PID"; wait "$PID" || true; rm -rf "$DATA"; }
 
+priority() {
+  echo "== tier priority: half of $WORKERS workers trusted, one high-value task to one cheap, 1000 high-value claims"
+  for fairness in 0 0.1 1; do
+    for run in $(seq "$RUNS"); do
+      serve
+      "$BIN" simulate --mode priority --url "$URL" --workers "$WORKERS" --samples 1000 --fairness "$fairness"
+      stop
+    done
+  done
+}
+if [ "$ONLY" = priority ]; then priority; exit 0; fi
+
 BASE=()
 if baseline_up; then
   echo "== baseline: PostgreSQL SKIP LOCKED lifecycles/s (before)"
@@ -92,6 +107,8 @@ for run in $(seq "$RUNS"); do
 done
 
 [ "$ONLY" = lifecycles ] && exit 0
+
+priority
 
 echo "== post-to-claim latency, $WORKERS parked workers"
 for run in $(seq "$RUNS"); do

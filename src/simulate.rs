@@ -2,6 +2,7 @@
 //!
 //! * `lifecycles`: posters keep tasks coming, workers long-poll and submit; reports full
 //!   lifecycles (post → claim → submit → settled) per second over the measured window.
+//! * `priority`: the share of high-value tasks that reach trusted workers (tier priority).
 //! * `latency`: workers wait parked; one task is posted at a time and the time from sending the
 //!   post to a worker holding the task is recorded; reports p50/p99.
 
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimulateArgs {
-    /// `lifecycles`, `latency`, `ws-latency`, `ws-idle` or `sse-fanout`.
+    /// `lifecycles`, `latency`, `priority`, `ws-latency`, `ws-idle` or `sse-fanout`.
     #[arg(long, default_value = "lifecycles")]
     pub mode: String,
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -44,6 +45,9 @@ pub struct SimulateArgs {
     /// server's QA rates (shadows and spot-checks then add platform-paid work).
     #[arg(long, default_value = "off")]
     pub qa: String,
+    /// Sets `qa.fairness_random` before the run (priority mode; 1 turns tier priority off).
+    #[arg(long)]
+    pub fairness: Option<f64>,
 }
 
 pub struct Sim {
@@ -205,6 +209,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     match args.mode.as_str() {
         "lifecycles" => lifecycles(sim, &args).await,
         "latency" => latency(sim, &args).await,
+        "priority" => priority(sim, &args).await,
         "ws-latency" => crate::simulate_rt::ws_latency(sim, &args).await,
         "ws-idle" => crate::simulate_rt::ws_idle(sim, &args).await,
         "sse-fanout" => crate::simulate_rt::sse_fanout(sim, &args).await,
@@ -393,5 +398,190 @@ async fn latency(sim: Arc<Sim>, args: &SimulateArgs) -> anyhow::Result<()> {
         samples.len(),
         args.workers
     );
+    Ok(())
+}
+
+/// The share of high-value tasks that reach the higher tiers. Half of `--workers` are made
+/// `trusted` first (each completes enough tasks to pass the tier's bar, set well above what any
+/// worker completes while measured, so nobody changes tier during the run); then every worker
+/// claims and submits in a loop while posters keep a bounded backlog of one high-value task
+/// (`analyze`, at `tiers.priority_min_price_cents` or above) to one cheap one (`chat`). Prints
+/// the share of high-value tasks the trusted half claimed, and of cheap ones, over `--samples`
+/// high-value claims. `--fairness` sets `qa.fairness_random` first (1 turns priority off).
+pub async fn priority(sim: Arc<Sim>, args: &SimulateArgs) -> anyhow::Result<()> {
+    let half = (args.workers / 2).max(1);
+    let samples = args.samples.max(1);
+    // Nobody completes this many while measured: a worker's share of all claims is about
+    // 2 * samples / workers, so the bar is twice that.
+    let bar = ((4 * samples) / args.workers.max(1)).max(10) as u64;
+    put_doc(&sim, "tiers", |t| {
+        t["levels"]["proven"]["min_tasks"] = json!(bar - 1);
+        t["levels"]["proven"]["min_completion"] = json!(0.5);
+        t["levels"]["trusted"]["min_tasks"] = json!(bar);
+        t["levels"]["trusted"]["min_completion"] = json!(0.5);
+        t["levels"]["elite"]["min_tasks"] = json!(1_000_000_000_u64);
+    })
+    .await?;
+    if let Some(f) = args.fairness {
+        put_doc(&sim, "qa", |q| q["fairness_random"] = json!(f)).await?;
+    }
+    let buyer = sim.buyer(0).await?;
+    let workers =
+        futures_util::future::try_join_all((0..args.workers).map(|_| sim.worker())).await?;
+
+    // The trusted half earns its tier.
+    let promote = futures_util::future::try_join_all(workers[..half].iter().map(|token| {
+        let (sim, buyer) = (sim.clone(), buyer.clone());
+        async move {
+            for _ in 0..bar {
+                let (s, v) = sim
+                    .call(
+                        reqwest::Method::POST,
+                        "/api/task",
+                        &buyer,
+                        Some(task_body()),
+                    )
+                    .await?;
+                if s != StatusCode::CREATED {
+                    bail!("post: {s} {v}");
+                }
+                loop {
+                    let (s, offer) = sim
+                        .call(reqwest::Method::GET, "/api/work/next?wait=2", token, None)
+                        .await?;
+                    if s == StatusCode::OK {
+                        let body = json!({"task_id": offer["task_id"], "output": {"text": "ok"}});
+                        sim.call(reqwest::Method::POST, "/api/work/submit", token, Some(body))
+                            .await?;
+                        break;
+                    }
+                }
+            }
+            let (_, me) = sim
+                .call(reqwest::Method::GET, "/api/worker/me", token, None)
+                .await?;
+            if me["tier"] != "trusted" {
+                bail!("a promoted worker is {} after {bar} tasks", me["tier"]);
+            }
+            anyhow::Ok(())
+        }
+    }));
+    promote.await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // [cheap by new, cheap by trusted, high by new, high by trusted]
+    let counts: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
+    let posted = Arc::new(AtomicU64::new(0));
+    let claimed = Arc::new(AtomicU64::new(0));
+    let mut handles = vec![];
+    for (i, token) in workers.iter().cloned().enumerate() {
+        let trusted = i < half;
+        let (sim, stop, counts, claimed) =
+            (sim.clone(), stop.clone(), counts.clone(), claimed.clone());
+        handles.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((StatusCode::OK, offer)) = sim
+                    .call(reqwest::Method::GET, "/api/work/next?wait=1", &token, None)
+                    .await
+                else {
+                    continue;
+                };
+                let high = offer["type"] == "analyze";
+                counts[usize::from(high) * 2 + usize::from(trusted)]
+                    .fetch_add(1, Ordering::Relaxed);
+                claimed.fetch_add(1, Ordering::Relaxed);
+                let body = json!({"task_id": offer["task_id"], "output": {"text": "ok"}});
+                let _ = sim
+                    .call(
+                        reqwest::Method::POST,
+                        "/api/work/submit",
+                        &token,
+                        Some(body),
+                    )
+                    .await;
+            }
+        }));
+    }
+    let backlog = args.workers as u64;
+    let (sim2, stop2, posted2, claimed2) =
+        (sim.clone(), stop.clone(), posted.clone(), claimed.clone());
+    let poster = tokio::spawn(async move {
+        let mut n = 0u64;
+        while !stop2.load(Ordering::Relaxed) {
+            if posted2.load(Ordering::Relaxed) > claimed2.load(Ordering::Relaxed) + backlog {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            let body = if n.is_multiple_of(2) {
+                json!({"type": "analyze", "input": {"text": "Which of these is the odd one out?"}})
+            } else {
+                task_body()
+            };
+            n += 1;
+            if let Ok((StatusCode::CREATED, _)) = sim2
+                .call(reqwest::Method::POST, "/api/task", &buyer, Some(body))
+                .await
+            {
+                posted2.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let started = Instant::now();
+    while counts[2].load(Ordering::Relaxed) + counts[3].load(Ordering::Relaxed) < samples as u64 {
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("fewer than {samples} high-value claims in 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = poster.await;
+    for h in handles {
+        let _ = h.await;
+    }
+    let c: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let share = |by_trusted: u64, by_new: u64| {
+        100.0 * by_trusted as f64 / (by_trusted + by_new).max(1) as f64
+    };
+    let (_, cfg) = sim
+        .call(
+            reqwest::Method::GET,
+            "/api/admin/config/qa",
+            &sim.admin,
+            None,
+        )
+        .await?;
+    println!(
+        "priority: trusted workers ({half} of {}) claimed {:.1}% of {} high-value tasks and {:.1}% of {} cheap ones (fairness_random {})",
+        args.workers,
+        share(c[3], c[2]),
+        c[2] + c[3],
+        share(c[1], c[0]),
+        c[0] + c[1],
+        cfg["fairness_random"]
+    );
+    Ok(())
+}
+
+/// Reads the config document `key`, changes it with `edit`, and puts it back.
+async fn put_doc(sim: &Sim, key: &str, edit: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
+    let path = format!("/api/admin/config/{key}");
+    let (s, mut doc) = sim
+        .call(reqwest::Method::GET, &path, &sim.admin, None)
+        .await?;
+    if s != StatusCode::OK {
+        bail!("reading config {key}: {s} {doc}");
+    }
+    if let Some(obj) = doc.as_object_mut() {
+        for k in ["key", "version", "updated_at", "updated_by"] {
+            obj.remove(k);
+        }
+    }
+    edit(&mut doc);
+    let (s, v) = sim
+        .call(reqwest::Method::PUT, &path, &sim.admin, Some(doc))
+        .await?;
+    if s != StatusCode::OK {
+        bail!("putting config {key}: {s} {v}");
+    }
     Ok(())
 }

@@ -74,6 +74,18 @@ pub struct TierLevelDoc {
 #[serde(deny_unknown_fields)]
 pub struct TiersDoc {
     pub levels: BTreeMap<String, TierLevelDoc>,
+    /// Tasks priced at or above this go first to the highest-tier worker waiting for one, and a
+    /// worker above the lowest tier is offered them before older, cheaper tasks.
+    #[serde(default = "default_priority_min_price_cents")]
+    pub priority_min_price_cents: i64,
+}
+
+/// `tiers.priority_min_price_cents` when a stored document predates it: an analysis task's
+/// base price.
+pub const DEFAULT_PRIORITY_MIN_PRICE_CENTS: i64 = 20;
+
+fn default_priority_min_price_cents() -> i64 {
+    DEFAULT_PRIORITY_MIN_PRICE_CENTS
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +156,16 @@ pub struct QaDoc {
     pub benchmark_interval_seconds: u64,
     #[serde(default = "default_true")]
     pub auto_credit_on_fail: bool,
+    /// The chance that a hand-off ignores tier priority (fairness for lower tiers).
+    #[serde(default = "default_fairness_random")]
+    pub fairness_random: f64,
+}
+
+/// `qa.fairness_random` when a stored document predates it.
+pub const DEFAULT_FAIRNESS_RANDOM: f64 = 0.1;
+
+fn default_fairness_random() -> f64 {
+    DEFAULT_FAIRNESS_RANDOM
 }
 
 fn default_true() -> bool {
@@ -306,6 +328,10 @@ impl QaDoc {
     pub fn shadow_bp(&self) -> RateBp {
         rate_bp("qa.shadow_execution_rate", self.shadow_execution_rate).unwrap_or(0)
     }
+
+    pub fn fairness_bp(&self) -> RateBp {
+        rate_bp("qa.fairness_random", self.fairness_random).unwrap_or(0)
+    }
 }
 
 pub fn rate_bp(field: &str, value: f64) -> Result<RateBp, EngineError> {
@@ -400,6 +426,12 @@ pub fn validate_pricing(p: &Pricing) -> Result<(), EngineError> {
 }
 
 pub fn compile_tiers(t: &TiersDoc) -> Result<Vec<TierLevel>, EngineError> {
+    if !(0..=MAX_PRICE_CENTS).contains(&t.priority_min_price_cents) {
+        return Err(invalid(
+            "tiers.priority_min_price_cents",
+            format!("must be between 0 and {MAX_PRICE_CENTS}"),
+        ));
+    }
     let mut levels = Vec::with_capacity(t.levels.len());
     for (name, l) in &t.levels {
         if name.is_empty()
@@ -512,6 +544,7 @@ fn validate_qa(q: &QaDoc) -> Result<(), EngineError> {
         rate_bp(&format!("qa.spot_check_rates.{tier}"), *rate)?;
     }
     rate_bp("qa.shadow_execution_rate", q.shadow_execution_rate)?;
+    rate_bp("qa.fairness_random", q.fairness_random)?;
     let pass = rate_bp(
         "qa.similarity_thresholds.pass",
         q.similarity_thresholds.pass,

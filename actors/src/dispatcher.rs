@@ -37,6 +37,9 @@ pub struct ClaimSpec {
     pub notify: Option<crate::meter::MeteredRecipient<TaskExpired>>,
     /// Tasks this worker just gave back, not to be offered to it again at once.
     pub exclude: Vec<String>,
+    /// Its tier's place among the tiers (0 for the lowest): higher ranks come first for tasks at
+    /// or above `config:tiers.priority_min_price_cents`.
+    pub rank: u32,
 }
 
 /// A task the worker held went back to the queue (or failed) because its deadline passed.
@@ -68,6 +71,11 @@ struct Claimer {
     reply: oneshot::Sender<ClaimReply>,
     /// Whether to wait for a task when none matches now.
     park: bool,
+}
+
+/// The fairness roll: with `fairness_bp` in 10 000, a hand-off ignores tier priority.
+fn ignores_tiers(fairness_bp: crate::config::RateBp) -> bool {
+    fairness_bp > 0 && rand::random_range(0..10_000) < fairness_bp
 }
 
 impl From<&LiveTask> for Pending {
@@ -134,13 +142,26 @@ impl Dispatcher {
         }
     }
 
-    /// A task is free: hand it to the first waiting worker that takes it, or index it.
+    /// A task is free: hand it to a waiting worker that takes it — for a high-value task the
+    /// highest-tier one (unless the fairness roll says otherwise), else the one waiting longest —
+    /// or index it.
     fn offer(&mut self, task: Pending, ctx: &mut Context<Self>) {
+        let cfg = self.config.get();
+        let by_tier = task.price_cents >= cfg.tiers.priority_min_price_cents
+            && !ignores_tiers(cfg.qa.fairness_bp());
         // Claimers that gave up are skipped here and swept out by the periodic clean-up.
-        let taker = self
+        let mut takers = self
             .parked
             .iter()
-            .position(|c| !c.reply.is_closed() && c.spec.want(&self.barred).takes(&task));
+            .enumerate()
+            .filter(|(_, c)| !c.reply.is_closed() && c.spec.want(&self.barred).takes(&task));
+        let taker = if by_tier {
+            takers
+                .max_by_key(|(i, c)| (c.spec.rank, std::cmp::Reverse(*i)))
+                .map(|(i, _)| i)
+        } else {
+            takers.next().map(|(i, _)| i)
+        };
         if let Some(i) = taker
             && let Some(claimer) = self.parked.remove(i)
         {
@@ -155,7 +176,19 @@ impl Dispatcher {
         if claimer.reply.is_closed() {
             return;
         }
-        match self.pending.take_match(&claimer.spec.want(&self.barred)) {
+        let cfg = self.config.get();
+        let want = claimer.spec.want(&self.barred);
+        // A worker above the lowest tier gets the oldest high-value task it takes, before older,
+        // cheaper ones.
+        let valued = claimer.spec.rank > 0 && !ignores_tiers(cfg.qa.fairness_bp());
+        let found = match valued {
+            true => self
+                .pending
+                .take_valued(&want, cfg.tiers.priority_min_price_cents)
+                .or_else(|| self.pending.take_match(&want)),
+            false => self.pending.take_match(&want),
+        };
+        match found {
             Some(task) => self.claim(task, claimer, ctx),
             None if claimer.park && !self.closing => self.parked.push_back(claimer),
             None => {
@@ -886,6 +919,7 @@ mod tests {
                     min_price_cents: 0,
                     notify: None,
                     exclude: vec![],
+                    rank: 0,
                 },
                 park: false,
                 ticket: 0,

@@ -21,6 +21,7 @@ pub struct Pending {
 }
 
 /// What a claimer will take.
+#[derive(Clone, Copy)]
 pub struct Want<'a> {
     pub worker_id: &'a str,
     pub accept: &'a [String],
@@ -130,6 +131,16 @@ impl PendingIndex {
         }
         let task_id = best?.1.to_string();
         self.remove(&task_id)
+    }
+
+    /// Takes out the oldest task priced at or above `from_price` that `want` accepts: what a
+    /// worker whose tier comes first for high-value work is offered before older, cheaper tasks.
+    pub fn take_valued(&mut self, want: &Want<'_>, from_price: i64) -> Option<Pending> {
+        let valued = Want {
+            min_price_cents: from_price.max(want.min_price_cents),
+            ..*want
+        };
+        self.take_match(&valued)
     }
 
     /// The QA keys of the pending tasks.
@@ -242,6 +253,33 @@ mod tests {
                 let w = want(&accept, min, &[]);
                 let expected = model.iter().position(|p| w.takes(p)).map(|i| model.remove(i));
                 prop_assert_eq!(q.take_match(&w), expected);
+            }
+            prop_assert_eq!(q.len(), model.len());
+        }
+
+        /// The valued pick is the oldest acceptable task at or above the floor, as a plain scan
+        /// would find it.
+        #[test]
+        fn the_valued_pick_agrees_with_a_linear_scan(
+            tasks in proptest::collection::vec((0usize..3, 1i64..8), 0..40),
+            asks in proptest::collection::vec((proptest::option::of(0usize..3), 0i64..5, 0i64..8), 0..40),
+        ) {
+            let types = ["chat", "code", "research"];
+            let mut q = PendingIndex::default();
+            let mut model: Vec<Pending> = vec![];
+            for (i, (t, p)) in tasks.iter().enumerate() {
+                let pending = task(i as i64, types[*t], *p);
+                q.insert(pending.clone());
+                model.push(pending);
+            }
+            for (t, min, floor) in asks {
+                let accept: Vec<String> = t.map(|t| vec![types[t].to_string()]).unwrap_or_default();
+                let w = want(&accept, min, &[]);
+                let expected = model
+                    .iter()
+                    .position(|p| w.takes(p) && p.price_cents >= floor)
+                    .map(|i| model.remove(i));
+                prop_assert_eq!(q.take_valued(&w, floor), expected);
             }
             prop_assert_eq!(q.len(), model.len());
         }

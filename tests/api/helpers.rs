@@ -60,7 +60,7 @@ pub async fn spawn_app_with_default_limits() -> TestApp {
 
 pub fn generous_limits() -> Value {
     json!({
-        "registration": {"per_ip_per_min": 100_000},
+        "registration": {"per_ip_per_min": 100_000, "fingerprint_per_hour": 100_000},
         "work_next": {"new_per_min": 100_000, "established_per_min": 100_000},
         "task_submit": {"per_min": 100_000},
     })

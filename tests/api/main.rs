@@ -13,6 +13,7 @@ mod operators;
 mod ops;
 mod pages;
 mod payouts;
+mod priority;
 mod qa;
 mod readme;
 mod realtime;

@@ -363,3 +363,74 @@ async fn credits_and_admin_credits_are_idempotent_by_key() {
     );
     app.assert_audit().await;
 }
+
+/// `registration.fingerprint_per_hour`: buyer registrations and worker connects are counted per
+/// client — by its `Clawjobs-Fingerprint` header, else by its address and user agent — and a
+/// refused one creates nothing.
+#[tokio::test]
+async fn registrations_are_limited_per_client_fingerprint() {
+    let app = spawn_app().await;
+    app.patch_config(
+        "rate_limits",
+        json!({"registration": {"fingerprint_per_hour": 2}}),
+    )
+    .await;
+    let send =
+        |path: &'static str, body: serde_json::Value, header: (&'static str, &'static str)| {
+            let req = app
+                .client
+                .post(app.url(path))
+                .header(header.0, header.1)
+                .json(&body);
+            async move { req.send().await.unwrap() }
+        };
+    let buyer =
+        |n: &str| json!({"email": format!("fp-{n}@example.com"), "password": "long enough pw"});
+    let fp = |v: &'static str| ("clawjobs-fingerprint", v);
+
+    for n in ["a1", "a2"] {
+        let r = send("/api/auth/register", buyer(n), fp("device-a")).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let r = send("/api/auth/register", buyer("a3"), fp("device-a")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((60..=3600).contains(&retry), "Retry-After {retry}");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "RATE_LIMITED");
+    let (s, _) = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": "fp-a3@example.com", "password": "long enough pw"}),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "a refused registration creates no account"
+    );
+
+    // Another client is counted apart; a worker connect counts like a registration.
+    let r = send("/api/auth/register", buyer("b1"), fp("device-b")).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = send("/api/worker/connect", json!({}), fp("device-b")).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = send("/api/worker/connect", json!({}), fp("device-b")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Without the header, the address and the user agent name the client.
+    let by_agent = |ua: &'static str| send("/api/worker/connect", json!({}), ("user-agent", ua));
+    for expected in [
+        StatusCode::CREATED,
+        StatusCode::CREATED,
+        StatusCode::TOO_MANY_REQUESTS,
+    ] {
+        assert_eq!(by_agent("agent-one").await.status(), expected);
+    }
+    assert_eq!(by_agent("agent-two").await.status(), StatusCode::CREATED);
+}

@@ -3,12 +3,15 @@
 //! (counters start afresh at that moment).
 //!
 //! * `registration.per_ip_per_min`: buyer registrations and worker connects per client IP.
+//! * `registration.fingerprint_per_hour`: the same per client fingerprint: the
+//!   `Clawjobs-Fingerprint` header a client sends (any opaque string of at most 256 bytes), else
+//!   the address with the user agent. Only its SHA-256 is kept, so a limiter holds no raw header.
 //! * `work_next.new_per_min` / `established_per_min`: `work/next` calls per worker, by whether the
 //!   worker is still in the lowest tier.
 //! * `task_submit.per_min`: tasks posted per buyer.
 //!
-//! `registration.fingerprint_per_hour` needs a client fingerprint, which this API does not take
-//! yet, and `withdrawal` limits belong to withdrawals; neither is enforced here.
+//! `withdrawal` limits belong to withdrawals and are enforced there. Limits are per node: with
+//! several nodes behind a balancer, each counts what reaches it.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -25,6 +28,7 @@ use crate::error::ApiError;
 struct Limiters {
     version: i64,
     registration: DefaultKeyedRateLimiter<IpAddr>,
+    registration_fingerprint: DefaultKeyedRateLimiter<[u8; 32]>,
     work_next_new: DefaultKeyedRateLimiter<String>,
     work_next_established: DefaultKeyedRateLimiter<String>,
     task_submit: DefaultKeyedRateLimiter<String>,
@@ -40,11 +44,51 @@ impl Limiters {
         Limiters {
             version: version(cfg),
             registration: RateLimiter::keyed(per_minute(r.registration.per_ip_per_min)),
+            registration_fingerprint: RateLimiter::keyed(per_hour(
+                r.registration.fingerprint_per_hour,
+            )),
             work_next_new: RateLimiter::keyed(per_minute(r.work_next.new_per_min)),
             work_next_established: RateLimiter::keyed(per_minute(r.work_next.established_per_min)),
             task_submit: RateLimiter::keyed(per_minute(r.task_submit.per_min)),
         }
     }
+}
+
+fn per_hour(n: u32) -> Quota {
+    Quota::per_hour(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+}
+
+/// The header a client may send to name itself for `registration.fingerprint_per_hour`.
+pub const FINGERPRINT_HEADER: &str = "clawjobs-fingerprint";
+const MAX_FINGERPRINT_BYTES: usize = 256;
+
+/// The key a registration is counted under per fingerprint: the hash of the client's
+/// `Clawjobs-Fingerprint` (when it sends a usable one), else of its address and user agent.
+pub fn fingerprint(req: &actix_web::HttpRequest) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= MAX_FINGERPRINT_BYTES)
+    };
+    let mut h = Sha256::new();
+    match header(FINGERPRINT_HEADER) {
+        Some(fp) => {
+            h.update(b"fp:");
+            h.update(fp.as_bytes());
+        }
+        None => {
+            h.update(b"addr:");
+            if let Some(a) = req.peer_addr() {
+                h.update(a.ip().to_string().as_bytes());
+            }
+            h.update(b"|ua:");
+            h.update(header("user-agent").unwrap_or("").as_bytes());
+        }
+    }
+    h.finalize().into()
 }
 
 fn version(cfg: &PlatformConfig) -> i64 {
@@ -93,13 +137,27 @@ impl RateLimits {
         fresh
     }
 
-    pub fn registration(&self, cfg: &PlatformConfig, ip: Option<IpAddr>) -> Result<(), ApiError> {
-        let Some(ip) = ip else { return Ok(()) };
+    /// A buyer registration or a worker connect from `req`: counted per address and per
+    /// fingerprint, refused (429) when either is over its limit.
+    pub fn registration(
+        &self,
+        cfg: &PlatformConfig,
+        req: &actix_web::HttpRequest,
+    ) -> Result<(), ApiError> {
+        let l = self.limiters(cfg);
+        if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
+            check(
+                &l.registration,
+                &ip,
+                &self.clock,
+                "registrations from this address",
+            )?;
+        }
         check(
-            &self.limiters(cfg).registration,
-            &ip,
+            &l.registration_fingerprint,
+            &fingerprint(req),
             &self.clock,
-            "registrations from this address",
+            "registrations from this client",
         )
     }
 
@@ -136,6 +194,7 @@ impl RateLimits {
     pub fn sweep(&self) {
         let l = self.current.load();
         l.registration.retain_recent();
+        l.registration_fingerprint.retain_recent();
         l.work_next_new.retain_recent();
         l.work_next_established.retain_recent();
         l.task_submit.retain_recent();

@@ -66,7 +66,14 @@ impl Engine {
             return r.into_error().map_or(Ok(None), Err);
         }
         let prefs = &worker.profile.preferences;
+        let rank = self
+            .cfg()
+            .tier_levels
+            .iter()
+            .position(|l| l.name == worker.tier)
+            .unwrap_or(0);
         Ok(Some(ClaimSpec {
+            rank: u32::try_from(rank).unwrap_or(0),
             worker_id: worker.worker_id.clone(),
             accept: prefs.accept.clone(),
             reject: prefs.reject.clone(),

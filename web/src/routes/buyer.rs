@@ -68,13 +68,14 @@ pub struct Registered {
 }
 
 #[utoipa::path(post, path = "/api/auth/register", tag = "buyers",
+    params(("Clawjobs-Fingerprint" = Option<String>, Header, description = "An opaque name of the client (at most 256 bytes) that registrations are counted under per hour")),
     request_body = RegisterBody,
     responses(
         (status = 201, description = "Registered, with the signup credit", body = Registered),
         (status = 400, description = "Not a valid email or password, or an unknown referral code", body = ErrorEnvelope),
         (status = 409, description = "The email is taken", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 429, description = "Too many registrations from this address", body = ErrorEnvelope,
+        (status = 429, description = "Too many registrations from this address (`config:rate_limits.registration.per_ip_per_min`) or this client (`fingerprint_per_hour`, by the `Clawjobs-Fingerprint` header, else address and user agent)", body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub(crate) async fn register(
@@ -82,8 +83,7 @@ pub(crate) async fn register(
     req: HttpRequest,
     body: body::Json<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let ip = req.peer_addr().map(|a| a.ip());
-    state.limits.registration(&state.engine.cfg(), ip)?;
+    state.limits.registration(&state.engine.cfg(), &req)?;
     clawjobs_actors::domain::Email::parse(&body.email)?;
     clawjobs_actors::domain::check_password(&body.password)?;
     let hash = password::hash(body.password.clone()).await?;

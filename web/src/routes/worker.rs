@@ -61,12 +61,13 @@ pub struct Connected {
 }
 
 #[utoipa::path(post, path = "/api/worker/connect", tag = "workers",
+    params(("Clawjobs-Fingerprint" = Option<String>, Header, description = "An opaque name of the client (at most 256 bytes) that connects are counted under per hour")),
     request_body(content = Option<ConnectBody>, description = "May be left out"),
     responses(
         (status = 201, description = "Connected; the token is shown once", body = Connected),
         (status = 400, description = "A bad profile or body, or an unknown referral code", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 429, description = "Too many connects from this address", body = ErrorEnvelope,
+        (status = 429, description = "Too many connects from this address or this client (as for registrations)", body = ErrorEnvelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub(crate) async fn connect(
@@ -74,8 +75,7 @@ pub(crate) async fn connect(
     req: actix_web::HttpRequest,
     body::JsonOrDefault(body): body::JsonOrDefault<ConnectBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let ip = req.peer_addr().map(|a| a.ip());
-    state.limits.registration(&state.engine.cfg(), ip)?;
+    state.limits.registration(&state.engine.cfg(), &req)?;
     let model_info = Value::Object(body.model_info.unwrap_or_default());
     let (w, token) = state
         .engine
