@@ -136,7 +136,8 @@ impl Handler<Stored> for ConfigActor {
 pub struct PutConfig {
     pub key: String,
     pub doc: Value,
-    pub admin_id: String,
+    /// The admin, and from where (for the audit log).
+    pub by: crate::store::Who,
 }
 
 impl Handler<PutConfig> for ConfigActor {
@@ -168,7 +169,7 @@ impl Handler<PutConfig> for ConfigActor {
             msg.key,
             doc,
             expected_version,
-            msg.admin_id,
+            msg.by,
             crate::clock::now_ms(),
         );
         // `wait`: no other message is handled until this change is stored and in force.

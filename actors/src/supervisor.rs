@@ -21,7 +21,7 @@ use crate::config::ConfigHandle;
 use crate::dispatcher::{Overdue, TasksFailed};
 use crate::metrics::Metrics;
 use crate::nodes::Nodes;
-use crate::store::Store;
+use crate::store::{Store, audit_log};
 
 /// How often the actors are checked for a panic.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
@@ -102,8 +102,9 @@ impl Job {
                 "fails and refunds pending tasks nobody took in dispatch.pending_ttl_seconds"
             }
             Job::PurgeIdempotency => {
-                "forgets Idempotency-Key answers older than 24 hours and settled webhook \
-                 deliveries older than 30 days"
+                "forgets Idempotency-Key answers older than 24 hours, settled webhook \
+                 deliveries older than 30 days and audit-log entries older than 90 days (the \
+                 last one kept as the chain's anchor; never while the chain is broken)"
             }
             Job::Bounties => {
                 "warns buyers of automatic approvals, approves submissions left unreviewed and \
@@ -373,19 +374,34 @@ impl Supervisor {
             let deliveries = store
                 .purge_deliveries(now.saturating_sub(DELIVERIES_KEEP_MS))
                 .await?;
-            Ok::<_, crate::EngineError>((keys, deliveries))
+            // A broken chain is kept as evidence; the other purges still count.
+            let audit = match store
+                .prune_audit_log(now.saturating_sub(audit_log::RETENTION_MS))
+                .await
+            {
+                Ok(pruned) => pruned.removed,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit log not pruned");
+                    0
+                }
+            };
+            Ok::<_, crate::EngineError>((keys, deliveries, audit))
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, _| {
             let result = match res {
-                Ok((keys, deliveries)) => {
-                    if keys + deliveries > 0 {
+                Ok((keys, deliveries, audit)) => {
+                    if keys + deliveries + audit > 0 {
                         tracing::info!(
                             keys,
                             deliveries,
-                            "forgot idempotency keys older than 24 h and webhook deliveries older than 30 days"
+                            audit,
+                            "forgot idempotency keys older than 24 h, webhook deliveries older \
+                             than 30 days and audit entries older than 90 days"
                         );
                     }
-                    Ok(format!("forgot {keys} keys, {deliveries} deliveries"))
+                    Ok(format!(
+                        "forgot {keys} keys, {deliveries} deliveries, {audit} audit entries"
+                    ))
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "purge failed");

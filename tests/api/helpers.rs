@@ -216,6 +216,13 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// The temporary data directory of a server from `spawn_app*` (it also names the server's
+    /// MongoDB database, see [`mongodb_flags`]).
+    #[allow(dead_code)] // used by the API suite, not the multi-node one
+    pub fn data_dir(&self) -> Option<&Path> {
+        self._tmp.as_ref().map(|t| t.path())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

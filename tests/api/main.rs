@@ -1,5 +1,6 @@
 //! Black-box tests: each starts the real server (free port, temp data dir) and drives it over HTTP.
 
+mod audit_log;
 mod bad_input;
 mod bounties;
 mod concurrency;

@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use clawjobs_actors::domain::{Principal, Role, UserId, WorkerId};
+use clawjobs_actors::store::Who;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -59,6 +60,46 @@ pub(crate) async fn check(
         state.engine.check_not_banned(&p.id)?;
     }
     Ok(p)
+}
+
+/// Where a request came from, for the audit log: the peer's address (this server is reached
+/// directly; behind a proxy it is the proxy's) and the `User-Agent` header, cut to 256
+/// characters. Never fails.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    ip: String,
+    user_agent: String,
+}
+
+impl Origin {
+    fn of(req: &HttpRequest) -> Origin {
+        Origin {
+            ip: req
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default(),
+            user_agent: req
+                .headers()
+                .get(actix_web::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+
+    /// `id` acting from here.
+    pub fn actor(&self, id: &str) -> Who {
+        Who::new(id, self.ip.as_str(), &self.user_agent)
+    }
+}
+
+impl FromRequest for Origin {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Origin, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(Origin::of(req)))
+    }
 }
 
 /// "an admin", "a buyer".

@@ -28,7 +28,7 @@ use crate::routes::{
         buyer::register, buyer::login, buyer::balance, buyer::estimate, buyer::post_task,
         buyer::get_task, buyer::credit, buyer::list_tasks,
         worker::connect, worker::next, worker::submit, worker::profile, worker::me, worker::earnings,
-        admin::get_config, admin::put_config, admin::config_history, admin::rollback_config, admin::credit, admin::audit, admin::qa_results,
+        admin::get_config, admin::put_config, admin::config_history, admin::rollback_config, admin::credit, admin::audit, admin::audit_log, admin::verify_audit_log, admin::qa_results,
         admin::qa_stats, admin::qa_inject,
         money::deposit_options, money::deposit, money::webhook, money::deposits,
         money::admin_deposits, money::resolve_deposit, money::bind_email, money::verify_email, money::bind_payout,

@@ -14,13 +14,13 @@ impl Engine {
         &self,
         key: &str,
         doc: Value,
-        admin_id: &str,
+        by: &Who,
     ) -> Result<StoredConfig, EngineError> {
         self.config_actor
             .send(PutConfig {
                 key: key.to_string(),
                 doc,
-                admin_id: admin_id.to_string(),
+                by: by.clone(),
             })
             .await
             .map_err(EngineError::internal)?
@@ -49,7 +49,7 @@ impl Engine {
         &self,
         key: &str,
         version: i64,
-        admin_id: &UserId,
+        by: &Who,
     ) -> Result<StoredConfig, EngineError> {
         let old = self
             .config_history(key)
@@ -59,10 +59,10 @@ impl Engine {
             .ok_or_else(|| {
                 EngineError::NotFound(format!("{key} has no stored version {version}"))
             })?;
-        let stored = self.put_config(key, old.doc, admin_id.as_str()).await?;
+        let stored = self.put_config(key, old.doc, by).await?;
         self.store
             .record_audit(
-                admin_id.as_str().to_string(),
+                by.clone(),
                 "config.rollback".into(),
                 serde_json::json!({ "key": key, "to_version": version, "new_version": stored.version }),
                 now_ms(),
@@ -76,7 +76,7 @@ impl Engine {
         user_id: &UserId,
         amount_cents: i64,
         reason: &str,
-        admin_id: &UserId,
+        by: &Who,
         idem: Option<IdemKey>,
     ) -> Result<AdminCredited, EngineError> {
         if !(1..=MAX_PRICE_CENTS).contains(&amount_cents) {
@@ -96,7 +96,7 @@ impl Engine {
                 user_id.clone(),
                 amount_cents,
                 reason.to_string(),
-                admin_id.clone(),
+                by.clone(),
                 now_ms(),
                 idem,
             )
@@ -143,6 +143,48 @@ impl Engine {
 
     pub async fn audit(&self) -> Result<AuditReport, EngineError> {
         self.store.audit().await
+    }
+
+    /// Audit-log entries, newest first, optionally of one action or one actor.
+    pub async fn audit_log(
+        &self,
+        action: Option<String>,
+        actor_id: Option<String>,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<AuditEntry>, bool), EngineError> {
+        let name = |b: u8| b.is_ascii_lowercase() || b == b'_' || b == b'.';
+        if action
+            .as_ref()
+            .is_some_and(|a| a.len() > 64 || !a.bytes().all(name))
+        {
+            return Err(EngineError::validation_field(
+                "action",
+                "action is up to 64 of a-z, '_' and '.'",
+            ));
+        }
+        if actor_id.as_ref().is_some_and(|a| a.chars().count() > 64) {
+            return Err(EngineError::validation_field(
+                "actor_id",
+                "actor_id is at most 64 characters",
+            ));
+        }
+        let limit = limit.clamp(1, MAX_PAGE_ITEMS);
+        let rows = self
+            .store
+            .audit_log(AuditFilter {
+                action,
+                actor_id,
+                before_seq: cursor,
+                limit: limit + 1,
+            })
+            .await?;
+        Ok(page(rows, limit))
+    }
+
+    /// Whether the audit log's hash chain is intact, from its anchor to its head.
+    pub async fn verify_audit_log(&self) -> Result<ChainReport, EngineError> {
+        self.store.verify_audit_log().await
     }
 
     pub async fn metrics_text(&self) -> String {

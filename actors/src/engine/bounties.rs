@@ -376,7 +376,7 @@ impl Engine {
     /// An admin resolves an open dispute: to the worker, the buyer, or a split.
     pub async fn resolve_dispute(
         &self,
-        admin_id: &UserId,
+        by: &Who,
         dispute_id: &str,
         outcome: Outcome,
         worker_pct: Option<u32>,
@@ -386,7 +386,7 @@ impl Engine {
         self.store
             .resolve_dispute(Resolution {
                 dispute_id: check_id("dispute_id", dispute_id)?,
-                admin_id: admin_id.as_str().to_string(),
+                by: by.clone(),
                 outcome,
                 worker_pct,
                 now_ms: now_ms(),

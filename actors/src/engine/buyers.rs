@@ -122,9 +122,10 @@ impl Engine {
         Ok(page(rows, limit))
     }
 
+    /// A buyer's credit request (`buyer.id` is the buyer).
     pub async fn credit(
         &self,
-        buyer_id: &UserId,
+        buyer: &Who,
         task_id: &TaskId,
         reason: Option<String>,
         idem: Option<IdemKey>,
@@ -142,7 +143,7 @@ impl Engine {
             .store
             .credit(
                 task_id.clone(),
-                buyer_id.clone(),
+                buyer.clone(),
                 reason,
                 now_ms(),
                 idem,
@@ -151,7 +152,7 @@ impl Engine {
             .await?;
         Metrics::inc(&self.metrics.tasks_credited_total);
         self.publisher
-            .publish(effects::credited(buyer_id.as_str(), &credited));
+            .publish(effects::credited(&buyer.id, &credited));
         Ok(credited)
     }
 }

@@ -202,7 +202,7 @@ impl Engine {
     }
 
     /// Runs a Supervisor job now, audit-logged first.
-    pub async fn run_job(&self, name: &str, admin_id: &UserId) -> Result<(), EngineError> {
+    pub async fn run_job(&self, name: &str, by: &Who) -> Result<(), EngineError> {
         let job = Job::parse(name).ok_or_else(|| {
             let names: Vec<_> = Job::ALL.iter().map(|j| j.name()).collect();
             EngineError::NotFound(format!(
@@ -212,7 +212,7 @@ impl Engine {
         })?;
         self.store
             .record_audit(
-                admin_id.as_str().to_string(),
+                by.clone(),
                 "supervisor_job_run".into(),
                 serde_json::json!({ "job": job.name() }),
                 now_ms(),

@@ -167,7 +167,7 @@ impl Engine {
     pub async fn resolve_deposit(
         &self,
         deposit_id: &str,
-        admin_id: &UserId,
+        by: &Who,
         note: &str,
     ) -> Result<DepositRecord, EngineError> {
         if note.trim().is_empty() || note.chars().count() > MAX_REASON_CHARS {
@@ -179,7 +179,7 @@ impl Engine {
         self.store
             .resolve_deposit(
                 deposit_id.to_string(),
-                admin_id.as_str().to_string(),
+                by.clone(),
                 note.to_string(),
                 now_ms(),
             )

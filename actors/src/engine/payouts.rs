@@ -138,9 +138,10 @@ impl Engine {
 
     /// Takes `amount_cents` of available money out into payouts pending, within the limits of
     /// `rate_limits.withdrawal`.
+    /// `worker.id` is the worker.
     pub async fn withdraw(
         &self,
-        worker_id: &WorkerId,
+        worker: &Who,
         amount_cents: i64,
         idem: Option<IdemKey>,
     ) -> Result<WithdrawalRecord, EngineError> {
@@ -153,8 +154,9 @@ impl Engine {
         self.store
             .withdraw(NewWithdrawal {
                 withdrawal_id: domain::new_id("wd"),
-                worker_id: worker_id.as_str().to_string(),
+                worker_id: worker.id.clone(),
                 amount_cents,
+                by: worker.clone(),
                 now_ms: now_ms(),
                 limits: self.cfg().rate_limits.withdrawal.clone(),
                 idem,
@@ -197,7 +199,7 @@ impl Engine {
         &self,
         withdrawal_id: &str,
         settle: Settle,
-        admin_id: &UserId,
+        by: &Who,
         idem: Option<IdemKey>,
     ) -> Result<WithdrawalRecord, EngineError> {
         match &settle {
@@ -226,7 +228,7 @@ impl Engine {
             .settle_withdrawal(
                 withdrawal_id.to_string(),
                 settle,
-                admin_id.as_str().to_string(),
+                by.clone(),
                 now_ms(),
                 idem,
             )

@@ -17,8 +17,10 @@
 //! - [`bounty`]: bounties — what may be posted and submitted, the payout and refund entries,
 //!   dispute resolutions, consensus majorities, and the due times the Supervisor acts on.
 //! - [`payout`]: email codes and payout addresses; [`withdrawal`]: who may withdraw what, now.
+//! - [`audit`]: the audit log's hash chain — each entry's hash, and walking the chain to verify it.
 //! - [`webhook`]: buyer webhooks — events, endpoints that may be registered, signatures, backoff.
 
+pub mod audit;
 pub mod bounty;
 pub mod claim;
 pub mod deposit;

@@ -67,6 +67,14 @@ pub struct Plan {
     pub freeze_balance: bool,
 }
 
+/// The audit entry's details of a ban the ladder made.
+pub fn ban_details(worker_id: &str, fail_number: u32, plan: &Plan) -> serde_json::Value {
+    serde_json::json!({
+        "worker_id": worker_id, "qa_fail": fail_number, "deducted_cents": plan.deducted_cents,
+        "balance_frozen": plan.freeze_balance, "reason": plan.notice.message,
+    })
+}
+
 /// The penalty for `worker_id`'s `fail_number`-th fail, with its `lots` as they are now.
 pub fn plan(worker_id: &str, fail_number: u32, lots: &[FrozenLot], doc: &PenaltyDoc) -> Plan {
     let none = |notice| Plan {

@@ -186,7 +186,8 @@ pub struct DisputeFilter {
 #[derive(Debug, Clone)]
 pub struct Resolution {
     pub dispute_id: String,
-    pub admin_id: String,
+    /// The admin, and from where (for the audit log).
+    pub by: super::Who,
     pub outcome: Outcome,
     pub worker_pct: u32,
     pub now_ms: i64,

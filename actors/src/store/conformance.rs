@@ -118,9 +118,27 @@ fn task(id: &str, buyer: &str, price: i64) -> NewTask {
 /// A spot-check roll that never falls under a rate (no copy).
 const NO_SPOT: u32 = 10_000;
 
+/// The ledger's invariants hold, and the audit log's chain is intact.
 async fn audit_ok(store: &Arc<dyn Store>) {
     let report = store.audit().await.expect("audit");
     assert!(report.ok, "{report:?}");
+    let chain = store
+        .verify_audit_log()
+        .await
+        .expect("verify the audit log");
+    assert!(chain.ok, "{chain:?}");
+}
+
+/// The audit entries of `action`, newest first.
+async fn logged(store: &Arc<dyn Store>, action: &str) -> Vec<AuditEntry> {
+    store
+        .audit_log(AuditFilter {
+            action: Some(action.into()),
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("audit log")
 }
 
 /// Many debits against one balance land in the same group commits: exactly as many as the money
@@ -390,13 +408,19 @@ async fn tokens_and_config(store: Arc<dyn Store>) {
         "seeding twice adds nothing"
     );
     let put = store
-        .put_config("signup".into(), json!({"x": 1}), Some(1), "admin".into(), 5)
+        .put_config(
+            "signup".into(),
+            json!({"x": 1}),
+            Some(1),
+            Who::system("admin"),
+            5,
+        )
         .await
         .unwrap();
     assert_eq!(put.version, 2);
     assert!(matches!(
         store
-            .put_config("signup".into(), json!({}), Some(1), "admin".into(), 6)
+            .put_config("signup".into(), json!({}), Some(1), Who::system("admin"), 6)
             .await,
         Err(EngineError::Conflict(_))
     ));
@@ -698,6 +722,12 @@ async fn the_penalty_ladder_and_auto_credit(store: Arc<dyn Store>) {
     ));
     let stats = store.qa_stats().await.unwrap();
     assert_eq!((stats.overall.fail, stats.banned_workers.len()), (3, 1));
+    let bans = logged(&store, "worker.ban").await;
+    assert_eq!(bans.len(), 1, "one ban, one entry: {bans:?}");
+    assert_eq!(
+        (bans[0].actor_id.as_str(), &bans[0].details["worker_id"]),
+        ("qa", &json!("w1"))
+    );
     audit_ok(&store).await;
 }
 
@@ -805,6 +835,14 @@ async fn deposits_are_credited_once(store: Arc<dyn Store>) {
     assert_eq!(page.len(), 1);
     // Keys stored at 10 are forgotten by a purge of everything before 11.
     assert!(store.purge_idempotency(11).await.unwrap() >= 2);
+    // Each credit is audited once, as the provider's doing.
+    let mut credited: Vec<String> = logged(&store, "deposit.credited")
+        .await
+        .iter()
+        .map(|e| format!("{} {}", e.actor_id, e.details["deposit_id"]))
+        .collect();
+    credited.sort();
+    assert_eq!(credited, [r#"stripe "d1""#, r#"stripe "d2""#]);
     audit_ok(&store).await;
 }
 
@@ -815,7 +853,14 @@ async fn withdrawals_hold_their_limits_and_settle_once(store: Arc<dyn Store>) {
     use crate::rules::payout::PayoutMethod;
     worker(&store, "w1").await;
     store
-        .admin_credit("w1".into(), 5_000, "earned".into(), "a".into(), 1, None)
+        .admin_credit(
+            "w1".into(),
+            5_000,
+            "earned".into(),
+            Who::system("a"),
+            1,
+            None,
+        )
         .await
         .unwrap();
     let bind = || {
@@ -877,6 +922,7 @@ async fn withdrawals_hold_their_limits_and_settle_once(store: Arc<dyn Store>) {
         withdrawal_id: id.into(),
         worker_id: "w1".into(),
         amount_cents: 1_000,
+        by: Who::new("w1", "203.0.113.9", "agent/1"),
         now_ms: now,
         limits: limits.clone(),
         idem: None,
@@ -906,7 +952,7 @@ async fn withdrawals_hold_their_limits_and_settle_once(store: Arc<dyn Store>) {
             Settle::Complete {
                 external_ref: "ref".into(),
             },
-            "admin".into(),
+            Who::system("admin"),
             now,
             None,
         )
@@ -928,7 +974,7 @@ async fn withdrawals_hold_their_limits_and_settle_once(store: Arc<dyn Store>) {
             Settle::Reject {
                 reason: "no".into(),
             },
-            "admin".into(),
+            Who::system("admin"),
             now,
             None,
         )
@@ -946,6 +992,14 @@ async fn withdrawals_hold_their_limits_and_settle_once(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(pending.len(), 2);
+    // Every withdrawal asked for and every settlement is audited, with where it came from.
+    let requests = logged(&store, "withdrawal.request").await;
+    assert_eq!(requests.len(), 4, "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|e| e.ip == "203.0.113.9" && e.actor_id == "w1")
+    );
     audit_ok(&store).await;
 }
 
@@ -1326,7 +1380,7 @@ async fn bounty_reviews_settle_once(store: Arc<dyn Store>) {
     // Two resolutions race: one settles (60% to the worker, less the 10% fee on it).
     let resolve = |outcome, pct| Resolution {
         dispute_id: "d1".into(),
-        admin_id: "admin".into(),
+        by: Who::system("admin"),
         outcome,
         worker_pct: pct,
         now_ms: 30,
@@ -2003,6 +2057,115 @@ async fn futures_join_all<T: Send + 'static>(
     out
 }
 
+/// The audit log is one chain however many write at once, keeps who and from where, pages newest
+/// first, and prunes its old entries to an anchor that still verifies.
+async fn the_audit_log_is_one_chain(store: Arc<dyn Store>) {
+    buyer(&store, "b1", 0).await;
+    let admin = Who::new("admin-1", "198.51.100.7", "console/2.1");
+    store
+        .admin_credit(
+            "b1".into(),
+            700,
+            "welcome".into(),
+            admin.clone(),
+            1_000,
+            None,
+        )
+        .await
+        .expect("credit");
+    // Eight entries at once: one chain, no fork, no lost entry.
+    let racing = (0..8).map(|i| {
+        store.record_audit(
+            Who::system("supervisor"),
+            "supervisor_job_run".into(),
+            json!({ "job": "purge_idempotency", "i": i }),
+            5_000,
+        )
+    });
+    for r in futures_join_all(racing).await {
+        r.expect("record");
+    }
+    for at in [6_000, 7_000] {
+        store
+            .record_audit(
+                Who::system("supervisor"),
+                "supervisor_job_run".into(),
+                json!({}),
+                at,
+            )
+            .await
+            .expect("record");
+    }
+    let report = store.verify_audit_log().await.expect("verify");
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.checked, report.head.seq), (11, 11));
+    assert_eq!(report.anchor, crate::rules::audit::Link::genesis());
+
+    let page = |action: Option<&str>, before_seq, limit| AuditFilter {
+        action: action.map(str::to_string),
+        actor_id: None,
+        before_seq,
+        limit,
+    };
+    let all = store.audit_log(page(None, None, 100)).await.expect("list");
+    let seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=11).rev().collect::<Vec<_>>(),
+        "newest first, no gap"
+    );
+    for pair in all.windows(2) {
+        assert_eq!(
+            pair[0].prev_hash, pair[1].hash,
+            "each links to the one before"
+        );
+    }
+    assert_eq!(all[0].hash, report.head.hash);
+    let credit = &all[10];
+    assert_eq!(
+        (
+            credit.action.as_str(),
+            credit.actor_id.as_str(),
+            credit.ip.as_str()
+        ),
+        ("admin.credit", "admin-1", "198.51.100.7")
+    );
+    assert_eq!(credit.user_agent, "console/2.1");
+    assert_eq!(credit.details["amount_cents"], 700);
+    assert_eq!(credit.prev_hash, crate::rules::audit::GENESIS);
+    let credits = store
+        .audit_log(page(Some("admin.credit"), None, 100))
+        .await
+        .expect("by action");
+    assert_eq!(credits.len(), 1);
+    let older = store
+        .audit_log(page(None, Some(3), 100))
+        .await
+        .expect("before");
+    assert_eq!(older.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 1]);
+
+    // Prune what was written before 6 000: the credit and the eight racing entries.
+    let pruned = store.prune_audit_log(6_000).await.expect("prune");
+    assert_eq!((pruned.removed, pruned.anchor.seq), (9, 9));
+    let report = store.verify_audit_log().await.expect("verify after prune");
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.checked, report.anchor.seq), (2, 9));
+    assert_eq!(report.anchor.hash, all[2].hash);
+    // Nothing more is old enough; new entries chain on after the prune.
+    assert_eq!(
+        store.prune_audit_log(6_000).await.expect("again").removed,
+        0
+    );
+    store
+        .admin_credit("b1".into(), 50, "sorry".into(), admin, 9_000, None)
+        .await
+        .expect("credit after prune");
+    let report = store.verify_audit_log().await.expect("verify");
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.checked, report.head.seq), (3, 12));
+    audit_ok(&store).await;
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:ident: $($test:ident),* $(,)?) => {
         mod $backend {
@@ -2017,6 +2180,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once, the_audit_log_is_one_chain);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once, the_audit_log_is_one_chain);

@@ -14,6 +14,7 @@ use crate::domain::{Principal, TaskId, UserId, WorkerId};
 use crate::error::EngineError;
 use crate::ledger::AuditReport;
 
+pub mod audit_log;
 pub mod bounty;
 pub mod money;
 #[cfg(feature = "mongodb")]
@@ -23,6 +24,7 @@ pub mod sqlite;
 pub mod timeline;
 pub mod webhook;
 
+pub use audit_log::{AuditEntry, AuditFilter, ChainReport, Pruned, Who};
 pub use bounty::*;
 
 /// The longest a store command runs, its retries of lost races and write conflicts included:
@@ -855,10 +857,11 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         cfg: std::sync::Arc<PlatformConfig>,
     ) -> StoreFuture<ExpireOutcome>;
+    /// A buyer's credit request (`buyer.id` is the buyer; its address goes into the audit log).
     fn credit(
         &self,
         task_id: TaskId,
-        buyer_id: UserId,
+        buyer: Who,
         reason: Option<String>,
         now_ms: i64,
         idem: Option<IdemKey>,
@@ -918,7 +921,7 @@ pub trait Store: Send + Sync + 'static {
         user_id: UserId,
         amount_cents: i64,
         reason: String,
-        admin_id: UserId,
+        by: Who,
         now_ms: i64,
         idem: Option<IdemKey>,
     ) -> StoreFuture<AdminCredited>;
@@ -934,7 +937,7 @@ pub trait Store: Send + Sync + 'static {
     fn resolve_deposit(
         &self,
         deposit_id: String,
-        admin_id: String,
+        by: Who,
         note: String,
         now_ms: i64,
     ) -> StoreFuture<DepositRecord>;
@@ -974,7 +977,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         withdrawal_id: String,
         settle: Settle,
-        admin_id: String,
+        by: Who,
         now_ms: i64,
         idem: Option<IdemKey>,
     ) -> StoreFuture<WithdrawalRecord>;
@@ -1091,13 +1094,15 @@ pub trait Store: Send + Sync + 'static {
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64>;
     /// One audit-log entry for an admin action that changes nothing else in the store (a
     /// Supervisor job run by hand).
-    fn record_audit(
-        &self,
-        actor_id: String,
-        action: String,
-        details: Value,
-        now_ms: i64,
-    ) -> StoreFuture<()>;
+    fn record_audit(&self, by: Who, action: String, details: Value, now_ms: i64)
+    -> StoreFuture<()>;
+    /// Audit-log entries, newest first.
+    fn audit_log(&self, filter: AuditFilter) -> StoreFuture<Vec<AuditEntry>>;
+    /// Walks the audit log's hash chain from its anchor to its head.
+    fn verify_audit_log(&self) -> StoreFuture<ChainReport>;
+    /// Removes the audit entries written before `before_ms`, the last of them kept as the
+    /// chain's anchor; refuses (`Conflict`) while the chain is broken.
+    fn prune_audit_log(&self, before_ms: i64) -> StoreFuture<Pruned>;
 
     fn load_config(&self) -> StoreFuture<BTreeMap<String, StoredConfig>>;
     /// Stores the documents that are missing (first start); returns how many were added.
@@ -1107,7 +1112,7 @@ pub trait Store: Send + Sync + 'static {
         key: String,
         doc: Value,
         expected_version: Option<i64>,
-        admin_id: String,
+        by: Who,
         now_ms: i64,
     ) -> StoreFuture<StoredConfig>;
     /// A config document's stored versions, newest first (at most `limit`).

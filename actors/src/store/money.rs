@@ -37,6 +37,37 @@ pub struct DepositRecord {
     pub settled_at_ms: Option<i64>,
 }
 
+/// The audit entry of a provider event that moved money or stopped it (a deposit credited, or
+/// held because the amount paid is not the amount asked): the action and its details. `d` is
+/// the deposit as the event left it.
+pub fn deposit_audit(
+    step: crate::rules::deposit::Step,
+    d: &DepositRecord,
+    event_id: &str,
+) -> Option<(&'static str, serde_json::Value)> {
+    use crate::rules::deposit::Step;
+    let action = match step {
+        Step::Credit => "deposit.credited",
+        Step::Hold => "deposit.held",
+        Step::Expire | Step::Nothing => return None,
+    };
+    Some((
+        action,
+        serde_json::json!({
+            "deposit_id": d.deposit_id, "buyer_id": d.buyer_id, "amount_cents": d.amount_cents,
+            "paid_cents": d.paid_cents, "bonus_cents": d.bonus_cents, "event_id": event_id,
+        }),
+    ))
+}
+
+/// The audit entry's details of a worker's withdrawal request.
+pub fn withdrawal_requested(w: &WithdrawalRecord) -> serde_json::Value {
+    serde_json::json!({
+        "withdrawal_id": w.withdrawal_id, "worker_id": w.worker_id,
+        "amount_cents": w.amount_cents, "method": w.method,
+    })
+}
+
 /// A verified provider event, for the store to act on once.
 #[derive(Debug, Clone)]
 pub struct ProviderEvent {
@@ -166,6 +197,8 @@ pub struct NewWithdrawal {
     pub withdrawal_id: String,
     pub worker_id: String,
     pub amount_cents: i64,
+    /// The worker, and from where (for the audit log).
+    pub by: super::Who,
     pub now_ms: i64,
     pub limits: crate::config::WithdrawalLimits,
     pub idem: Option<IdemKey>,

@@ -7,13 +7,13 @@ use clawjobs_actors::clock::rfc3339;
 use clawjobs_actors::domain::UserId;
 use clawjobs_actors::ledger::AuditReport;
 use clawjobs_actors::qa::comparator::Inject;
-use clawjobs_actors::store::{QaResult, StoredConfig, VerdictCounts};
+use clawjobs_actors::store::{AuditEntry, ChainReport, QaResult, StoredConfig, VerdictCounts};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{idempotency, page_limit, parse_cursor, resource};
-use crate::auth::Admin;
+use crate::auth::{Admin, Origin};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::views::Page;
 use crate::{AppState, body};
@@ -39,6 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(credit)),
     )
     .service(resource("/api/admin/ledger/audit", "GET").route(web::get().to(audit)))
+    .service(resource("/api/admin/audit-log", "GET").route(web::get().to(audit_log)))
+    .service(resource("/api/admin/audit-log/verify", "GET").route(web::get().to(verify_audit_log)))
     .service(resource("/api/admin/qa/results", "GET").route(web::get().to(qa_results)))
     .service(resource("/api/admin/qa/stats", "GET").route(web::get().to(qa_stats)))
     .service(
@@ -96,6 +98,7 @@ pub(crate) async fn get_config(
 pub(crate) async fn put_config(
     state: web::Data<AppState>,
     admin: Admin,
+    origin: Origin,
     key: web::Path<String>,
     body: body::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
@@ -103,7 +106,10 @@ pub(crate) async fn put_config(
     if let Some(obj) = doc.as_object_mut() {
         obj.remove("key");
     }
-    let c = state.engine.put_config(&key, doc, admin.id()).await?;
+    let c = state
+        .engine
+        .put_config(&key, doc, &origin.actor(admin.id()))
+        .await?;
     Ok(HttpResponse::Ok().json(config_view(&key, &c)))
 }
 
@@ -149,12 +155,13 @@ pub struct RollbackBody {
 pub(crate) async fn rollback_config(
     state: web::Data<AppState>,
     admin: Admin,
+    origin: Origin,
     key: web::Path<String>,
     body: body::Json<RollbackBody>,
 ) -> Result<HttpResponse, ApiError> {
     let c = state
         .engine
-        .rollback_config(&key, body.version, &admin.user_id())
+        .rollback_config(&key, body.version, &origin.actor(admin.id()))
         .await?;
     Ok(HttpResponse::Ok().json(config_view(&key, &c)))
 }
@@ -192,6 +199,7 @@ pub struct AdminCredited {
 pub(crate) async fn credit(
     state: web::Data<AppState>,
     admin: Admin,
+    origin: Origin,
     req: HttpRequest,
     body: body::Json<AdminCreditBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -202,7 +210,7 @@ pub(crate) async fn credit(
             &UserId::from(body.user_id.as_str()),
             body.amount_cents,
             &body.reason,
-            &admin.user_id(),
+            &origin.actor(admin.id()),
             idem,
         )
         .await?;
@@ -224,6 +232,66 @@ pub(crate) async fn audit(
     _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.engine.audit().await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditLogQuery {
+    /// Only entries of this action (`admin.credit`, `config.put`, `withdrawal.request`, …).
+    #[param(pattern = "^[a-z_.]{0,64}$")]
+    action: Option<String>,
+    /// Only entries of this actor (a user id, or `qa`, `stripe`).
+    #[param(max_length = 64)]
+    actor_id: Option<String>,
+    /// The `cursor` of the page before.
+    #[param(pattern = "^[0-9]{0,18}$")]
+    cursor: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/admin/audit-log", tag = "admins", security(("bearer" = [])),
+    params(AuditLogQuery),
+    responses(
+        (status = 200, description = "Audit-log entries, newest first: admin actions, config changes, money moved outside the task loop, bans; each with its actor, ip, user agent, details and place in the hash chain", body = Page<AuditEntry>),
+        (status = 400, description = "A bad action, actor, cursor or limit", body = ErrorEnvelope),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn audit_log(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    q: web::Query<AuditLogQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let before = parse_cursor(q.cursor.as_deref())?;
+    let limit = page_limit(q.limit)?;
+    let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let (rows, has_more) = state
+        .engine
+        .audit_log(nonempty(q.action), nonempty(q.actor_id), before, limit)
+        .await?;
+    let cursor = has_more
+        .then(|| rows.last().map(|r| r.seq.to_string()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(Page {
+        data: rows,
+        cursor,
+        has_more,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/admin/audit-log/verify", tag = "admins", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Whether every kept entry links to the one before it, from the anchor of pruned entries to the recorded head; if not, the first bad entry and why", body = ChainReport),
+        (status = 401, description = "No or unknown token", body = ErrorEnvelope),
+        (status = 403, description = "Not an admin's token", body = ErrorEnvelope),
+    ))]
+pub(crate) async fn verify_audit_log(
+    state: web::Data<AppState>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.engine.verify_audit_log().await?))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{idempotency, parse_cursor, resource, wait_seconds};
-use crate::auth::{Account, Buyer};
+use crate::auth::{Account, Buyer, Origin};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::views::{BalanceView, Page, TaskView};
 use crate::{AppState, body, password};
@@ -328,6 +328,7 @@ pub struct Credited {
 pub(crate) async fn credit(
     state: web::Data<AppState>,
     who: Buyer,
+    origin: Origin,
     req: HttpRequest,
     id: web::Path<String>,
     body::JsonOrDefault(body): body::JsonOrDefault<TaskCreditBody>,
@@ -336,7 +337,7 @@ pub(crate) async fn credit(
     let c = state
         .engine
         .credit(
-            &who.user_id(),
+            &origin.actor(who.id()),
             &TaskId::from(id.as_str()),
             body.reason,
             idem,

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{parse_cursor, resource};
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::{Admin, Origin};
 use crate::error::{ApiError, ErrorEnvelope};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -227,9 +227,13 @@ pub(crate) async fn jobs(
 pub(crate) async fn run_job(
     state: web::Data<AppState>,
     admin: Admin,
+    origin: Origin,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.engine.run_job(&name, &admin.user_id()).await?;
+    state
+        .engine
+        .run_job(&name, &origin.actor(admin.id()))
+        .await?;
     Ok(HttpResponse::Accepted().json(json!({ "job": name.as_str(), "started": true })))
 }
 

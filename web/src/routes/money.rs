@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{idempotency, page_limit, parse_cursor, resource};
-use crate::auth::{Account, Admin, Buyer, Worker};
+use crate::auth::{Account, Admin, Buyer, Origin, Worker};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::views::Page;
 use crate::{AppState, body};
@@ -315,12 +315,13 @@ pub struct ResolveBody {
 pub(crate) async fn resolve_deposit(
     state: web::Data<AppState>,
     admin: Admin,
+    origin: Origin,
     id: web::Path<String>,
     body: body::Json<ResolveBody>,
 ) -> Result<HttpResponse, ApiError> {
     let d = state
         .engine
-        .resolve_deposit(&id, &admin.user_id(), &body.note)
+        .resolve_deposit(&id, &origin.actor(admin.id()), &body.note)
         .await?;
     Ok(HttpResponse::Ok().json(AdminDepositView {
         buyer_id: d.buyer_id.clone(),
@@ -555,13 +556,14 @@ impl From<&WithdrawalRecord> for AdminWithdrawalView {
 pub(crate) async fn withdraw(
     state: web::Data<AppState>,
     who: Worker,
+    origin: Origin,
     req: HttpRequest,
     body: body::Json<WithdrawBody>,
 ) -> Result<HttpResponse, ApiError> {
     let idem = idempotency(&req, who.id(), "withdraw", &*body)?;
     let w = state
         .engine
-        .withdraw(&who.worker_id(), body.amount_cents, idem)
+        .withdraw(&origin.actor(who.id()), body.amount_cents, idem)
         .await?;
     Ok(HttpResponse::Created().json(WithdrawalView::from(&w)))
 }
@@ -670,6 +672,7 @@ pub struct RejectBody {
 pub(crate) async fn complete_withdrawal(
     state: web::Data<AppState>,
     admin: Admin,
+    origin: Origin,
     id: web::Path<String>,
     req: HttpRequest,
     body: body::Json<CompleteBody>,
@@ -685,7 +688,7 @@ pub(crate) async fn complete_withdrawal(
     };
     let w = state
         .engine
-        .settle_withdrawal(&id, settle, &admin.user_id(), idem)
+        .settle_withdrawal(&id, settle, &origin.actor(admin.id()), idem)
         .await?;
     Ok(HttpResponse::Ok().json(AdminWithdrawalView::from(&w)))
 }
@@ -705,6 +708,7 @@ pub(crate) async fn complete_withdrawal(
 pub(crate) async fn reject_withdrawal(
     state: web::Data<AppState>,
     admin: Admin,
+    origin: Origin,
     id: web::Path<String>,
     req: HttpRequest,
     body: body::Json<RejectBody>,
@@ -715,7 +719,7 @@ pub(crate) async fn reject_withdrawal(
     };
     let w = state
         .engine
-        .settle_withdrawal(&id, settle, &admin.user_id(), idem)
+        .settle_withdrawal(&id, settle, &origin.actor(admin.id()), idem)
         .await?;
     Ok(HttpResponse::Ok().json(AdminWithdrawalView::from(&w)))
 }

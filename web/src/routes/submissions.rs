@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::bounty::BountyView;
 use super::{idempotency, page_limit, parse_cursor, resource};
-use crate::auth::{Admin, Anyone, Buyer, Worker};
+use crate::auth::{Admin, Anyone, Buyer, Origin, Worker};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::views::Page;
 use crate::{AppState, body};
@@ -431,13 +431,20 @@ pub(crate) async fn resolve(
     state: web::Data<AppState>,
     req: HttpRequest,
     who: Admin,
+    origin: Origin,
     id: web::Path<String>,
     body: body::Json<DisputeResolveBody>,
 ) -> Result<HttpResponse, ApiError> {
     let idem = idempotency(&req, who.id(), "dispute-resolve", &(&*id, &*body))?;
     let r = state
         .engine
-        .resolve_dispute(&who.user_id(), &id, body.outcome, body.worker_pct, idem)
+        .resolve_dispute(
+            &origin.actor(who.id()),
+            &id,
+            body.outcome,
+            body.worker_pct,
+            idem,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(ResolvedView {
         dispute: DisputeView::of(&r.dispute),

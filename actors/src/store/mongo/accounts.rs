@@ -381,7 +381,7 @@ pub(super) struct AdminCreditAsk<'a> {
     pub user_id: &'a str,
     pub amount_cents: i64,
     pub reason: &'a str,
-    pub admin_id: &'a str,
+    pub by: &'a Who,
     pub now_ms: i64,
 }
 
@@ -405,7 +405,7 @@ pub(super) async fn admin_credit(
     )
     .await?;
     tx.audit(
-        a.admin_id,
+        a.by,
         "admin.credit",
         &serde_json::json!({
             "user_id": a.user_id, "amount_cents": a.amount_cents, "reason": a.reason,
@@ -424,24 +424,6 @@ pub(super) async fn admin_credit(
 }
 
 impl Tx<'_> {
-    pub async fn audit(
-        &mut self,
-        actor: &str,
-        action: &str,
-        details: &Value,
-        now_ms: i64,
-    ) -> R<()> {
-        let db = self.db;
-        let entry = AuditLogDoc {
-            id: mongodb::bson::oid::ObjectId::new(),
-            actor_id: actor.to_string(),
-            action: action.to_string(),
-            details: details.to_string(),
-            created_at: now_ms,
-        };
-        self.insert(&db.audit_log, &entry).await
-    }
-
     /// The answer stored under an idempotency key, for a repeat with the same body; a repeat with
     /// another body is refused. None: the key is new (or there is none), run the command and
     /// [`Tx::remember`] its answer.

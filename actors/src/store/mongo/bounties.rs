@@ -712,7 +712,7 @@ pub(super) async fn resolve_dispute(tx: &mut Tx<'_>, r: &Resolution) -> R<Resolv
             doc! { "$set": {
                 "status": DisputeStatus::Resolved.as_str(), "outcome": r.outcome.as_str(),
                 "worker_pct": i64::from(r.worker_pct), "worker_cents": paid,
-                "refund_cents": refund, "resolved_at": r.now_ms, "resolved_by": &r.admin_id,
+                "refund_cents": refund, "resolved_at": r.now_ms, "resolved_by": &r.by.id,
             } },
         )
         .await?;
@@ -726,7 +726,7 @@ pub(super) async fn resolve_dispute(tx: &mut Tx<'_>, r: &Resolution) -> R<Resolv
     )
     .await?;
     tx.audit(
-        &r.admin_id,
+        &r.by,
         "dispute.resolve",
         &serde_json::json!({
             "dispute_id": d.dispute_id,

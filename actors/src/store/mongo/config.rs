@@ -110,7 +110,7 @@ pub(super) async fn put_config(
     key: &str,
     doc: &Value,
     expected_version: Option<i64>,
-    admin_id: &str,
+    by: &Who,
     now_ms: i64,
 ) -> R<StoredConfig> {
     let db = tx.db;
@@ -128,16 +128,15 @@ pub(super) async fn put_config(
         .update_one(
             doc! { "_id": key },
             doc! { "$set": {
-                "doc": doc.to_string(), "version": version, "updated_at": now_ms, "updated_by": admin_id,
+                "doc": doc.to_string(), "version": version, "updated_at": now_ms, "updated_by": &by.id,
             } },
         )
         .upsert(true)
         .session(&mut *tx.s)
         .await?;
-    tx.config_version(key, version, doc, now_ms, admin_id)
-        .await?;
+    tx.config_version(key, version, doc, now_ms, &by.id).await?;
     tx.audit(
-        admin_id,
+        by,
         "config.put",
         &serde_json::json!({ "key": key, "version": version, "doc": doc }),
         now_ms,
@@ -147,6 +146,6 @@ pub(super) async fn put_config(
         doc: doc.clone(),
         version,
         updated_at_ms: now_ms,
-        updated_by: Some(admin_id.to_string()),
+        updated_by: Some(by.id.clone()),
     })
 }

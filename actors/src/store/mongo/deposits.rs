@@ -146,6 +146,10 @@ async fn settle(
         .await?;
     }
     let after = after.record();
+    if let Some((action, details)) = deposit_audit(step, &after, &e.event_id) {
+        tx.audit(&Who::system("stripe"), action, &details, e.now_ms)
+            .await?;
+    }
     if step == Step::Credit {
         let ev = crate::store::webhook::events::deposit_completed(&after);
         tx.hook(ev, e.now_ms).await?;
@@ -179,7 +183,7 @@ pub(super) async fn purge_idempotency(tx: &mut Tx<'_>, before_ms: i64) -> R<u64>
 pub(super) async fn resolve_deposit(
     tx: &mut Tx<'_>,
     deposit_id: &str,
-    admin_id: &str,
+    by: &Who,
     note: &str,
     now_ms: i64,
 ) -> R<DepositRecord> {
@@ -221,7 +225,7 @@ pub(super) async fn resolve_deposit(
     )
     .await?;
     tx.audit(
-        admin_id,
+        by,
         "deposit.resolve",
         &serde_json::json!({ "deposit_id": d.id, "buyer_id": d.buyer_id, "credited_cents": paid,
             "amount_cents": d.amount_cents, "note": note }),

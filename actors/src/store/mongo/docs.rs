@@ -458,11 +458,22 @@ pub(super) struct AccountShardDoc {
 pub(super) struct AuditLogDoc {
     #[serde(rename = "_id")]
     pub id: mongodb::bson::oid::ObjectId,
+    /// The entry's number in the hash chain (None: written before the chain, not yet chained).
+    #[serde(default)]
+    pub seq: Option<i64>,
     pub actor_id: String,
     pub action: String,
-    /// JSON text.
+    #[serde(default)]
+    pub ip: String,
+    #[serde(default)]
+    pub user_agent: String,
+    /// JSON text, hashed as stored.
     pub details: String,
     pub created_at: i64,
+    #[serde(default)]
+    pub prev_hash: Option<String>,
+    #[serde(default)]
+    pub hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

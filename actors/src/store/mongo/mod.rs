@@ -31,6 +31,7 @@ use crate::rules::{self, penalty::FrozenLot};
 
 mod accounts;
 mod audit;
+mod audit_log;
 mod bounties;
 mod config;
 mod deposits;
@@ -677,7 +678,7 @@ impl MongoStore {
             .build();
         tracing::info!(uri = %shown, %database, "store: MongoDB");
         let events = Arc::new(events::MongoEventLog::start(typed.events.clone()));
-        Ok(MongoStore {
+        let store = MongoStore {
             events,
             inner: Arc::new(Inner {
                 client,
@@ -688,7 +689,29 @@ impl MongoStore {
                 snapshot,
             }),
             shown,
-        })
+        };
+        store.chain_audit_log().await?;
+        Ok(store)
+    }
+
+    /// Chains the audit entries written before the chain existed, a batch per transaction.
+    async fn chain_audit_log(&self) -> Result<(), EngineError> {
+        let mut chained = 0;
+        loop {
+            let fut: StoreFuture<u64> =
+                command!(self, write, |tx| audit_log::chain_unchained(tx, 500).await);
+            match fut.await? {
+                0 => break,
+                n => chained += n,
+            }
+        }
+        if chained > 0 {
+            tracing::info!(
+                entries = chained,
+                "store: chained the audit log's earlier entries"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -885,7 +908,7 @@ impl Store for MongoStore {
     fn credit(
         &self,
         task_id: TaskId,
-        buyer_id: UserId,
+        buyer: Who,
         reason: Option<String>,
         now_ms: i64,
         idem: Option<IdemKey>,
@@ -894,7 +917,8 @@ impl Store for MongoStore {
         command!(self, write, |tx| {
             let asked = tasks::CreditAsk {
                 task_id: task_id.as_str(),
-                buyer_id: buyer_id.as_str(),
+                buyer_id: &buyer.id,
+                by: &buyer,
                 reason: reason.as_deref(),
                 now_ms,
                 cfg: &cfg,
@@ -987,7 +1011,7 @@ impl Store for MongoStore {
         user_id: UserId,
         amount_cents: i64,
         reason: String,
-        admin_id: UserId,
+        by: Who,
         now_ms: i64,
         idem: Option<IdemKey>,
     ) -> StoreFuture<AdminCredited> {
@@ -996,7 +1020,7 @@ impl Store for MongoStore {
                 user_id: user_id.as_str(),
                 amount_cents,
                 reason: &reason,
-                admin_id: admin_id.as_str(),
+                by: &by,
                 now_ms,
             };
             accounts::admin_credit(tx, asked, idem.as_ref()).await
@@ -1014,12 +1038,12 @@ impl Store for MongoStore {
     fn resolve_deposit(
         &self,
         deposit_id: String,
-        admin_id: String,
+        by: Who,
         note: String,
         now_ms: i64,
     ) -> StoreFuture<DepositRecord> {
         command!(self, write, |tx| {
-            deposits::resolve_deposit(tx, &deposit_id, &admin_id, &note, now_ms).await
+            deposits::resolve_deposit(tx, &deposit_id, &by, &note, now_ms).await
         })
     }
 
@@ -1241,7 +1265,7 @@ impl Store for MongoStore {
         &self,
         withdrawal_id: String,
         settle: Settle,
-        admin_id: String,
+        by: Who,
         now_ms: i64,
         idem: Option<IdemKey>,
     ) -> StoreFuture<WithdrawalRecord> {
@@ -1249,7 +1273,7 @@ impl Store for MongoStore {
             let ask = payouts::SettleAsk {
                 withdrawal_id: &withdrawal_id,
                 settle: &settle,
-                admin_id: &admin_id,
+                by: &by,
                 now_ms,
             };
             payouts::settle_withdrawal(tx, ask, idem.as_ref()).await
@@ -1281,14 +1305,26 @@ impl Store for MongoStore {
 
     fn record_audit(
         &self,
-        actor_id: String,
+        by: Who,
         action: String,
         details: Value,
         now_ms: i64,
     ) -> StoreFuture<()> {
         command!(self, write, |tx| tx
-            .audit(&actor_id, &action, &details, now_ms)
+            .audit(&by, &action, &details, now_ms)
             .await)
+    }
+
+    fn audit_log(&self, filter: AuditFilter) -> StoreFuture<Vec<AuditEntry>> {
+        command!(self, read, |tx| audit_log::audit_log(tx, &filter).await)
+    }
+
+    fn verify_audit_log(&self) -> StoreFuture<ChainReport> {
+        command!(self, snapshot, |tx| audit_log::verify(tx).await)
+    }
+
+    fn prune_audit_log(&self, before_ms: i64) -> StoreFuture<Pruned> {
+        command!(self, write, |tx| audit_log::prune(tx, before_ms).await)
     }
 
     fn load_config(&self) -> StoreFuture<BTreeMap<String, StoredConfig>> {
@@ -1310,11 +1346,11 @@ impl Store for MongoStore {
         key: String,
         doc: Value,
         expected_version: Option<i64>,
-        admin_id: String,
+        by: Who,
         now_ms: i64,
     ) -> StoreFuture<StoredConfig> {
         command!(self, write, |tx| {
-            config::put_config(tx, &key, &doc, expected_version, &admin_id, now_ms).await
+            config::put_config(tx, &key, &doc, expected_version, &by, now_ms).await
         })
     }
 

@@ -225,6 +225,13 @@ pub(super) async fn withdraw(tx: &mut Tx<'_>, w: &NewWithdrawal) -> R<Withdrawal
     };
     tx.insert(&db.withdrawals, &doc).await?;
     let record = doc.record();
+    tx.audit(
+        &w.by,
+        "withdrawal.request",
+        &withdrawal_requested(&record),
+        w.now_ms,
+    )
+    .await?;
     tx.remember(w.idem.as_ref(), &record, w.now_ms).await?;
     Ok(record)
 }
@@ -245,7 +252,7 @@ pub(super) async fn withdrawals(tx: &mut Tx<'_>, f: &WithdrawalFilter) -> R<Vec<
 pub(super) struct SettleAsk<'a> {
     pub withdrawal_id: &'a str,
     pub settle: &'a Settle,
-    pub admin_id: &'a str,
+    pub by: &'a Who,
     pub now_ms: i64,
 }
 
@@ -293,7 +300,7 @@ pub(super) async fn settle_withdrawal(
             doc! { "_id": &w.id, "status": "pending" },
             doc! { "$set": {
                 "status": status.as_str(), "external_ref": external_ref, "reason": reason,
-                "settled_at": a.now_ms, "settled_by": a.admin_id,
+                "settled_at": a.now_ms, "settled_by": &a.by.id,
             } },
         )
         .await?
@@ -311,7 +318,7 @@ pub(super) async fn settle_withdrawal(
         tx.touch(&w.worker_id);
     }
     tx.audit(
-        a.admin_id,
+        a.by,
         &format!("withdrawal.{}", status.as_str()),
         &serde_json::json!({ "withdrawal_id": w.id, "worker_id": w.worker_id,
             "amount_cents": w.amount_cents, "external_ref": external_ref, "reason": reason }),

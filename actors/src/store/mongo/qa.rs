@@ -542,12 +542,18 @@ impl Tx<'_> {
             .await?;
         }
         if plan.ban {
-            self.update(
-                &db.workers,
-                doc! { "_id": worker_id, "banned_at": Bson::Null },
-                doc! { "$set": { "banned_at": now_ms } },
-            )
-            .await?;
+            let newly = self
+                .update(
+                    &db.workers,
+                    doc! { "_id": worker_id, "banned_at": Bson::Null },
+                    doc! { "$set": { "banned_at": now_ms } },
+                )
+                .await?;
+            if newly {
+                let details = rules::penalty::ban_details(worker_id, fails, &plan);
+                self.audit(&Who::system("qa"), "worker.ban", &details, now_ms)
+                    .await?;
+            }
         }
         self.notice(worker_id, plan.notice.kind, &plan.notice.message, now_ms)
             .await?;
@@ -590,7 +596,7 @@ impl Tx<'_> {
         let ev = crate::store::webhook::events::task_credited(&task.buyer_id, task_id, cents, "qa");
         self.hook(ev, now_ms).await?;
         self.audit(
-            "qa",
+            &Who::system("qa"),
             "task.auto_credit",
             &serde_json::json!({ "task_id": task_id, "cents": cents }),
             now_ms,

@@ -216,7 +216,10 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
             "worker_notices",
             vec![index(doc! { "worker_id": 1, "created_at": -1 })],
         ),
-        ("audit_log", vec![index(doc! { "created_at": 1 })]),
+        (
+            "audit_log",
+            vec![index(doc! { "created_at": 1 }), index(doc! { "seq": 1 })],
+        ),
         ("task_events", vec![index(doc! { "task_id": 1, "_id": 1 })]),
         (
             "config_history",
@@ -338,6 +341,7 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
             .await
             .map_err(db_error)?;
     }
+    audit_log::ensure_chain(db).await?;
     if version.is_none() {
         db.meta
             .update_one(

@@ -495,6 +495,8 @@ pub(super) async fn expire(
 pub(super) struct CreditAsk<'a> {
     pub task_id: &'a str,
     pub buyer_id: &'a str,
+    /// The buyer, and from where (for the audit log).
+    pub by: &'a Who,
     pub reason: Option<&'a str>,
     pub now_ms: i64,
     pub cfg: &'a PlatformConfig,
@@ -532,7 +534,7 @@ pub(super) async fn credit(
     let ev = crate::store::webhook::events::task_credited(a.buyer_id, a.task_id, price, "buyer");
     tx.hook(ev, a.now_ms).await?;
     tx.audit(
-        a.buyer_id,
+        a.by,
         "task.credit",
         &serde_json::json!({ "task_id": a.task_id, "reason": a.reason, "cents": price }),
         a.now_ms,

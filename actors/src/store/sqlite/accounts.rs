@@ -303,19 +303,18 @@ pub(super) fn admin_credit(
     user_id: UserId,
     amount_cents: i64,
     reason: String,
-    admin_id: UserId,
+    by: Who,
     now_ms: i64,
     idem: Option<IdemKey>,
 ) -> Result<AdminCredited, EngineError> {
     let user_id = user_id.into_string();
-    let admin_id = admin_id.into_string();
     tx.idempotent(idem.as_ref(), now_ms, |c| c, |tx| {
         if tx.available(&user_id)?.is_none() {
             return Err(EngineError::NotFound(format!("no user {user_id}")));
         }
         tx.apply(&rules::money::admin_credit(&user_id, amount_cents), now_ms)?;
         tx.audit(
-            &admin_id,
+            &by,
             "admin.credit",
             &serde_json::json!({ "user_id": user_id, "amount_cents": amount_cents, "reason": reason }),
             now_ms,
@@ -326,20 +325,6 @@ pub(super) fn admin_credit(
 }
 
 impl Tx<'_> {
-    pub(super) fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        details: &Value,
-        now_ms: i64,
-    ) -> Result<(), EngineError> {
-        self.conn
-            .prepare_cached("INSERT INTO audit_log (actor_id, action, details, created_at) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| s.execute(params![actor, action, details.to_string(), now_ms]))
-            .map_err(db_err)?;
-        Ok(())
-    }
-
     /// Runs `f` once per idempotency key: a repeat with the same body gets the stored answer back
     /// (through `replay`), a repeat with another body is refused.
     pub(super) fn idempotent<T: Serialize + DeserializeOwned>(

@@ -564,7 +564,7 @@ pub(super) fn resolve_dispute(tx: &mut Tx<'_>, r: Resolution) -> Result<Resolved
                     paid,
                     refund,
                     r.now_ms,
-                    r.admin_id
+                    r.by.id
                 ])
             })
             .map_err(db_err)?;
@@ -574,7 +574,7 @@ pub(super) fn resolve_dispute(tx: &mut Tx<'_>, r: Resolution) -> Result<Resolved
             .and_then(|mut q| q.execute(params![sub.submission_id, paid]))
             .map_err(db_err)?;
         tx.audit(
-            &r.admin_id,
+            &r.by,
             "dispute.resolve",
             &serde_json::json!({
                 "dispute_id": d.dispute_id,

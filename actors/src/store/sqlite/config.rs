@@ -108,7 +108,7 @@ pub(super) fn put_config(
     key: String,
     doc: Value,
     expected_version: Option<i64>,
-    admin_id: String,
+    by: Who,
     now_ms: i64,
 ) -> Result<StoredConfig, EngineError> {
     let current: Option<i64> = tx
@@ -129,11 +129,11 @@ pub(super) fn put_config(
              ON CONFLICT (key) DO UPDATE SET doc = excluded.doc, version = excluded.version,
                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
         )
-        .and_then(|mut s| s.execute(params![key, doc.to_string(), version, now_ms, admin_id]))
+        .and_then(|mut s| s.execute(params![key, doc.to_string(), version, now_ms, by.id]))
         .map_err(db_err)?;
-    tx.config_version(&key, version, &doc, now_ms, &admin_id)?;
+    tx.config_version(&key, version, &doc, now_ms, &by.id)?;
     tx.audit(
-        &admin_id,
+        &by,
         "config.put",
         &serde_json::json!({ "key": key, "version": version, "doc": doc }),
         now_ms,
@@ -142,6 +142,6 @@ pub(super) fn put_config(
         doc,
         version,
         updated_at_ms: now_ms,
-        updated_by: Some(admin_id),
+        updated_by: Some(by.id),
     })
 }

@@ -149,6 +149,9 @@ fn settle(
     }
     let after = read_deposit(tx.conn, &d.session_id, None)?
         .ok_or_else(|| EngineError::internal("settled deposit not found"))?;
+    if let Some((action, details)) = deposit_audit(step, &after, &e.event_id) {
+        tx.audit(&Who::system("stripe"), action, &details, e.now_ms)?;
+    }
     if step == Step::Credit {
         tx.hook(
             crate::store::webhook::events::deposit_completed(&after),
@@ -198,7 +201,7 @@ pub(super) fn purge_idempotency(tx: &mut Tx<'_>, before_ms: i64) -> Result<u64, 
 pub(super) fn resolve_deposit(
     tx: &mut Tx<'_>,
     deposit_id: String,
-    admin_id: String,
+    by: Who,
     note: String,
     now_ms: i64,
 ) -> Result<DepositRecord, EngineError> {
@@ -247,7 +250,7 @@ pub(super) fn resolve_deposit(
         .and_then(|mut s| s.execute(params![d.buyer_id, paid]))
         .map_err(db_err)?;
     tx.audit(
-        &admin_id,
+        &by,
         "deposit.resolve",
         &serde_json::json!({ "deposit_id": d.deposit_id, "buyer_id": d.buyer_id, "credited_cents": paid,
             "amount_cents": d.amount_cents, "note": note }),

@@ -24,6 +24,7 @@ use crate::rules::{self, penalty::FrozenLot};
 
 mod accounts;
 mod audit;
+mod audit_log;
 mod bounties;
 mod config;
 mod deposits;
@@ -411,13 +412,13 @@ impl Store for SqliteStore {
     fn credit(
         &self,
         task_id: TaskId,
-        buyer_id: UserId,
+        buyer: Who,
         reason: Option<String>,
         now_ms: i64,
         idem: Option<IdemKey>,
         cfg: Arc<PlatformConfig>,
     ) -> StoreFuture<Credited> {
-        self.write(move |tx| tasks::credit(tx, task_id, buyer_id, reason, now_ms, idem, cfg))
+        self.write(move |tx| tasks::credit(tx, task_id, buyer, reason, now_ms, idem, cfg))
     }
 
     fn live_tasks(&self) -> StoreFuture<Vec<LiveTask>> {
@@ -497,12 +498,12 @@ impl Store for SqliteStore {
         user_id: UserId,
         amount_cents: i64,
         reason: String,
-        admin_id: UserId,
+        by: Who,
         now_ms: i64,
         idem: Option<IdemKey>,
     ) -> StoreFuture<AdminCredited> {
         self.write(move |tx| {
-            accounts::admin_credit(tx, user_id, amount_cents, reason, admin_id, now_ms, idem)
+            accounts::admin_credit(tx, user_id, amount_cents, reason, by, now_ms, idem)
         })
     }
 
@@ -517,11 +518,11 @@ impl Store for SqliteStore {
     fn resolve_deposit(
         &self,
         deposit_id: String,
-        admin_id: String,
+        by: Who,
         note: String,
         now_ms: i64,
     ) -> StoreFuture<DepositRecord> {
-        self.write(move |tx| deposits::resolve_deposit(tx, deposit_id, admin_id, note, now_ms))
+        self.write(move |tx| deposits::resolve_deposit(tx, deposit_id, by, note, now_ms))
     }
 
     fn deposits(&self, filter: DepositFilter) -> StoreFuture<Vec<DepositRecord>> {
@@ -582,12 +583,12 @@ impl Store for SqliteStore {
         &self,
         withdrawal_id: String,
         settle: Settle,
-        admin_id: String,
+        by: Who,
         now_ms: i64,
         idem: Option<IdemKey>,
     ) -> StoreFuture<WithdrawalRecord> {
         self.write(move |tx| {
-            payouts::settle_withdrawal(tx, withdrawal_id, settle, admin_id, now_ms, idem)
+            payouts::settle_withdrawal(tx, withdrawal_id, settle, by, now_ms, idem)
         })
     }
 
@@ -732,12 +733,35 @@ impl Store for SqliteStore {
 
     fn record_audit(
         &self,
-        actor_id: String,
+        by: Who,
         action: String,
         details: Value,
         now_ms: i64,
     ) -> StoreFuture<()> {
-        self.write(move |tx| tx.audit(&actor_id, &action, &details, now_ms))
+        self.write(move |tx| tx.audit(&by, &action, &details, now_ms))
+    }
+
+    fn audit_log(&self, filter: AuditFilter) -> StoreFuture<Vec<AuditEntry>> {
+        self.read(move |c| audit_log::audit_log(c, &filter))
+    }
+
+    fn verify_audit_log(&self) -> StoreFuture<ChainReport> {
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let c = open_reader(&path)?;
+                c.execute_batch("BEGIN").map_err(db_err)?;
+                let report = audit_log::verify(&c);
+                let _ = c.execute_batch("COMMIT");
+                report
+            })
+            .await
+            .map_err(EngineError::internal)?
+        })
+    }
+
+    fn prune_audit_log(&self, before_ms: i64) -> StoreFuture<Pruned> {
+        self.write(move |tx| audit_log::prune(tx, before_ms))
     }
 
     fn load_config(&self) -> StoreFuture<BTreeMap<String, StoredConfig>> {
@@ -757,10 +781,10 @@ impl Store for SqliteStore {
         key: String,
         doc: Value,
         expected_version: Option<i64>,
-        admin_id: String,
+        by: Who,
         now_ms: i64,
     ) -> StoreFuture<StoredConfig> {
-        self.write(move |tx| config::put_config(tx, key, doc, expected_version, admin_id, now_ms))
+        self.write(move |tx| config::put_config(tx, key, doc, expected_version, by, now_ms))
     }
 
     fn flush(&self) -> StoreFuture<()> {
@@ -805,6 +829,11 @@ mod tests {
                  ALTER TABLE tasks DROP COLUMN qa_group; ALTER TABLE tasks DROP COLUMN qa_key;
                  ALTER TABLE tasks DROP COLUMN qa_role; ALTER TABLE lots DROP COLUMN deducted_cents;
                  ALTER TABLE tokens DROP COLUMN label;
+                 ALTER TABLE audit_log DROP COLUMN ip; ALTER TABLE audit_log DROP COLUMN user_agent;
+                 ALTER TABLE audit_log DROP COLUMN prev_hash; ALTER TABLE audit_log DROP COLUMN hash;
+                 DROP TABLE audit_chain;
+                 INSERT INTO audit_log (id, actor_id, action, details, created_at)
+                 VALUES (3, 'a', 'admin.credit', '{}', 1), (7, 'a', 'config.put', '{\"key\": \"qa\"}', 1);
                  UPDATE meta SET value = '1' WHERE key = 'schema_version';
                  INSERT INTO users (id, role, created_at) VALUES ('b1', 'buyer', 1);
                  INSERT INTO balances (user_id) VALUES ('b1');",
@@ -813,7 +842,7 @@ mod tests {
         }
         let store = SqliteStore::open(dir.path(), Box::new(NoObserver)).unwrap();
         store
-            .admin_credit("b1".into(), 50, "old".into(), "a".into(), 1, None)
+            .admin_credit("b1".into(), 50, "old".into(), Who::system("a"), 1, None)
             .await
             .unwrap();
         let posted = store
@@ -846,5 +875,64 @@ mod tests {
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION.to_string());
         assert!(store.audit().await.unwrap().ok);
+        // The entries from before the chain are chained, in their order, before the new one.
+        let chain = store.verify_audit_log().await.unwrap();
+        assert!(chain.ok, "{chain:?}");
+        assert_eq!((chain.checked, chain.head.seq), (3, 3));
+        let entries = store
+            .audit_log(AuditFilter {
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["admin.credit", "config.put", "admin.credit"]);
+        assert_eq!(entries[1].details["key"], "qa");
+    }
+
+    /// An entry changed behind the server's back is found by `verify`, and a broken chain is
+    /// never pruned.
+    #[tokio::test]
+    async fn a_changed_entry_breaks_the_chain_and_stops_pruning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Box::new(NoObserver)).unwrap();
+        store
+            .create_buyer(NewBuyer {
+                referral: None,
+                user_id: "b1".into(),
+                email: "b1@example.com".into(),
+                password_hash: "x".into(),
+                token_hash: "h".into(),
+                signup_credit_cents: 0,
+                now_ms: 1,
+            })
+            .await
+            .unwrap();
+        for cents in [100, 200, 300] {
+            let by = Who::new("admin-1", "127.0.0.1", "test");
+            store
+                .admin_credit("b1".into(), cents, "r".into(), by, 2, None)
+                .await
+                .unwrap();
+        }
+        assert!(store.verify_audit_log().await.unwrap().ok);
+        let c = Connection::open(dir.path().join("clawjobs.db")).unwrap();
+        c.execute(
+            "UPDATE audit_log SET details = replace(details, '200', '20000') WHERE id = 2",
+            [],
+        )
+        .unwrap();
+        let chain = store.verify_audit_log().await.unwrap();
+        assert!(!chain.ok);
+        let bad = chain.first_bad.expect("the changed entry");
+        assert_eq!(bad.seq, 2, "{bad:?}");
+        assert!(bad.reason.contains("changed"), "{}", bad.reason);
+        let refused = store.prune_audit_log(i64::MAX).await;
+        assert!(
+            matches!(refused, Err(EngineError::Conflict(_))),
+            "{refused:?}"
+        );
+        assert_eq!(store.verify_audit_log().await.unwrap().checked, 2);
     }
 }

@@ -234,7 +234,10 @@ pub(super) fn withdraw(tx: &mut Tx<'_>, w: NewWithdrawal) -> Result<WithdrawalRe
                 s.execute(params![w.withdrawal_id, w.worker_id, w.amount_cents, method.as_str(), address, available_after, w.now_ms])
             })
             .map_err(db_err)?;
-        read_withdrawal(tx.conn, &w.withdrawal_id)?.ok_or_else(|| EngineError::internal("new withdrawal not found"))
+        let record = read_withdrawal(tx.conn, &w.withdrawal_id)?
+            .ok_or_else(|| EngineError::internal("new withdrawal not found"))?;
+        tx.audit(&w.by, "withdrawal.request", &withdrawal_requested(&record), w.now_ms)?;
+        Ok(record)
     })
 }
 
@@ -266,7 +269,7 @@ pub(super) fn settle_withdrawal(
     tx: &mut Tx<'_>,
     withdrawal_id: String,
     settle: Settle,
-    admin_id: String,
+    by: Who,
     now_ms: i64,
     idem: Option<IdemKey>,
 ) -> Result<WithdrawalRecord, EngineError> {
@@ -297,7 +300,7 @@ pub(super) fn settle_withdrawal(
                 "UPDATE withdrawals SET status = ?2, external_ref = ?3, reason = ?4, settled_at = ?5, settled_by = ?6
                  WHERE id = ?1 AND status = 'pending'",
             )
-            .and_then(|mut s| s.execute(params![w.withdrawal_id, status.as_str(), external_ref, reason, now_ms, admin_id]))
+            .and_then(|mut s| s.execute(params![w.withdrawal_id, status.as_str(), external_ref, reason, now_ms, by.id]))
             .map_err(db_err)?;
         if n == 0 {
             return Err(EngineError::Conflict("this withdrawal is already settled".into()));
@@ -313,7 +316,7 @@ pub(super) fn settle_withdrawal(
             }
         }
         tx.audit(
-            &admin_id,
+            &by,
             &format!("withdrawal.{}", status.as_str()),
             &serde_json::json!({ "withdrawal_id": w.withdrawal_id, "worker_id": w.worker_id,
                 "amount_cents": w.amount_cents, "external_ref": external_ref, "reason": reason }),

@@ -549,6 +549,12 @@ impl Tx<'_> {
                 .and_then(|mut s| s.execute(params![worker_id]))
                 .map_err(db_err)?;
         }
+        let newly_banned = plan.ban
+            && self
+                .conn
+                .prepare_cached("SELECT banned_at IS NULL FROM workers WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![worker_id], |r| r.get::<_, bool>(0)))
+                .map_err(db_err)?;
         if plan.ban || plan.freeze_balance {
             self.conn
                 .prepare_cached(
@@ -558,6 +564,14 @@ impl Tx<'_> {
                 )
                 .and_then(|mut s| s.execute(params![worker_id, plan.ban, now_ms, plan.freeze_balance]))
                 .map_err(db_err)?;
+        }
+        if newly_banned {
+            self.audit(
+                &Who::system("qa"),
+                "worker.ban",
+                &rules::penalty::ban_details(worker_id, fails, &plan),
+                now_ms,
+            )?;
         }
         self.notice(worker_id, plan.notice.kind, &plan.notice.message, now_ms)?;
         Ok(plan.ban)
@@ -592,7 +606,7 @@ impl Tx<'_> {
             now_ms,
         )?;
         self.audit(
-            "qa",
+            &Who::system("qa"),
             "task.auto_credit",
             &serde_json::json!({ "task_id": task_id, "cents": cents }),
             now_ms,

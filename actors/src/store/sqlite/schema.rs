@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -273,12 +273,26 @@ CREATE TABLE IF NOT EXISTS referrals (
   created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS referrals_by_referrer ON referrals (referrer_id);
+-- The audit log: the id is the entry's number in the hash chain (rules/audit.rs), the head and
+-- the anchor of pruned entries are in the one row of audit_chain.
 CREATE TABLE IF NOT EXISTS audit_log (
   id INTEGER PRIMARY KEY,
   actor_id TEXT NOT NULL,
   action TEXT NOT NULL,
   details TEXT NOT NULL,
-  created_at INTEGER NOT NULL
+  created_at INTEGER NOT NULL,
+  ip TEXT NOT NULL DEFAULT '',
+  user_agent TEXT NOT NULL DEFAULT '',
+  prev_hash TEXT,
+  hash TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (created_at);
+CREATE TABLE IF NOT EXISTS audit_chain (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  head_seq INTEGER NOT NULL,
+  head_hash TEXT NOT NULL,
+  anchor_seq INTEGER NOT NULL,
+  anchor_hash TEXT NOT NULL
 );
 -- What a task's timeline cannot read from its other rows: expiries, releases, undone claims and
 -- sweep failures (written off the hot path only; see store/timeline.rs).
@@ -454,13 +468,51 @@ ALTER TABLE lots ADD COLUMN deducted_cents INTEGER NOT NULL DEFAULT 0;
 /// Version 2 data directories get token labels (admin token rotation).
 pub(super) const MIGRATE_2_TO_3: &str = "ALTER TABLE tokens ADD COLUMN label TEXT;";
 
+/// Version 3 data directories get the audit log's chain columns (ip, user agent, hashes). A
+/// column is added only where it is missing: the table's shape in a directory depends on the
+/// version that first made it.
+fn migrate_3_to_4(conn: &Connection) -> Result<(), EngineError> {
+    let have: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('audit_log')")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(db_err)?;
+    for (column, decl) in [
+        ("ip", "TEXT NOT NULL DEFAULT ''"),
+        ("user_agent", "TEXT NOT NULL DEFAULT ''"),
+        ("prev_hash", "TEXT"),
+        ("hash", "TEXT"),
+    ] {
+        if !have.iter().any(|c| c == column) {
+            conn.execute_batch(&format!("ALTER TABLE audit_log ADD COLUMN {column} {decl}"))
+                .map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
 /// Indexes on columns version 2 added (created after the migration).
 pub(super) const SCHEMA_V2_INDEXES: &str = r#"
 CREATE INDEX IF NOT EXISTS tasks_by_qa_key ON tasks (qa_key) WHERE qa_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_by_qa_group ON tasks (qa_group) WHERE qa_group IS NOT NULL;
 "#;
 
+/// One step of [`migrate`]: from one version to the next.
+type Step = dyn Fn(&Connection) -> Result<(), EngineError>;
+
+/// Brings the data directory to this binary's schema, in one transaction: a step that fails
+/// leaves the directory as it was.
 pub(super) fn migrate(conn: &Connection) -> Result<(), EngineError> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+    match migrate_in_tx(conn) {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(db_err),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn migrate_in_tx(conn: &Connection) -> Result<(), EngineError> {
     conn.execute_batch(SCHEMA).map_err(db_err)?;
     let found: Option<String> = conn
         .query_row(
@@ -485,12 +537,21 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), EngineError> {
         }
         Some(found) => {
             // Each step takes the schema one version further, in order.
-            let steps = [
-                (1, MIGRATE_1_TO_2, "QA columns"),
-                (2, MIGRATE_2_TO_3, "token labels"),
+            let steps: [(i64, &Step, &str); 3] = [
+                (
+                    1,
+                    &|c| c.execute_batch(MIGRATE_1_TO_2).map_err(db_err),
+                    "QA columns",
+                ),
+                (
+                    2,
+                    &|c| c.execute_batch(MIGRATE_2_TO_3).map_err(db_err),
+                    "token labels",
+                ),
+                (3, &migrate_3_to_4, "the audit log's chain"),
             ];
-            for (from, sql, what) in steps.into_iter().filter(|(from, ..)| *from >= found) {
-                conn.execute_batch(sql).map_err(db_err)?;
+            for (from, step, what) in steps.into_iter().filter(|(from, ..)| *from >= found) {
+                step(conn)?;
                 tracing::info!("store: migrated schema {from} -> {} ({what})", from + 1);
             }
             conn.execute(
@@ -501,6 +562,19 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), EngineError> {
         }
     }
     conn.execute_batch(SCHEMA_V2_INDEXES).map_err(db_err)?;
+    conn.execute(
+        "INSERT OR IGNORE INTO audit_chain (id, head_seq, head_hash, anchor_seq, anchor_hash)
+         VALUES (1, 0, ?1, 0, ?1)",
+        params![crate::rules::audit::GENESIS],
+    )
+    .map_err(db_err)?;
+    let chained = super::audit_log::chain_unchained(conn)?;
+    if chained > 0 {
+        tracing::info!(
+            entries = chained,
+            "store: chained the audit log's earlier entries"
+        );
+    }
     for account in ledger::PLATFORM_ACCOUNTS {
         conn.execute(
             "INSERT OR IGNORE INTO accounts (id) VALUES (?1)",

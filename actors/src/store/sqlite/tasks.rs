@@ -476,14 +476,14 @@ pub(super) fn expire(
 pub(super) fn credit(
     tx: &mut Tx<'_>,
     task_id: TaskId,
-    buyer_id: UserId,
+    buyer: Who,
     reason: Option<String>,
     now_ms: i64,
     idem: Option<IdemKey>,
     cfg: Arc<PlatformConfig>,
 ) -> Result<Credited, EngineError> {
     let task_id = task_id.into_string();
-    let buyer_id = buyer_id.into_string();
+    let buyer_id = buyer.id.clone();
     tx.idempotent(
         idem.as_ref(),
         now_ms,
@@ -512,7 +512,7 @@ pub(super) fn credit(
                 now_ms,
             )?;
             tx.audit(
-                &buyer_id,
+                &buyer,
                 "task.credit",
                 &serde_json::json!({ "task_id": task_id, "reason": reason, "cents": price }),
                 now_ms,
