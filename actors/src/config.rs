@@ -22,6 +22,7 @@ pub const KEYS: &[&str] = &[
     "dispatch",
     "bounty",
     "webhooks",
+    "retention",
 ];
 
 /// A rate held as basis points: 10_000 is 100 %.
@@ -276,6 +277,21 @@ pub struct WebhooksDoc {
     pub max_per_buyer: u32,
 }
 
+/// `retention`: how long task content outlives the task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionDoc {
+    /// Seconds a task's input and output are kept after its refund window ends (see
+    /// [`crate::rules::retention`]).
+    pub grace_seconds: u64,
+}
+
+impl RetentionDoc {
+    pub fn grace_ms(&self) -> i64 {
+        i64::try_from(self.grace_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+}
+
 /// One tier, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TierLevel {
@@ -300,6 +316,7 @@ pub struct PlatformConfig {
     pub dispatch: DispatchDoc,
     pub bounty: BountyDoc,
     pub webhooks: WebhooksDoc,
+    pub retention: RetentionDoc,
     /// Tiers ordered by `min_tasks`, lowest first.
     pub tier_levels: Vec<TierLevel>,
     pub skill_commission_bp: RateBp,
@@ -725,6 +742,16 @@ fn validate_webhooks(w: &WebhooksDoc) -> Result<(), EngineError> {
     Ok(())
 }
 
+fn validate_retention(r: &RetentionDoc) -> Result<(), EngineError> {
+    if r.grace_seconds > 365 * 86_400 {
+        return Err(invalid(
+            "retention.grace_seconds",
+            "grace_seconds is at most one year",
+        ));
+    }
+    Ok(())
+}
+
 /// The answer for a config key that is not one of [`KEYS`]: it names the ones there are.
 pub fn unknown_key(key: &str) -> EngineError {
     EngineError::NotFound(format!(
@@ -802,6 +829,11 @@ pub fn normalise_doc(key: &str, mut doc: Value) -> Result<Value, EngineError> {
             validate_webhooks(&w)?;
             back(&w)
         }
+        "retention" => {
+            let r: RetentionDoc = parse_doc(key, doc)?;
+            validate_retention(&r)?;
+            back(&r)
+        }
         other => return Err(unknown_key(other)),
     })
 }
@@ -831,6 +863,8 @@ impl PlatformConfig {
         validate_bounty(&bounty, Some(&tier_levels))?;
         let webhooks: WebhooksDoc = parse_doc("webhooks", get("webhooks")?)?;
         validate_webhooks(&webhooks)?;
+        let retention: RetentionDoc = parse_doc("retention", get("retention")?)?;
+        validate_retention(&retention)?;
         Ok(PlatformConfig {
             skill_commission_bp: rate_bp("commissions.skill", commissions.skill)?,
             volume_discounts: compile_volume_discounts(&commissions)?,
@@ -845,6 +879,7 @@ impl PlatformConfig {
             dispatch,
             bounty,
             webhooks,
+            retention,
             versions: docs.iter().map(|(k, (_, v))| (k.clone(), *v)).collect(),
         })
     }

@@ -35,6 +35,7 @@ counters! {
     tasks_failed_total: "Tasks failed and refunded.",
     tasks_credited_total: "Completed tasks credited back to buyers.",
     lots_released_total: "Frozen earnings released to workers.",
+    tasks_purged_total: "Ended tasks whose input and output were purged (retention).",
     workers_suspended_total: "Worker suspensions for repeated expiries.",
     qa_copies_total: "QA tasks created (shadows, spot-checks, tie-breakers, benchmarks).",
     qa_decided_total: "QA comparisons decided.",

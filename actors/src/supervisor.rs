@@ -6,7 +6,9 @@
 //! and fails pending tasks nobody took within `dispatch.pending_ttl_seconds`, refunding them. It
 //! forgets `Idempotency-Key` answers after [`IDEMPOTENCY_KEEP_MS`] (Stripe's 24 hours). It runs
 //! the bounty timers over their stored due times (warnings, automatic approvals, expiries; see
-//! [`Store::bounty_sweep`]) and sends buyer webhooks that are due ([`crate::webhooks`]).
+//! [`Store::bounty_sweep`]), sends buyer webhooks that are due ([`crate::webhooks`]), and purges
+//! the input and output of tasks whose refund window and `retention.grace_seconds` have passed
+//! ([`crate::rules::retention`]).
 //!
 //! Each schedule is a [`Job`] with its last run, result and next run, shown in the admin console;
 //! an admin may run one now ([`RunJob`]).
@@ -41,6 +43,9 @@ const BOUNTIES_EVERY: Duration = Duration::from_secs(2);
 /// At most this many of each kind of bounty timer per pass (the rest on the next).
 const BOUNTY_BATCH: u32 = 100;
 const WEBHOOKS_EVERY: Duration = Duration::from_secs(1);
+const PURGE_TASKS_EVERY: Duration = Duration::from_secs(60);
+/// Batches of task purges per run at most (the rest on the next run).
+const PURGE_TASK_BATCHES: u32 = 20;
 
 /// The Supervisor's schedules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,10 +57,11 @@ pub enum Job {
     PurgeIdempotency,
     Bounties,
     Webhooks,
+    PurgeTasks,
 }
 
 impl Job {
-    pub const ALL: [Job; 7] = [
+    pub const ALL: [Job; 8] = [
         Job::Watch,
         Job::Unfreeze,
         Job::Overdue,
@@ -63,6 +69,7 @@ impl Job {
         Job::PurgeIdempotency,
         Job::Bounties,
         Job::Webhooks,
+        Job::PurgeTasks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +81,7 @@ impl Job {
             Job::PurgeIdempotency => "purge_idempotency",
             Job::Bounties => "bounties",
             Job::Webhooks => "webhooks",
+            Job::PurgeTasks => "purge_tasks",
         }
     }
 
@@ -90,6 +98,7 @@ impl Job {
             Job::PurgeIdempotency => PURGE_EVERY,
             Job::Bounties => BOUNTIES_EVERY,
             Job::Webhooks => WEBHOOKS_EVERY,
+            Job::PurgeTasks => PURGE_TASKS_EVERY,
         }
     }
 
@@ -112,6 +121,10 @@ impl Job {
             }
             Job::Webhooks => {
                 "sends the buyer webhooks that are due (retries with backoff, then dead-letters)"
+            }
+            Job::PurgeTasks => {
+                "purges the input and output of ended tasks once their refund window and \
+                 retention.grace_seconds have passed (status, price and entries stay)"
             }
         }
     }
@@ -192,6 +205,7 @@ impl Supervisor {
             Job::PurgeIdempotency => self.purge(ctx),
             Job::Bounties => self.bounties(ctx),
             Job::Webhooks => self.send_webhooks(ctx),
+            Job::PurgeTasks => self.purge_tasks(ctx),
         }
     }
 
@@ -409,6 +423,44 @@ impl Supervisor {
                 }
             };
             act.finish(Job::PurgeIdempotency, result);
+        }));
+    }
+
+    fn purge_tasks(&mut self, ctx: &mut Context<Self>) {
+        if !self.begin(Job::PurgeTasks) {
+            return;
+        }
+        let store = self.store.clone();
+        let grace_ms = self.config.get().retention.grace_ms();
+        let fut = async move {
+            let now = now_ms();
+            let mut purged = 0;
+            for _ in 0..PURGE_TASK_BATCHES {
+                let pass = store.purge_task_data(now, grace_ms, BATCH).await?;
+                purged += pass.purged;
+                if !pass.more || pass.purged == 0 {
+                    break;
+                }
+            }
+            Ok::<u64, crate::EngineError>(purged)
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            let result = match res {
+                Ok(n) => {
+                    act.metrics
+                        .tasks_purged_total
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    if n > 0 {
+                        tracing::info!(tasks = n, "purged the content of ended tasks");
+                    }
+                    Ok(format!("purged {n} tasks' input and output"))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "task purge failed");
+                    Err(e.to_string())
+                }
+            };
+            act.finish(Job::PurgeTasks, result);
         }));
     }
 

@@ -359,6 +359,7 @@ async fn errors_name_what_would_have_worked() {
             "dispatch",
             "bounty",
             "webhooks",
+            "retention",
         ] {
             assert!(message.contains(key), "{method}: {message}");
         }

@@ -215,7 +215,8 @@ async fn supervisor_jobs_show_their_runs_and_run_now_on_request() {
             "stale",
             "purge_idempotency",
             "bounties",
-            "webhooks"
+            "webhooks",
+            "purge_tasks"
         ]
     );
     let purge = |jobs: &Value| jobs["jobs"][4].clone();

@@ -20,6 +20,7 @@ mod readme;
 mod realtime;
 mod referrals;
 mod restart;
+mod retention;
 mod rules;
 mod streams;
 mod supervision;

@@ -444,7 +444,9 @@
     if (next && next.classList.contains("detail")) return next.remove();
     try {
       const t = await authed({ path: "/api/task/" + encodeURIComponent(taskId) });
-      const text = t.output !== undefined ? outputText(t.output) : "No result yet (" + t.status + ").";
+      const text = t.purged
+        ? "The input and output were deleted after the refund window (" + t.status + ")."
+        : t.output !== undefined ? outputText(t.output) : "No result yet (" + t.status + ").";
       row.after(h("tr", { class: "detail" }, h("td", { colspan: "4" }, h("pre", {}, text))));
     } catch (e) {
       handle(e);

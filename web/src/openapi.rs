@@ -248,6 +248,41 @@ mod tests {
         assert!(doc["paths"]["/api/deposit/webhook"]["post"].is_object());
     }
 
+    /// The config paths name every document there is (utoipa takes the pattern as a literal).
+    #[test]
+    fn config_paths_name_every_document() {
+        let doc = document(&PlatformConfig::builtin());
+        let want = format!("^({})$", clawjobs_actors::config::KEYS.join("|"));
+        let paths = doc["paths"].as_object().unwrap();
+        let mut seen = 0;
+        for (path, item) in paths.iter().filter(|(p, _)| p.contains("/config/{key}")) {
+            for (method, op) in item.as_object().unwrap() {
+                let key = op["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["name"] == "key")
+                    .unwrap();
+                assert_eq!(key["schema"]["pattern"], json!(want), "{method} {path}");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 4);
+    }
+
+    /// The job a console may run is any of the Supervisor's.
+    #[test]
+    fn the_run_path_names_every_job() {
+        use clawjobs_actors::supervisor::Job;
+        let doc = document(&PlatformConfig::builtin());
+        let names: Vec<&str> = Job::ALL.iter().map(|j| j.name()).collect();
+        let op = &doc["paths"]["/api/admin/supervisor/jobs/{name}/run"]["post"];
+        assert_eq!(
+            op["parameters"][0]["schema"]["pattern"],
+            json!(format!("^({})$", names.join("|")))
+        );
+    }
+
     /// utoipa takes bounds as literals; they must be the engine's own (`limits`).
     #[test]
     fn declared_bounds_are_the_engine_s() {

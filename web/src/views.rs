@@ -83,6 +83,9 @@ pub struct TaskView {
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
+    /// The input and output are gone: purged after the refund window and
+    /// `retention.grace_seconds` (status, price and times stay).
+    pub purged: bool,
 }
 
 impl From<&TaskRecord> for TaskView {
@@ -97,6 +100,7 @@ impl From<&TaskRecord> for TaskView {
             attempts: t.attempts,
             created_at: rfc3339(t.created_at_ms),
             completed_at: t.completed_at_ms.map(rfc3339),
+            purged: t.purged_at_ms.is_some(),
         }
     }
 }

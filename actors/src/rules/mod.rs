@@ -18,6 +18,7 @@
 //!   dispute resolutions, consensus majorities, and the due times the Supervisor acts on.
 //! - [`payout`]: email codes and payout addresses; [`withdrawal`]: who may withdraw what, now.
 //! - [`audit`]: the audit log's hash chain — each entry's hash, and walking the chain to verify it.
+//! - [`retention`]: when a task's input and output are purged.
 //! - [`webhook`]: buyer webhooks — events, endpoints that may be registered, signatures, backoff.
 
 pub mod audit;
@@ -29,6 +30,7 @@ pub mod money;
 pub mod payout;
 pub mod penalty;
 pub mod referral;
+pub mod retention;
 pub mod settlement;
 pub mod webhook;
 pub mod withdrawal;

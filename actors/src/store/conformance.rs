@@ -2166,6 +2166,142 @@ async fn the_audit_log_is_one_chain(store: Arc<dyn Store>) {
     audit_ok(&store).await;
 }
 
+/// A task's input and output are purged once its refund window and the grace are over, never
+/// while a QA comparison still needs them; the task keeps its status, price and entries.
+async fn task_content_is_purged_after_its_refund_window(store: Arc<dyn Store>) {
+    use crate::qa::similarity::{Dimensions, Score, Verdict};
+    let cfg = Arc::new(PlatformConfig::builtin());
+    let freeze = cfg.commissions.freeze_seconds as i64 * 1000;
+    let now = crate::clock::now_ms();
+    buyer(&store, "b1", 100).await;
+    worker(&store, "w1").await;
+    worker(&store, "w2").await;
+    let secret = |id: &str| NewTask {
+        input: format!(r#"{{"text":"{id} input"}}"#),
+        now_ms: now,
+        ..task(id, "b1", 10)
+    };
+    let output = |id: &str| format!(r#"{{"text":"{id} output"}}"#);
+    // t1: completed alone. t2: completed with a shadow copy, in an undecided group. t3: failed.
+    store.post_task(secret("t1")).await.unwrap();
+    let t2 = store
+        .post_task(NewTask {
+            shadow: true,
+            ..secret("t2")
+        })
+        .await
+        .unwrap();
+    let copy = t2.shadow.expect("a shadow copy").task.task_id;
+    store.post_task(secret("t3")).await.unwrap();
+    for (id, by) in [("t1", "w1"), ("t2", "w1"), (copy.as_str(), "w2")] {
+        assert!(matches!(
+            claimed(&store, id, by, now).await,
+            ClaimOutcome::Claimed(_)
+        ));
+        store
+            .submit(id.into(), by.into(), output(id), now, cfg.clone(), NO_SPOT)
+            .await
+            .unwrap();
+    }
+    let failed = store.fail_stale(now + 60_000, 10).await.unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let purge = |at: i64, grace: i64, limit: u32| store.purge_task_data(at, grace, limit);
+
+    // Inside the refund window only the failed task (it has none) goes.
+    assert_eq!(
+        purge(now + freeze - 1, 0, 100).await.unwrap(),
+        PurgedTasks {
+            purged: 1,
+            more: false
+        }
+    );
+    let t3 = store.task("t3".into()).await.unwrap().unwrap();
+    assert_eq!((t3.status, t3.input.as_str()), (TaskStatus::Failed, ""));
+    assert!(t3.purged_at_ms.is_some());
+    let t1 = store.task("t1".into()).await.unwrap().unwrap();
+    assert_eq!(t1.output.as_deref(), Some(output("t1").as_str()));
+    // The window is over, the grace is not.
+    assert_eq!(purge(now + freeze, 1_000, 100).await.unwrap().purged, 0);
+    // Both are over: t1 goes; t2 and its copy stay while their group is undecided.
+    assert_eq!(
+        purge(now + freeze + 1_000, 1_000, 100)
+            .await
+            .unwrap()
+            .purged,
+        1
+    );
+    let t1 = store.task("t1".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (t1.status, t1.price_cents, t1.earned_cents.is_some()),
+        (TaskStatus::Completed, 10, true)
+    );
+    assert_eq!((t1.input.as_str(), t1.output.as_deref()), ("", None));
+    assert_eq!(t1.purged_at_ms, Some(now + freeze + 1_000));
+    assert_eq!(
+        store.task("t2".into()).await.unwrap().unwrap().output,
+        Some(output("t2"))
+    );
+    let decide = QaDecision::Decide {
+        score: Score {
+            similarity: 1.0,
+            dimensions: Dimensions {
+                factual: 1.0,
+                depth: 1.0,
+                accuracy: 1.0,
+            },
+        },
+        verdict: Verdict::Pass,
+        outcomes: vec![("w1".into(), Verdict::Pass), ("w2".into(), Verdict::Pass)],
+        blamed: None,
+        tiebreak: None,
+    };
+    let applied = store
+        .qa_apply("t2".into(), QaState::Open, decide, now + 1, cfg.clone())
+        .await
+        .unwrap();
+    assert!(applied.decided);
+    // Decided: both go, a batch at a time.
+    let later = now + freeze + 2_000;
+    assert_eq!(
+        purge(later, 1_000, 1).await.unwrap(),
+        PurgedTasks {
+            purged: 1,
+            more: true
+        }
+    );
+    assert_eq!(
+        purge(later, 1_000, 1).await.unwrap(),
+        PurgedTasks {
+            purged: 1,
+            more: false
+        }
+    );
+    for id in ["t2", copy.as_str()] {
+        let t = store.task(id.into()).await.unwrap().unwrap();
+        assert_eq!(
+            (t.input.as_str(), t.output, t.status),
+            ("", None, TaskStatus::Completed)
+        );
+    }
+    assert_eq!(purge(i64::MAX, 0, 100).await.unwrap().purged, 0, "once");
+    let listed = store.list_tasks("b1".into(), None, 10).await.unwrap();
+    assert!(
+        listed.iter().all(|t| t.purged_at_ms.is_some()),
+        "{listed:?}"
+    );
+    assert_eq!(
+        store
+            .balance("b1".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .available_cents,
+        80,
+        "the failed task was refunded, the others stay paid"
+    );
+    audit_ok(&store).await;
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:ident: $($test:ident),* $(,)?) => {
         mod $backend {
@@ -2180,6 +2316,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once, the_audit_log_is_one_chain);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once, the_audit_log_is_one_chain, task_content_is_purged_after_its_refund_window);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once, the_audit_log_is_one_chain);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once, the_audit_log_is_one_chain, task_content_is_purged_after_its_refund_window);

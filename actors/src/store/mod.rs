@@ -367,6 +367,14 @@ pub struct TaskPosted {
     pub shadow: Option<QaCopy>,
 }
 
+/// What one pass of [`Store::purge_task_data`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PurgedTasks {
+    pub purged: u64,
+    /// More tasks were due than `limit`.
+    pub more: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct TaskRecord {
     pub seq: i64,
@@ -384,6 +392,8 @@ pub struct TaskRecord {
     pub earned_cents: Option<i64>,
     pub created_at_ms: i64,
     pub completed_at_ms: Option<i64>,
+    /// When its input and output were purged ([`Store::purge_task_data`]): both read empty.
+    pub purged_at_ms: Option<i64>,
 }
 
 /// A task the Dispatcher tracks: pending ones are offered, assigned ones have a deadline.
@@ -1092,6 +1102,11 @@ pub trait Store: Send + Sync + 'static {
     fn purge_deliveries(&self, before_ms: i64) -> StoreFuture<u64>;
     /// Forgets idempotency keys stored before `before_ms`; returns how many.
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64>;
+    /// Purges the input and output of at most `limit` tasks that [`crate::rules::retention::due`] says
+    /// are due at `now_ms`, oldest first; each keeps its status, price, times and entries, and
+    /// reads as `purged` from then on. The bytes are gone from the store's files when it returns
+    /// (see each backend).
+    fn purge_task_data(&self, now_ms: i64, grace_ms: i64, limit: u32) -> StoreFuture<PurgedTasks>;
     /// One audit-log entry for an admin action that changes nothing else in the store (a
     /// Supervisor job run by hand).
     fn record_audit(&self, by: Who, action: String, details: Value, now_ms: i64)

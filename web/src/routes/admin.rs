@@ -63,7 +63,7 @@ fn config_view(key: &str, c: &StoredConfig) -> Value {
 
 #[utoipa::path(get, path = "/api/admin/config/{key}", tag = "admins", security(("bearer" = [])),
     params(("key" = String, Path, description = "The document",
-        pattern = "^(pricing|tiers|commissions|signup|qa|rate_limits|dispatch)$")),
+        pattern = "^(pricing|tiers|commissions|signup|qa|rate_limits|dispatch|bounty|webhooks|retention)$")),
     responses(
         (status = 200, description = "The document with its key, version, updated_at and updated_by", body = Object),
         (status = 401, description = "No or unknown token", body = ErrorEnvelope),
@@ -81,7 +81,7 @@ pub(crate) async fn get_config(
 
 #[utoipa::path(put, path = "/api/admin/config/{key}", tag = "admins", security(("bearer" = [])),
     params(("key" = String, Path, description = "The document",
-        pattern = "^(pricing|tiers|commissions|signup|qa|rate_limits|dispatch)$")),
+        pattern = "^(pricing|tiers|commissions|signup|qa|rate_limits|dispatch|bounty|webhooks|retention)$")),
     request_body(content = Object, description = "The whole document, as GET shows it. A `version` \
         in it must be the stored one (else 409); `key`, `updated_at` and `updated_by` are ignored. \
         The whole config must still hold together with it (checked across documents), else 400 \
@@ -115,7 +115,7 @@ pub(crate) async fn put_config(
 
 #[utoipa::path(get, path = "/api/admin/config/{key}/history", tag = "admins", security(("bearer" = [])),
     params(("key" = String, Path, description = "The document",
-        pattern = "^(pricing|tiers|commissions|signup|qa|rate_limits|dispatch)$")),
+        pattern = "^(pricing|tiers|commissions|signup|qa|rate_limits|dispatch|bounty|webhooks|retention)$")),
     responses(
         (status = 200, description = "`{\"key\", \"versions\": [...]}`: the versions, newest first, each as GET shows a document", body = Object),
         (status = 401, description = "No or unknown token", body = ErrorEnvelope),
@@ -142,7 +142,7 @@ pub struct RollbackBody {
 
 #[utoipa::path(post, path = "/api/admin/config/{key}/rollback", tag = "admins", security(("bearer" = [])),
     params(("key" = String, Path, description = "The document",
-        pattern = "^(pricing|tiers|commissions|signup|qa|rate_limits|dispatch)$")),
+        pattern = "^(pricing|tiers|commissions|signup|qa|rate_limits|dispatch|bounty|webhooks|retention)$")),
     request_body = RollbackBody,
     responses(
         (status = 200, description = "The old version is in force again, stored as a new version and audit-logged", body = Object),

@@ -216,7 +216,7 @@ pub(crate) async fn jobs(
 
 #[utoipa::path(post, path = "/api/admin/supervisor/jobs/{name}/run", tag = "console", security(("bearer" = [])),
     params(("name" = String, Path, description = "The job",
-        pattern = "^(watch|unfreeze|overdue|stale|purge_idempotency)$")),
+        pattern = "^(watch|unfreeze|overdue|stale|purge_idempotency|bounties|webhooks|purge_tasks)$")),
     responses(
         (status = 202, description = "The job was started (audit-logged); its result shows in the job list", body = Object),
         (status = 401, description = "No or unknown token", body = ErrorEnvelope),

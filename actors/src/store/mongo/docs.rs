@@ -172,6 +172,13 @@ pub(super) struct TaskDoc {
     pub qa_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qa_role: Option<String>,
+    /// `rules::retention`: when the ended task's content may go (absent while it is live and
+    /// once purged, so that the partial index on it holds only what is still to purge), and when
+    /// it went (input is "" and output absent since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_after: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged_at: Option<i64>,
 }
 
 impl TaskDoc {
@@ -212,6 +219,8 @@ impl TaskDoc {
             qa_group: None,
             qa_key: None,
             qa_role: None,
+            purge_after: None,
+            purged_at: None,
         }
     }
 
@@ -251,6 +260,7 @@ impl TaskDoc {
             earned_cents: self.earned_cents,
             created_at_ms: self.created_at,
             completed_at_ms: self.completed_at,
+            purged_at_ms: self.purged_at,
         }
     }
 

@@ -119,7 +119,8 @@ impl Tx<'_> {
     }
 
     /// Returns a live task's escrow to whoever paid it (the buyer, or the QA fund for a QA copy)
-    /// and marks it failed; its QA group, if any, can no longer be compared. Returns the buyer.
+    /// and marks it failed (its content due for the purge after the grace: a failed task has no
+    /// refund window); its QA group, if any, can no longer be compared. Returns the buyer.
     pub async fn refund(&mut self, task_id: &str, now_ms: i64) -> R<Option<String>> {
         let db = self.db;
         let found = self
@@ -129,6 +130,7 @@ impl Tx<'_> {
                 doc! { "$set": {
                     "status": "failed", "worker_id": Bson::Null, "deadline": Bson::Null,
                     "completed_at": now_ms,
+                    "purge_after": rules::retention::purge_after_ms(now_ms, None),
                 } },
             )
             .await?;

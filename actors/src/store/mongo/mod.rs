@@ -400,6 +400,33 @@ impl<'a> Tx<'a> {
         Ok(found.is_some())
     }
 
+    /// Like [`Tx::many`], but only the `projection`'s fields, as plain documents.
+    pub async fn fields<T>(
+        &mut self,
+        c: &Collection<T>,
+        filter: Document,
+        sort: Document,
+        limit: i64,
+        projection: Document,
+    ) -> R<Vec<Document>>
+    where
+        T: Send + Sync,
+    {
+        let mut cursor = c
+            .clone_with_type::<Document>()
+            .find(filter)
+            .sort(sort)
+            .limit(limit)
+            .projection(projection)
+            .session(&mut *self.s)
+            .await?;
+        let mut out = Vec::new();
+        while let Some(doc) = cursor.next(&mut *self.s).await {
+            out.push(doc?);
+        }
+        Ok(out)
+    }
+
     pub async fn aggregate<T>(
         &mut self,
         c: &Collection<T>,
@@ -691,7 +718,51 @@ impl MongoStore {
             shown,
         };
         store.chain_audit_log().await?;
+        store.schedule_earlier_purges().await?;
         Ok(store)
+    }
+
+    /// Gives the tasks that ended before task content was purged their `purge_after`, a batch per
+    /// transaction, once per database (a marker in `meta` says it is done).
+    async fn schedule_earlier_purges(&self) -> Result<(), EngineError> {
+        const MARK: &str = "task_purges_scheduled";
+        let marked = self
+            .inner
+            .db
+            .meta
+            .find_one(doc! { "_id": MARK })
+            .await
+            .map_err(db_error)?;
+        if marked.is_some() {
+            return Ok(());
+        }
+        let mut scheduled = 0;
+        loop {
+            let fut: StoreFuture<u64> =
+                command!(self, write, |tx| sweeps::schedule_unscheduled(tx, 500)
+                    .await);
+            match fut.await? {
+                0 => break,
+                n => scheduled += n,
+            }
+        }
+        if scheduled > 0 {
+            tracing::info!(
+                tasks = scheduled,
+                "store: scheduled the purge of ended tasks"
+            );
+        }
+        self.inner
+            .db
+            .meta
+            .update_one(
+                doc! { "_id": MARK },
+                doc! { "$setOnInsert": { "at": crate::clock::now_ms() } },
+            )
+            .upsert(true)
+            .await
+            .map_err(db_error)?;
+        Ok(())
     }
 
     /// Chains the audit entries written before the chain existed, a batch per transaction.
@@ -1303,6 +1374,13 @@ impl Store for MongoStore {
             .await)
     }
 
+    fn purge_task_data(&self, now_ms: i64, grace_ms: i64, limit: u32) -> StoreFuture<PurgedTasks> {
+        command!(self, write, |tx| sweeps::purge_task_data(
+            tx, now_ms, grace_ms, limit
+        )
+        .await)
+    }
+
     fn record_audit(
         &self,
         by: Who,
@@ -1370,5 +1448,79 @@ impl Store for MongoStore {
     fn changes(&self) -> StoreFuture<Option<tokio::sync::mpsc::Receiver<Change>>> {
         let inner = self.inner.clone();
         Box::pin(async move { watch::start(inner).await.map(Some) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tasks that ended before the purge existed (no `purge_after`) are scheduled when the store
+    /// opens, once, and are purged like the others.
+    #[tokio::test]
+    async fn tasks_that_ended_before_the_purge_are_scheduled_at_open() {
+        let Some(uri) = crate::store::conformance::test_mongodb_uri() else {
+            return;
+        };
+        let store = MongoStore::open(&uri, Box::new(NoObserver)).await.unwrap();
+        let db = &store.inner.db;
+        let old = |id: &str, seq: i64, status: &str, ended: i64| {
+            let mut t = TaskDoc::pending(
+                id,
+                seq,
+                "b1",
+                "chat",
+                r#"{"q": 1}"#,
+                Constraints {
+                    timeout_seconds: 60,
+                    min_output_length: 0,
+                },
+                5,
+                FUNDED_BY_BUYER,
+                1,
+            );
+            t.status = status.into();
+            t.output = Some(r#"{"a": 1}"#.into());
+            t.completed_at = Some(ended);
+            t
+        };
+        db.tasks
+            .insert_many([
+                old("old", 900_001, "completed", 10),
+                old("gone", 900_002, "failed", 20),
+            ])
+            .await
+            .unwrap();
+        db.lots
+            .insert_one(LotDoc {
+                id: 900_001,
+                worker_id: "w1".into(),
+                task_id: "old".into(),
+                amount_cents: 0,
+                commission_cents: 0,
+                created_at: 10,
+                release_at: 5_000,
+                status: "released".into(),
+                deducted_cents: 0,
+            })
+            .await
+            .unwrap();
+        // Opened again with the marker gone, as a database from before the purge would be.
+        db.meta
+            .delete_one(doc! { "_id": "task_purges_scheduled" })
+            .await
+            .unwrap();
+        drop(store);
+        let store = MongoStore::open(&uri, Box::new(NoObserver)).await.unwrap();
+        assert_eq!(store.purge_task_data(4_999, 0, 10).await.unwrap().purged, 1);
+        assert_eq!(store.task("gone".into()).await.unwrap().unwrap().input, "");
+        let kept = store.task("old".into()).await.unwrap().unwrap();
+        assert_eq!(kept.output.as_deref(), Some(r#"{"a": 1}"#));
+        assert_eq!(store.purge_task_data(5_000, 0, 10).await.unwrap().purged, 1);
+        let old = store.task("old".into()).await.unwrap().unwrap();
+        assert_eq!(
+            (old.input.as_str(), old.output, old.purged_at_ms),
+            ("", None, Some(5_000))
+        );
     }
 }

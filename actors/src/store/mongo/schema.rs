@@ -158,6 +158,11 @@ pub(super) async fn migrate(raw: &mongodb::Database, db: &Db) -> Result<(), Engi
                     doc! { "qa_group": 1, "seq": 1 },
                     doc! { "qa_group": string.clone() },
                 ),
+                // Ended tasks whose content is still to purge (rules::retention), by due time.
+                partial(
+                    doc! { "purge_after": 1, "_id": 1 },
+                    doc! { "purge_after": { "$type": "long" } },
+                ),
             ],
         ),
         (

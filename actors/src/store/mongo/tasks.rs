@@ -329,6 +329,7 @@ pub(super) async fn submit(tx: &mut Tx<'_>, s: Submit<'_>) -> R<Settlement> {
             doc! { "$set": {
                 "status": "completed", "output": s.output, "earned_cents": earned,
                 "commission_cents": commission, "completed_at": s.now_ms, "deadline": Bson::Null,
+                "purge_after": rules::retention::purge_after_ms(s.now_ms, Some(settled.release_at_ms)),
             } },
         )
         .await?;

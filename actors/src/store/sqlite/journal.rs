@@ -79,7 +79,8 @@ impl Tx<'_> {
     }
 
     /// Returns a live task's escrow to whoever paid it (the buyer, or the QA fund for a QA copy)
-    /// and marks it failed; its QA group, if any, can no longer be compared. Returns the buyer.
+    /// and marks it failed (its content due for the purge after the grace: a failed task has no
+    /// refund window); its QA group, if any, can no longer be compared. Returns the buyer.
     pub(super) fn refund(
         &mut self,
         task_id: &str,
@@ -88,12 +89,16 @@ impl Tx<'_> {
         let found: Option<(String, i64, String, Option<String>)> = self
             .conn
             .prepare_cached(
-                "UPDATE tasks SET status = 'failed', worker_id = NULL, deadline = NULL, completed_at = ?2
+                "UPDATE tasks SET status = 'failed', worker_id = NULL, deadline = NULL, completed_at = ?2,
+                        purge_after = ?3
                  WHERE id = ?1 AND status IN ('pending', 'assigned')
                  RETURNING buyer_id, price_cents, funded_by, qa_group",
             )
             .and_then(|mut s| {
-                s.query_row(params![task_id, now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                let purge_after = rules::retention::purge_after_ms(now_ms, None);
+                s.query_row(params![task_id, now_ms, purge_after], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                     .optional()
             })
             .map_err(db_err)?;

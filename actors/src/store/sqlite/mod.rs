@@ -80,6 +80,8 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    /// A purge committed but the WAL it left could not be truncated yet.
+    unscrubbed: Arc<std::sync::atomic::AtomicBool>,
     /// The data directory's lock, held while the store is open: one process per directory.
     _lock: std::fs::File,
 }
@@ -146,7 +148,8 @@ fn open_writer(path: &Path) -> Result<Connection, EngineError> {
          PRAGMA busy_timeout = 5000;
          PRAGMA cache_size = -65536;
          PRAGMA wal_autocheckpoint = 4000;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA secure_delete = ON;",
     )
     .map_err(db_err)?;
     conn.set_prepared_statement_cache_capacity(128);
@@ -192,6 +195,7 @@ impl SqliteStore {
             jobs: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
             path,
+            unscrubbed: Arc::default(),
             _lock: lock,
         })
     }
@@ -731,6 +735,34 @@ impl Store for SqliteStore {
         self.write(move |tx| deposits::purge_idempotency(tx, before_ms))
     }
 
+    /// After the purge commits, the WAL is checkpointed and truncated: the writer deletes with
+    /// `secure_delete` (the pages in the database file are zeroed where the content was), and
+    /// no old version of those pages is left in the WAL either.
+    fn purge_task_data(&self, now_ms: i64, grace_ms: i64, limit: u32) -> StoreFuture<PurgedTasks> {
+        use std::sync::atomic::Ordering;
+        let purge = self.write(move |tx| sweeps::purge_task_data(tx, now_ms, grace_ms, limit));
+        let path = self.path.clone();
+        let unscrubbed = self.unscrubbed.clone();
+        Box::pin(async move {
+            let done = purge.await?;
+            if done.purged > 0 || unscrubbed.load(Ordering::Acquire) {
+                unscrubbed.store(true, Ordering::Release);
+                let truncated =
+                    tokio::task::spawn_blocking(move || sweeps::checkpoint_truncate(&path))
+                        .await
+                        .map_err(EngineError::internal)??;
+                if truncated {
+                    unscrubbed.store(false, Ordering::Release);
+                } else {
+                    tracing::warn!(
+                        "store: the WAL is still in use after a purge; the next purge truncates it"
+                    );
+                }
+            }
+            Ok(done)
+        })
+    }
+
     fn record_audit(
         &self,
         by: Who,
@@ -822,7 +854,8 @@ mod tests {
             let c = Connection::open(&path).unwrap();
             migrate(&c).unwrap();
             c.execute_batch(
-                "DROP INDEX tasks_by_qa_key; DROP INDEX tasks_by_qa_group;
+                "DROP INDEX tasks_by_qa_key; DROP INDEX tasks_by_qa_group; DROP INDEX tasks_purge_due;
+                 ALTER TABLE tasks DROP COLUMN purge_after; ALTER TABLE tasks DROP COLUMN purged_at;
                  ALTER TABLE workers DROP COLUMN qa_pass; ALTER TABLE workers DROP COLUMN qa_flag;
                  ALTER TABLE workers DROP COLUMN qa_fail; ALTER TABLE workers DROP COLUMN tier_penalty;
                  ALTER TABLE workers DROP COLUMN banned_at; ALTER TABLE workers DROP COLUMN balance_frozen;
@@ -836,7 +869,13 @@ mod tests {
                  VALUES (3, 'a', 'admin.credit', '{}', 1), (7, 'a', 'config.put', '{\"key\": \"qa\"}', 1);
                  UPDATE meta SET value = '1' WHERE key = 'schema_version';
                  INSERT INTO users (id, role, created_at) VALUES ('b1', 'buyer', 1);
-                 INSERT INTO balances (user_id) VALUES ('b1');",
+                 INSERT INTO balances (user_id) VALUES ('b1');
+                 INSERT INTO tasks (id, buyer_id, type, input, timeout_seconds, min_output_length,
+                                    price_cents, status, output, created_at, completed_at)
+                 VALUES ('old', 'b1', 'chat', '{\"q\": 1}', 60, 0, 5, 'completed', '{\"a\": 1}', 1, 10),
+                        ('gone', 'b1', 'chat', '{\"q\": 2}', 60, 0, 5, 'failed', NULL, 1, 20);
+                 INSERT INTO lots (worker_id, task_id, amount_cents, commission_cents, created_at, release_at, status)
+                 VALUES ('w1', 'old', 0, 0, 10, 5000, 'released');",
             )
             .unwrap();
         }
@@ -889,6 +928,18 @@ mod tests {
         let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(actions, ["admin.credit", "config.put", "admin.credit"]);
         assert_eq!(entries[1].details["key"], "qa");
+        // Tasks that ended before the purge existed are due like any other: at the end of their
+        // lot's window, or when they ended.
+        assert_eq!(store.purge_task_data(4_999, 0, 10).await.unwrap().purged, 1);
+        assert_eq!(store.task("gone".into()).await.unwrap().unwrap().input, "");
+        let old = store.task("old".into()).await.unwrap().unwrap();
+        assert_eq!(old.output.as_deref(), Some(r#"{"a": 1}"#));
+        assert_eq!(store.purge_task_data(5_000, 0, 10).await.unwrap().purged, 1);
+        let old = store.task("old".into()).await.unwrap().unwrap();
+        assert_eq!(
+            (old.input.as_str(), old.output, old.purged_at_ms),
+            ("", None, Some(5_000))
+        );
     }
 
     /// An entry changed behind the server's back is found by `verify`, and a broken chain is

@@ -85,7 +85,7 @@ pub(super) fn read_worker(
 
 pub(super) const TASK_COLS: &str =
     "seq, id, buyer_id, type, input, timeout_seconds, min_output_length, price_cents, status,
-    worker_id, attempts, deadline, output, earned_cents, created_at, completed_at";
+    worker_id, attempts, deadline, output, earned_cents, created_at, completed_at, purged_at";
 
 pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     let status: String = r.get(8)?;
@@ -108,6 +108,7 @@ pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         earned_cents: r.get(13)?,
         created_at_ms: r.get(14)?,
         completed_at_ms: r.get(15)?,
+        purged_at_ms: r.get(16)?,
     })
 }
 
@@ -160,8 +161,8 @@ pub(super) fn read_task_tagged(
     .and_then(|mut s| {
         s.query_row(params![task_id], |r| {
             let tag = QaTag {
-                platform_paid: r.get::<_, String>(16)? == FUNDED_BY_PLATFORM,
-                group: r.get(17)?,
+                platform_paid: r.get::<_, String>(17)? == FUNDED_BY_PLATFORM,
+                group: r.get(18)?,
             };
             Ok((task_from_row(r)?, tag))
         })

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -100,7 +100,11 @@ CREATE TABLE IF NOT EXISTS tasks (
   -- twice, and the part the task plays (original, copy, tiebreak, benchmark).
   qa_group TEXT,
   qa_key TEXT,
-  qa_role TEXT
+  qa_role TEXT,
+  -- rules::retention: when an ended task's content may go (NULL while live and once purged), and
+  -- when it went (input is '' and output NULL since).
+  purge_after INTEGER,
+  purged_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS tasks_by_buyer ON tasks (buyer_id, seq);
 CREATE INDEX IF NOT EXISTS tasks_live ON tasks (status, seq) WHERE status IN ('pending', 'assigned');
@@ -472,28 +476,59 @@ pub(super) const MIGRATE_2_TO_3: &str = "ALTER TABLE tokens ADD COLUMN label TEX
 /// column is added only where it is missing: the table's shape in a directory depends on the
 /// version that first made it.
 fn migrate_3_to_4(conn: &Connection) -> Result<(), EngineError> {
+    add_missing_columns(
+        conn,
+        "audit_log",
+        &[
+            ("ip", "TEXT NOT NULL DEFAULT ''"),
+            ("user_agent", "TEXT NOT NULL DEFAULT ''"),
+            ("prev_hash", "TEXT"),
+            ("hash", "TEXT"),
+        ],
+    )
+}
+
+/// Version 4 data directories get the purge times of task content; tasks that ended before are
+/// due at the end of their refund window, like those that end from now on.
+fn migrate_4_to_5(conn: &Connection) -> Result<(), EngineError> {
+    add_missing_columns(
+        conn,
+        "tasks",
+        &[("purge_after", "INTEGER"), ("purged_at", "INTEGER")],
+    )?;
+    conn.execute_batch(
+        "UPDATE tasks SET purge_after = max(completed_at,
+                 coalesce((SELECT release_at FROM lots WHERE lots.task_id = tasks.id), completed_at))
+         WHERE completed_at IS NOT NULL AND purged_at IS NULL",
+    )
+    .map_err(db_err)
+}
+
+/// Adds the columns `table` lacks.
+fn add_missing_columns(
+    conn: &Connection,
+    table: &str,
+    columns: &[(&str, &str)],
+) -> Result<(), EngineError> {
     let have: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_info('audit_log')")
+        .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(db_err)?;
-    for (column, decl) in [
-        ("ip", "TEXT NOT NULL DEFAULT ''"),
-        ("user_agent", "TEXT NOT NULL DEFAULT ''"),
-        ("prev_hash", "TEXT"),
-        ("hash", "TEXT"),
-    ] {
+    for (column, decl) in columns {
         if !have.iter().any(|c| c == column) {
-            conn.execute_batch(&format!("ALTER TABLE audit_log ADD COLUMN {column} {decl}"))
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
                 .map_err(db_err)?;
         }
     }
     Ok(())
 }
 
-/// Indexes on columns version 2 added (created after the migration).
-pub(super) const SCHEMA_V2_INDEXES: &str = r#"
+/// Indexes on columns that later versions added (created after the migration).
+pub(super) const LATER_INDEXES: &str = r#"
 CREATE INDEX IF NOT EXISTS tasks_by_qa_key ON tasks (qa_key) WHERE qa_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_by_qa_group ON tasks (qa_group) WHERE qa_group IS NOT NULL;
+-- Ended tasks whose content is still there, for the purge (rules::retention).
+CREATE INDEX IF NOT EXISTS tasks_purge_due ON tasks (purge_after) WHERE purge_after IS NOT NULL;
 "#;
 
 /// One step of [`migrate`]: from one version to the next.
@@ -537,7 +572,7 @@ fn migrate_in_tx(conn: &Connection) -> Result<(), EngineError> {
         }
         Some(found) => {
             // Each step takes the schema one version further, in order.
-            let steps: [(i64, &Step, &str); 3] = [
+            let steps: [(i64, &Step, &str); 4] = [
                 (
                     1,
                     &|c| c.execute_batch(MIGRATE_1_TO_2).map_err(db_err),
@@ -549,6 +584,7 @@ fn migrate_in_tx(conn: &Connection) -> Result<(), EngineError> {
                     "token labels",
                 ),
                 (3, &migrate_3_to_4, "the audit log's chain"),
+                (4, &migrate_4_to_5, "purged task content"),
             ];
             for (from, step, what) in steps.into_iter().filter(|(from, ..)| *from >= found) {
                 step(conn)?;
@@ -561,7 +597,7 @@ fn migrate_in_tx(conn: &Connection) -> Result<(), EngineError> {
             .map_err(db_err)?;
         }
     }
-    conn.execute_batch(SCHEMA_V2_INDEXES).map_err(db_err)?;
+    conn.execute_batch(LATER_INDEXES).map_err(db_err)?;
     conn.execute(
         "INSERT OR IGNORE INTO audit_chain (id, head_seq, head_hash, anchor_seq, anchor_hash)
          VALUES (1, 0, ?1, 0, ?1)",

@@ -1,4 +1,5 @@
-//! What the Supervisor sweeps: overdue and stale tasks, lots due for release.
+//! What the Supervisor sweeps: overdue and stale tasks, lots due for release, task content due
+//! for the purge.
 
 use super::*;
 
@@ -92,4 +93,63 @@ pub(super) fn next_unfreeze_ms(c: &Connection) -> Result<Option<i64>, EngineErro
     c.prepare_cached("SELECT min(release_at) FROM lots WHERE status = 'frozen'")
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(db_err)
+}
+
+/// Empties the input and output of up to `limit` tasks due for the purge at `now_ms` (see
+/// [`rules::retention`]), oldest first. The writer connection runs with `secure_delete`, so the
+/// old bytes are overwritten in the pages they leave; the caller truncates the WAL after the
+/// commit ([`checkpoint_truncate`]).
+pub(super) fn purge_task_data(
+    tx: &mut Tx<'_>,
+    now_ms: i64,
+    grace_ms: i64,
+    limit: u32,
+) -> Result<PurgedTasks, EngineError> {
+    let due_by = rules::retention::due_by(grace_ms, now_ms);
+    let due: Vec<String> = {
+        // A task a QA group still compares is passed over, and stays in the index for later.
+        let mut s = tx
+            .conn
+            .prepare_cached(
+                "SELECT t.id FROM tasks t
+                 WHERE t.purge_after IS NOT NULL AND t.purge_after <= ?1
+                   AND NOT EXISTS (SELECT 1 FROM qa_groups g
+                                   WHERE g.id = t.qa_group AND g.state IN ('open', 'tiebreak'))
+                 ORDER BY t.purge_after LIMIT ?2",
+            )
+            .map_err(db_err)?;
+        let rows = s
+            .query_map(params![due_by, i64::from(limit) + 1], |r| r.get(0))
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+    };
+    let more = due.len() > limit as usize;
+    let mut purged = 0;
+    let mut update = tx
+        .conn
+        .prepare_cached(
+            "UPDATE tasks SET input = '', output = NULL, purge_after = NULL, purged_at = ?2
+             WHERE id = ?1 AND purge_after IS NOT NULL",
+        )
+        .map_err(db_err)?;
+    for task_id in due.iter().take(limit as usize) {
+        purged += update.execute(params![task_id, now_ms]).map_err(db_err)? as u64;
+    }
+    Ok(PurgedTasks { purged, more })
+}
+
+/// Copies the WAL into the database file and truncates it to nothing, so that no old version of
+/// a page (a purged task's content among them) is left in it. Runs on a connection of its own,
+/// outside the writer's transactions; false when a reader or the writer kept it from finishing
+/// (the next purge tries again).
+pub(super) fn checkpoint_truncate(path: &Path) -> Result<bool, EngineError> {
+    let conn = Connection::open(path).map_err(db_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db_err)?;
+    let (busy, _log, _done): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(db_err)?;
+    Ok(busy == 0)
 }

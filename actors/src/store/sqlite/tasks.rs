@@ -317,13 +317,14 @@ pub(super) fn submit(
         },
     );
     let (earned, commission) = (settled.earned_cents, settled.commission_cents);
+    let purge_after = rules::retention::purge_after_ms(now_ms, Some(settled.release_at_ms));
     tx.conn
         .prepare_cached(
             "UPDATE tasks SET status = 'completed', output = ?2, earned_cents = ?3, commission_cents = ?4,
-                    completed_at = ?5, deadline = NULL
+                    completed_at = ?5, deadline = NULL, purge_after = ?6
              WHERE id = ?1",
         )
-        .and_then(|mut s| s.execute(params![task_id, output, earned, commission, now_ms]))
+        .and_then(|mut s| s.execute(params![task_id, output, earned, commission, now_ms, purge_after]))
         .map_err(db_err)?;
     tx.conn
         .prepare_cached(
