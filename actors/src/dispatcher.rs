@@ -884,6 +884,7 @@ mod tests {
                 buyer_id: "b1".into(),
                 task_type: "code".into(),
                 input: "{}".into(),
+                input_preview: None,
                 constraints: Constraints {
                     timeout_seconds: 60,
                     min_output_length: 0,

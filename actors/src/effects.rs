@@ -96,13 +96,15 @@ pub fn posted(buyer_id: &str, task_type: &str, posted: &TaskPosted) -> Vec<Effec
 /// (QA copies too: the feed must not tell them apart), the task is final, a spot-check copy is
 /// offered, and the comparator looks at the task's QA group.
 pub fn settled(worker_id: &str, output: &Value, s: &Settlement) -> Vec<Effect> {
+    // A sensitive task's output stays out of every event (a shared store keeps its events):
+    // the buyer reads it with `GET /api/task/{id}`.
+    let news = if s.sensitive {
+        json!({ "sensitive": true })
+    } else {
+        json!({ "output": output })
+    };
     let mut out = vec![
-        Effect::status(
-            &s.buyer_id,
-            &s.task_id,
-            "completed",
-            json!({ "output": output }),
-        ),
+        Effect::status(&s.buyer_id, &s.task_id, "completed", news),
         Effect::Completed {
             task_type: s.task_type.clone(),
             price_cents: s.earned_cents + s.commission_cents,
@@ -337,6 +339,7 @@ mod tests {
                 },
                 barred: vec!["w".into()],
             }),
+            sensitive: false,
         }
     }
 
@@ -359,6 +362,18 @@ mod tests {
         assert_eq!(kinds, ["completed", "feed", "final", "copy"]);
         let judged = settled("w", &json!({}), &settlement(false, true));
         assert!(matches!(judged.last(), Some(Effect::Judge { group_id }) if group_id == "g"));
+    }
+
+    #[test]
+    fn a_sensitive_task_s_output_is_in_no_event() {
+        let sensitive = Settlement {
+            sensitive: true,
+            ..settlement(false, false)
+        };
+        let e = settled("w", &json!({"text": "the secret"}), &sensitive);
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("the secret"), "{shown}");
+        assert!(shown.contains("sensitive"), "{shown}");
     }
 
     #[test]

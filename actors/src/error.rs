@@ -49,6 +49,10 @@ pub enum EngineError {
     /// No payment provider is configured (no `STRIPE_SECRET_KEY`).
     #[error("payments are not configured on this server")]
     PaymentsDisabled,
+    /// No data key is configured (a MongoDB node without `CLAWJOBS_DATA_KEY`): sensitive tasks
+    /// cannot be sealed or opened here.
+    #[error("sensitive tasks are not configured on this server")]
+    SensitiveDisabled,
     /// The payment provider could not be reached or refused; nothing was made.
     #[error("the payment provider failed")]
     PaymentProvider(String),

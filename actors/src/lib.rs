@@ -24,6 +24,7 @@ pub mod payments;
 pub mod qa;
 pub mod queue;
 pub mod rules;
+pub mod sealed;
 pub mod slot;
 pub mod store;
 pub mod supervisor;

@@ -28,6 +28,8 @@ struct Parts {
     metrics: Arc<Metrics>,
     benchmarks: Vec<Benchmark>,
     publisher: Publisher,
+    /// Opens sensitive tasks' outputs for the comparator.
+    keys: Option<Arc<crate::sealed::DataKeys>>,
 }
 
 #[derive(Clone)]
@@ -48,6 +50,7 @@ impl Nodes {
         metrics: Arc<Metrics>,
         banned: BanList,
         benchmarks: Vec<Benchmark>,
+        keys: Option<Arc<crate::sealed::DataKeys>>,
     ) -> Result<Nodes, EngineError> {
         // The actors publish to each other, so their slots (and the publisher) come first.
         let (feed, dispatcher, comparator) = (Slot::empty(), Slot::empty(), Slot::empty());
@@ -64,6 +67,7 @@ impl Nodes {
             metrics,
             benchmarks,
             publisher: publisher.clone(),
+            keys,
         };
         feed.restart(parts.feed_hub());
         dispatcher.restart(parts.dispatcher());
@@ -140,6 +144,9 @@ impl Parts {
 
     fn comparator(&self) -> impl FnOnce() -> QaComparator + Send + 'static {
         let p = self.clone();
-        move || QaComparator::new(p.store, p.config, p.metrics, p.publisher, p.benchmarks)
+        move || {
+            QaComparator::new(p.store, p.config, p.metrics, p.publisher, p.benchmarks)
+                .with_keys(p.keys)
+        }
     }
 }

@@ -22,6 +22,7 @@ mod referrals;
 mod restart;
 mod retention;
 mod rules;
+mod sensitive;
 mod streams;
 mod supervision;
 mod webhooks;

@@ -10,42 +10,6 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-/// Where in the store `needle` occurs: the files (or collections) that hold its bytes.
-async fn found_in(app: &TestApp, needle: &str) -> Vec<String> {
-    let dir = app.data_dir().expect("a server of spawn_app");
-    let needle = needle.as_bytes();
-    let holds = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-    let mut found = Vec::new();
-    if on_mongodb() {
-        use futures_util::TryStreamExt;
-        use mongodb::bson::{RawDocumentBuf, doc};
-        let uri = mongodb_flags(dir).pop().expect("the URI");
-        let client = mongodb::Client::with_uri_str(&uri).await.expect("client");
-        let db = client.default_database().expect("a database in the URI");
-        for name in db.list_collection_names().await.expect("collections") {
-            let docs: Vec<RawDocumentBuf> = db
-                .collection::<RawDocumentBuf>(&name)
-                .find(doc! {})
-                .await
-                .expect("find")
-                .try_collect()
-                .await
-                .expect("documents");
-            if docs.iter().any(|d| holds(d.as_bytes())) {
-                found.push(name);
-            }
-        }
-    } else {
-        for entry in std::fs::read_dir(dir).expect("data dir") {
-            let path = entry.expect("entry").path();
-            if path.is_file() && holds(&std::fs::read(&path).expect("read")) {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
-}
-
 #[tokio::test]
 async fn a_task_s_content_is_purged_after_its_refund_window_and_is_gone_from_the_store() {
     let app = spawn_app().await;

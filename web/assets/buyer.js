@@ -349,6 +349,12 @@
       if (early.size > 50) early.delete(early.keys().next().value);
     }
     applyStatus(data.task_id, data.status, data.output);
+    // A sensitive task's output is in no event: read it from the task itself.
+    if (data.status === "completed" && data.sensitive && chat.turns.some((t) => t.task_id === data.task_id)) {
+      authed({ path: "/api/task/" + encodeURIComponent(data.task_id) })
+        .then((t) => applyStatus(t.task_id, t.status, t.output))
+        .catch(handle);
+    }
   }
 
   const early = new Map();

@@ -78,6 +78,8 @@ error_codes! {
     MailUnavailable => "MAIL_UNAVAILABLE", BAD_GATEWAY;
     /// No Stripe key is configured on this server: deposits are off, everything else works.
     PaymentsDisabled => "PAYMENTS_DISABLED", SERVICE_UNAVAILABLE;
+    /// No data key on this server: sensitive tasks are off here, everything else works.
+    SensitiveDisabled => "SENSITIVE_DISABLED", SERVICE_UNAVAILABLE;
     /// Stripe could not be reached or refused: nothing was made; try again.
     PaymentProviderError => "PAYMENT_PROVIDER_ERROR", BAD_GATEWAY;
 }
@@ -228,6 +230,13 @@ impl From<EngineError> for ApiError {
             EngineError::PaymentsDisabled => (
                 C::PaymentsDisabled,
                 "deposits are not available on this server (no payment provider is configured)"
+                    .to_string(),
+                Value::Null,
+            ),
+            EngineError::SensitiveDisabled => (
+                C::SensitiveDisabled,
+                "sensitive tasks are not available on this server (it has no data key: \
+                 CLAWJOBS_DATA_KEY)"
                     .to_string(),
                 Value::Null,
             ),

@@ -162,7 +162,11 @@ impl WorkerSession {
             // A claim dropped by a Dispatcher that panicked is asked again of its successor.
             loop {
                 match engine.request_claim(spec.clone(), true).await {
-                    Ok(reply) => return reply.map_err(ApiError::from),
+                    Ok(reply) => {
+                        let claimed =
+                            reply.and_then(|t| t.map(|t| engine.open_claimed(t)).transpose());
+                        return claimed.map_err(ApiError::from);
+                    }
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }

@@ -86,6 +86,10 @@ pub struct TaskView {
     /// The input and output are gone: purged after the refund window and
     /// `retention.grace_seconds` (status, price and times stay).
     pub purged: bool,
+    /// Sealed at rest; lists show only `input_preview` (and no output).
+    pub sensitive: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_preview: Option<String>,
 }
 
 impl From<&TaskRecord> for TaskView {
@@ -101,6 +105,8 @@ impl From<&TaskRecord> for TaskView {
             created_at: rfc3339(t.created_at_ms),
             completed_at: t.completed_at_ms.map(rfc3339),
             purged: t.purged_at_ms.is_some(),
+            sensitive: t.input_preview.is_some(),
+            input_preview: t.input_preview.clone(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! What buyers do: balances, estimates, posts, waits on a task, lists, credits.
 
 use super::*;
+use crate::sealed::Field;
+use crate::store::no_data_key;
 
 impl Engine {
     pub async fn balance(&self, user_id: &str) -> Result<BalanceSnapshot, EngineError> {
@@ -46,11 +48,23 @@ impl Engine {
                 "min_output_length is too large",
             ));
         }
+        // A sensitive task's input is sealed before it leaves the engine; the store and every
+        // list see the preview only.
+        let (input_text, input_preview) = if req.sensitive {
+            let keys = self.data_keys.as_deref().ok_or_else(no_data_key)?;
+            (
+                keys.seal(Field::Input, &input_text)?,
+                Some(crate::sealed::input_preview(task_type.as_str(), &req.input)),
+            )
+        } else {
+            (input_text, None)
+        };
         let task = NewTask {
             task_id: domain::new_id("task"),
             buyer_id: buyer_id.to_string(),
             task_type: task_type.as_str().to_string(),
             input: input_text,
+            input_preview,
             constraints: Constraints {
                 timeout_seconds,
                 min_output_length,
@@ -72,7 +86,8 @@ impl Engine {
         Ok(posted)
     }
 
-    /// A buyer's own task; with `wait`, returns once it is final or the wait ends.
+    /// A buyer's own task, a sensitive one's input and output opened; with `wait`, returns once
+    /// it is final or the wait ends.
     pub async fn task_for_buyer(
         &self,
         buyer_id: &UserId,
@@ -81,11 +96,13 @@ impl Engine {
     ) -> Result<TaskRecord, EngineError> {
         let (buyer_id, task_id) = (buyer_id.as_str(), task_id.as_str());
         let read = || async {
-            self.store
+            let task = self
+                .store
                 .task(task_id.to_string())
                 .await?
                 .filter(|t| t.buyer_id == buyer_id)
-                .ok_or_else(|| EngineError::NotFound("no such task".into()))
+                .ok_or_else(|| EngineError::NotFound("no such task".into()))?;
+            self.opened(task)
         };
         let task = read().await?;
         if task.status.is_final() || wait.is_zero() {
@@ -115,11 +132,27 @@ impl Engine {
         limit: u32,
     ) -> Result<(Vec<TaskRecord>, bool), EngineError> {
         let limit = limit.clamp(1, MAX_PAGE_ITEMS);
-        let rows = self
+        let mut rows = self
             .store
             .list_tasks(buyer_id.to_string(), before_seq, limit + 1)
             .await?;
+        // A list shows a sensitive task's preview, never its content.
+        for t in rows.iter_mut().filter(|t| t.input_preview.is_some()) {
+            t.input.clear();
+            t.output = None;
+        }
         Ok(page(rows, limit))
+    }
+
+    /// A sensitive task with its input and output opened (others as they are).
+    fn opened(&self, mut task: TaskRecord) -> Result<TaskRecord, EngineError> {
+        if task.input_preview.is_none() {
+            return Ok(task);
+        }
+        let keys = self.data_keys.as_deref().ok_or_else(no_data_key)?;
+        task.input = keys.open(Field::Input, &task.input)?;
+        task.output = keys.open_opt(Field::Output, task.output.as_deref())?;
+        Ok(task)
     }
 
     /// A buyer's credit request (`buyer.id` is the buyer).

@@ -90,6 +90,8 @@ pub struct Engine {
     payments: Option<crate::payments::Payments>,
     /// Whether webhooks may point at this machine or private networks (development only).
     webhooks_private: Arc<AtomicBool>,
+    /// Seal and open sensitive tasks' content; None: sensitive tasks are refused here.
+    data_keys: Option<Arc<crate::sealed::DataKeys>>,
 }
 
 /// Where a worker's money stands, for `GET /api/worker/me`.
@@ -112,6 +114,8 @@ pub struct TaskRequest {
     pub input: Value,
     pub timeout_seconds: Option<u32>,
     pub min_output_length: Option<u32>,
+    /// Input and output sealed at rest, shown only to the buyer and the worker holding it.
+    pub sensitive: bool,
 }
 
 /// A partial profile from `PATCH /api/worker/profile`: only the parts given are replaced.
@@ -126,12 +130,29 @@ pub struct ProfilePatch {
 impl Engine {
     /// Opens the store, seeds and loads the config, starts the actors and puts every live task
     /// back under the Dispatcher. Must run inside an actix system.
+    ///
+    /// The data keys of sensitive tasks come from `CLAWJOBS_DATA_KEY` (and
+    /// `CLAWJOBS_DATA_KEYS_PREVIOUS`), read here so that no settings value ever holds them, or
+    /// from the key file in the embedded store's data directory (see [`crate::sealed`]).
     pub async fn start_at(location: &Location, platform_toml: &str) -> Result<Engine, EngineError> {
+        let data_dir = match location {
+            Location::Embedded(dir) => Some(dir.as_path()),
+            Location::MongoDb(_) => None,
+        };
+        let current = std::env::var("CLAWJOBS_DATA_KEY").ok();
+        let previous = std::env::var("CLAWJOBS_DATA_KEYS_PREVIOUS").ok();
         let (balances, seed) = balance::registry();
         let (told, telling) = tokio::sync::mpsc::unbounded_channel();
         let observer = Box::new(effects::CommitObserver { balances, told });
         let store = location.open(observer).await?;
-        Self::start(store, seed, telling, platform_toml).await
+        // After the store: it makes the data directory and holds its lock.
+        let keys =
+            crate::sealed::DataKeys::load(current.as_deref(), previous.as_deref(), data_dir)?;
+        match &keys {
+            Some(k) => tracing::info!(key = k.current_id(), "sensitive tasks: sealed at rest"),
+            None => tracing::info!("sensitive tasks: off (no CLAWJOBS_DATA_KEY)"),
+        }
+        Self::start(store, seed, telling, platform_toml, keys.map(Arc::new)).await
     }
 
     /// [`Engine::start_at`] on the embedded store in `data_dir`.
@@ -144,6 +165,7 @@ impl Engine {
         seed: balance::BankSeed,
         telling: tokio::sync::mpsc::UnboundedReceiver<effects::Effect>,
         platform_toml: &str,
+        data_keys: Option<Arc<crate::sealed::DataKeys>>,
     ) -> Result<Engine, EngineError> {
         // Before anything reads the store's state: what other nodes commit from here on.
         let changes = store.changes().await?;
@@ -170,6 +192,7 @@ impl Engine {
             metrics.clone(),
             banned.clone(),
             benchmarks,
+            data_keys.clone(),
         )
         .await?;
         let webhooks_private = Arc::new(AtomicBool::new(false));
@@ -213,6 +236,7 @@ impl Engine {
             public_url: String::new(),
             mailer: None,
             webhooks_private,
+            data_keys,
         };
         if let Some(changes) = changes {
             crate::cluster::follow(

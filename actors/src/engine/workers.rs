@@ -106,6 +106,28 @@ impl Engine {
         worker: WorkerRecord,
         wait: Duration,
     ) -> Result<Option<ClaimedTask>, EngineError> {
+        let claimed = self.claim_next(worker, wait).await?;
+        claimed.map(|t| self.open_claimed(t)).transpose()
+    }
+
+    /// A claimed task as its worker sees it: a sensitive task's input opened (it was sealed in
+    /// the store and the Dispatcher never held it).
+    pub fn open_claimed(&self, mut task: ClaimedTask) -> Result<ClaimedTask, EngineError> {
+        if crate::sealed::is_sealed(&task.input) {
+            let keys = self
+                .data_keys
+                .as_deref()
+                .ok_or_else(crate::store::no_data_key)?;
+            task.input = keys.open(crate::sealed::Field::Input, &task.input)?;
+        }
+        Ok(task)
+    }
+
+    async fn claim_next(
+        &self,
+        worker: WorkerRecord,
+        wait: Duration,
+    ) -> Result<Option<ClaimedTask>, EngineError> {
         let wait = wait.min(MAX_WORK_WAIT);
         let Some(spec) = self.claim_spec(&worker, None)? else {
             // The worker's own daily cap: answer "nothing" after the wait, so it does not spin.
@@ -180,7 +202,10 @@ impl Engine {
             .submit(
                 task_id.clone(),
                 worker_id.clone(),
-                text,
+                Output {
+                    text,
+                    keys: self.data_keys.clone(),
+                },
                 now_ms(),
                 self.cfg(),
                 roll_bp(),

@@ -40,6 +40,8 @@ pub struct QaComparator {
     judging: u64,
     judged: u64,
     meter: Option<Arc<crate::meter::Meter>>,
+    /// Opens the sealed outputs of sensitive tasks (compared in memory only).
+    keys: Option<Arc<crate::sealed::DataKeys>>,
 }
 
 impl QaComparator {
@@ -61,7 +63,13 @@ impl QaComparator {
             judging: 0,
             judged: 0,
             meter: None,
+            keys: None,
         }
+    }
+
+    pub fn with_keys(mut self, keys: Option<Arc<crate::sealed::DataKeys>>) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// Tells the other actors what a decision changed.
@@ -240,11 +248,18 @@ impl Handler<Judge> for QaComparator {
         let store = self.store.clone();
         let cfg = self.config.get();
         let group_id = msg.0;
+        let keys = self.keys.clone();
         self.count(true);
         let look = async move {
-            let Some(group) = store.qa_group(group_id.clone()).await? else {
+            let Some(mut group) = store.qa_group(group_id.clone()).await? else {
                 return Ok(None);
             };
+            for m in &mut group.members {
+                if let Some(sealed) = m.output.take_if(|o| crate::sealed::is_sealed(o)) {
+                    let keys = keys.as_deref().ok_or_else(crate::store::no_data_key)?;
+                    m.output = Some(keys.open(crate::sealed::Field::Output, &sealed)?);
+                }
+            }
             let t = &cfg.qa.similarity_thresholds;
             let Some(decision) = judge::decide(&group, t.pass, t.flag) else {
                 return Ok(None);

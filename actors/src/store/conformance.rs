@@ -104,6 +104,7 @@ fn task(id: &str, buyer: &str, price: i64) -> NewTask {
         buyer_id: buyer.into(),
         task_type: "code".into(),
         input: "{}".into(),
+        input_preview: None,
         constraints: Constraints {
             timeout_seconds: 60,
             min_output_length: 0,
@@ -2199,7 +2200,14 @@ async fn task_content_is_purged_after_its_refund_window(store: Arc<dyn Store>) {
             ClaimOutcome::Claimed(_)
         ));
         store
-            .submit(id.into(), by.into(), output(id), now, cfg.clone(), NO_SPOT)
+            .submit(
+                id.into(),
+                by.into(),
+                output(id).into(),
+                now,
+                cfg.clone(),
+                NO_SPOT,
+            )
             .await
             .unwrap();
     }
@@ -2302,6 +2310,70 @@ async fn task_content_is_purged_after_its_refund_window(store: Arc<dyn Store>) {
     audit_ok(&store).await;
 }
 
+/// A sensitive task's output is sealed by the submit that stores it; a node without the keys
+/// cannot submit one, and nothing changes.
+async fn a_sensitive_task_s_output_is_sealed_by_its_submit(store: Arc<dyn Store>) {
+    use crate::sealed::{DataKeys, Field, is_sealed};
+    let keys = Arc::new(DataKeys::from_secrets(&[[7; 32]]).unwrap());
+    let cfg = Arc::new(PlatformConfig::builtin());
+    buyer(&store, "b1", 100).await;
+    worker(&store, "w1").await;
+    worker(&store, "w2").await;
+    for (id, by) in [("t1", "w1"), ("t2", "w2")] {
+        let input = keys.seal(Field::Input, r#"{"text":"private"}"#).unwrap();
+        store
+            .post_task(NewTask {
+                input,
+                input_preview: Some("sensitive code task: 7 characters".into()),
+                ..task(id, "b1", 10)
+            })
+            .await
+            .unwrap();
+        let ClaimOutcome::Claimed(c) = claimed(&store, id, by, 10).await else {
+            panic!("{by} claims {id}")
+        };
+        assert!(is_sealed(&c.input), "the claim carries the sealed input");
+    }
+    let plain = r#"{"text":"the private answer"}"#;
+    let sealing = Output {
+        text: plain.into(),
+        keys: Some(keys.clone()),
+    };
+    let settled = store
+        .submit("t1".into(), "w1".into(), sealing, 11, cfg.clone(), NO_SPOT)
+        .await
+        .unwrap();
+    assert!(settled.sensitive);
+    let t1 = store.task("t1".into()).await.unwrap().unwrap();
+    let stored = t1.output.expect("an output");
+    assert!(
+        is_sealed(&stored) && !stored.contains("private answer"),
+        "{stored}"
+    );
+    assert_eq!(keys.open(Field::Output, &stored).unwrap(), plain);
+    assert_eq!(
+        t1.input_preview.as_deref(),
+        Some("sensitive code task: 7 characters")
+    );
+    let refused = store
+        .submit(
+            "t2".into(),
+            "w2".into(),
+            plain.into(),
+            12,
+            cfg.clone(),
+            NO_SPOT,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(EngineError::SensitiveDisabled)),
+        "{refused:?}"
+    );
+    let t2 = store.task("t2".into()).await.unwrap().unwrap();
+    assert_eq!((t2.status, t2.output), (TaskStatus::Assigned, None));
+    audit_ok(&store).await;
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:ident: $($test:ident),* $(,)?) => {
         mod $backend {
@@ -2316,6 +2388,6 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once, the_audit_log_is_one_chain, task_content_is_purged_after_its_refund_window);
+conformance!(sqlite, open_sqlite: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once, the_audit_log_is_one_chain, task_content_is_purged_after_its_refund_window, a_sensitive_task_s_output_is_sealed_by_its_submit);
 #[cfg(feature = "mongodb")]
-conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once, the_audit_log_is_one_chain, task_content_is_purged_after_its_refund_window);
+conformance!(mongo, open_mongo: a_submitted_task_is_no_longer_held, concurrent_sweeps_do_each_thing_once, the_daily_cap_holds_in_the_claim, concurrent_debits_never_overdraw, a_claim_is_exclusive, settlement_is_idempotent, tokens_and_config, admin_tokens_rotate_and_revoke, shadow_copies_are_platform_paid_and_kept_apart, the_penalty_ladder_and_auto_credit, deposits_are_credited_once, withdrawals_hold_their_limits_and_settle_once, referrals_credit_and_share_once, bounty_escrow_holds_and_refunds_once, bounty_reviews_settle_once, bounty_timers_fire_once, expiry_is_not_starved_by_waiting_bounties, webhook_deliveries_are_leased_once, consensus_votes_decide_once, the_audit_log_is_one_chain, task_content_is_purged_after_its_refund_window, a_sensitive_task_s_output_is_sealed_by_its_submit);

@@ -341,8 +341,11 @@ pub struct NewTask {
     pub task_id: String,
     pub buyer_id: String,
     pub task_type: String,
-    /// The buyer's input as JSON text.
+    /// The buyer's input as JSON text, sealed for a sensitive task ([`crate::sealed`]).
     pub input: String,
+    /// A sensitive task's [`crate::sealed::input_preview`]; None for any other. A task with one
+    /// has its output sealed too, copies included.
+    pub input_preview: Option<String>,
     pub constraints: Constraints,
     pub price_cents: i64,
     pub now_ms: i64,
@@ -367,6 +370,45 @@ pub struct TaskPosted {
     pub shadow: Option<QaCopy>,
 }
 
+/// A worker's output on its way into the store, with the keys that seal it there when its task
+/// turns out to be sensitive (only the store reads the task at that point).
+#[derive(Clone)]
+pub struct Output {
+    pub text: String,
+    /// None on a node without a data key, where a sensitive task's submit fails.
+    pub keys: Option<std::sync::Arc<crate::sealed::DataKeys>>,
+}
+
+impl From<String> for Output {
+    fn from(text: String) -> Self {
+        Output { text, keys: None }
+    }
+}
+
+impl From<&str> for Output {
+    fn from(text: &str) -> Self {
+        Output::from(text.to_string())
+    }
+}
+
+impl Output {
+    /// The text as stored: sealed when the task is sensitive.
+    pub(crate) fn stored(self, sensitive: bool) -> Result<String, EngineError> {
+        if !sensitive {
+            return Ok(self.text);
+        }
+        self.keys
+            .as_deref()
+            .ok_or_else(no_data_key)?
+            .seal(crate::sealed::Field::Output, &self.text)
+    }
+}
+
+/// The answer of a node without a data key to anything sensitive.
+pub fn no_data_key() -> EngineError {
+    EngineError::SensitiveDisabled
+}
+
 /// What one pass of [`Store::purge_task_data`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PurgedTasks {
@@ -381,7 +423,10 @@ pub struct TaskRecord {
     pub task_id: String,
     pub buyer_id: String,
     pub task_type: String,
+    /// Sealed for a sensitive task (see `input_preview`).
     pub input: String,
+    /// Set for a sensitive task: all that lists show of its input.
+    pub input_preview: Option<String>,
     pub constraints: Constraints,
     pub price_cents: i64,
     pub status: crate::domain::TaskStatus,
@@ -458,6 +503,8 @@ pub struct Settlement {
     pub qa_group: Option<String>,
     /// The spot-check copy this submit started, for the Dispatcher.
     pub spot_check: Option<QaCopy>,
+    /// A sensitive task: its output was sealed, and no event may carry it.
+    pub sensitive: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -853,7 +900,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         task_id: TaskId,
         worker_id: WorkerId,
-        output: String,
+        output: Output,
         now_ms: i64,
         cfg: std::sync::Arc<PlatformConfig>,
         // A uniform draw in [0, 10000): a spot-check copy is made when it falls under the rate.

@@ -217,6 +217,11 @@ pub struct PostTaskBody {
     input: Value,
     #[serde(default)]
     constraints: Option<ConstraintsBody>,
+    /// Seal the input and output at rest (AES-256-GCM): only you and the worker holding the
+    /// task see them; lists and feeds show an `input_preview`, and the completion event on your
+    /// stream carries no output (read it with `GET /api/task/{id}`).
+    #[serde(default)]
+    sensitive: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -257,6 +262,7 @@ pub(crate) async fn post_task(
         input: body.input,
         timeout_seconds: c.timeout_seconds,
         min_output_length: c.min_output_length,
+        sensitive: body.sensitive,
     };
     let posted = state.engine.post_task(who.id(), request, idem).await?;
     Ok(HttpResponse::Created().json(Posted {

@@ -179,6 +179,9 @@ pub(super) struct TaskDoc {
     pub purge_after: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purged_at: Option<i64>,
+    /// A sensitive task's preview (`sealed.rs`): its input and output are sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_preview: Option<String>,
 }
 
 impl TaskDoc {
@@ -221,6 +224,7 @@ impl TaskDoc {
             qa_role: None,
             purge_after: None,
             purged_at: None,
+            input_preview: None,
         }
     }
 
@@ -250,6 +254,7 @@ impl TaskDoc {
             buyer_id: self.buyer_id.clone(),
             task_type: self.task_type.clone(),
             input: self.input.clone(),
+            input_preview: self.input_preview.clone(),
             constraints: self.constraints(),
             price_cents: self.price_cents,
             status: self.status(),

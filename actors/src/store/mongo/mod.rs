@@ -937,7 +937,7 @@ impl Store for MongoStore {
         &self,
         task_id: TaskId,
         worker_id: WorkerId,
-        output: String,
+        output: Output,
         now_ms: i64,
         cfg: Arc<PlatformConfig>,
         spot_roll_bp: u32,

@@ -451,6 +451,7 @@ impl Tx<'_> {
         copy.qa_group = Some(group.to_string());
         copy.qa_key = src.qa_key.clone();
         copy.qa_role = Some(role.as_str().to_string());
+        copy.input_preview = src.input_preview.clone();
         self.insert(&db.tasks, &copy).await?;
         self.fund_qa_task(&copy.id, copy.price_cents, now_ms)
             .await?;

@@ -23,7 +23,7 @@ pub(super) async fn post_task(tx: &mut Tx<'_>, t: &NewTask) -> R<TaskPosted> {
     }
     let db = tx.db;
     let seq = db.next_seq("tasks").await?;
-    let doc = TaskDoc::pending(
+    let mut doc = TaskDoc::pending(
         &t.task_id,
         seq,
         &t.buyer_id,
@@ -34,6 +34,7 @@ pub(super) async fn post_task(tx: &mut Tx<'_>, t: &NewTask) -> R<TaskPosted> {
         FUNDED_BY_BUYER,
         t.now_ms,
     );
+    doc.input_preview = t.input_preview.clone();
     tx.insert(&db.tasks, &doc).await?;
     // Guarded on the write: a concurrent debit that got there first makes this conflict.
     tx.apply(
@@ -255,7 +256,7 @@ pub(super) async fn release(
 pub(super) struct Submit<'a> {
     pub task_id: &'a str,
     pub worker_id: &'a str,
-    pub output: &'a str,
+    pub output: &'a Output,
     pub now_ms: i64,
     pub cfg: &'a PlatformConfig,
     /// A uniform draw in [0, 10000): a spot-check copy is made when it falls under the rate.
@@ -289,6 +290,7 @@ pub(super) async fn submit(tx: &mut Tx<'_>, s: Submit<'_>) -> R<Settlement> {
                 repeated: true,
                 qa_group: None,
                 spot_check: None,
+                sensitive: task.input_preview.is_some(),
             });
         }
         Standing::Expired => return Err(Fail::Engine(EngineError::TaskExpired)),
@@ -302,7 +304,9 @@ pub(super) async fn submit(tx: &mut Tx<'_>, s: Submit<'_>) -> R<Settlement> {
             return Err(Fail::Engine(rules::settlement::not_held(held_before)));
         }
     }
-    rules::settlement::check_output(task.constraints().min_output_length, s.output)?;
+    rules::settlement::check_output(task.constraints().min_output_length, &s.output.text)?;
+    let sensitive = task.input_preview.is_some();
+    let output = s.output.clone().stored(sensitive)?;
     let task_type = crate::domain::TaskType::parse(&task.task_type)?;
     let settled = rules::settlement::settle(
         s.cfg,
@@ -327,7 +331,7 @@ pub(super) async fn submit(tx: &mut Tx<'_>, s: Submit<'_>) -> R<Settlement> {
             &db.tasks,
             doc! { "_id": s.task_id, "status": "assigned", "worker_id": s.worker_id },
             doc! { "$set": {
-                "status": "completed", "output": s.output, "earned_cents": earned,
+                "status": "completed", "output": &output, "earned_cents": earned,
                 "commission_cents": commission, "completed_at": s.now_ms, "deadline": Bson::Null,
                 "purge_after": rules::retention::purge_after_ms(s.now_ms, Some(settled.release_at_ms)),
             } },
@@ -401,6 +405,7 @@ pub(super) async fn submit(tx: &mut Tx<'_>, s: Submit<'_>) -> R<Settlement> {
         repeated: false,
         qa_group: task.qa_group.clone(),
         spot_check,
+        sensitive,
     })
 }
 

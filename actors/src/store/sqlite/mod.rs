@@ -392,7 +392,7 @@ impl Store for SqliteStore {
         &self,
         task_id: TaskId,
         worker_id: WorkerId,
-        output: String,
+        output: Output,
         now_ms: i64,
         cfg: Arc<PlatformConfig>,
         spot_roll_bp: u32,
@@ -856,6 +856,7 @@ mod tests {
             c.execute_batch(
                 "DROP INDEX tasks_by_qa_key; DROP INDEX tasks_by_qa_group; DROP INDEX tasks_purge_due;
                  ALTER TABLE tasks DROP COLUMN purge_after; ALTER TABLE tasks DROP COLUMN purged_at;
+                 ALTER TABLE tasks DROP COLUMN input_preview;
                  ALTER TABLE workers DROP COLUMN qa_pass; ALTER TABLE workers DROP COLUMN qa_flag;
                  ALTER TABLE workers DROP COLUMN qa_fail; ALTER TABLE workers DROP COLUMN tier_penalty;
                  ALTER TABLE workers DROP COLUMN banned_at; ALTER TABLE workers DROP COLUMN balance_frozen;
@@ -890,6 +891,7 @@ mod tests {
                 buyer_id: "b1".into(),
                 task_type: "chat".into(),
                 input: "{}".into(),
+                input_preview: None,
                 constraints: Constraints {
                     timeout_seconds: 60,
                     min_output_length: 0,

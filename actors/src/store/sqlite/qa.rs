@@ -452,9 +452,9 @@ impl Tx<'_> {
             .conn
             .prepare_cached(
                 "INSERT INTO tasks (id, buyer_id, type, input, timeout_seconds, min_output_length, price_cents, status,
-                                    funded_by, created_at, qa_group, qa_key, qa_role)
+                                    funded_by, created_at, qa_group, qa_key, qa_role, input_preview)
                  SELECT ?2, ?3, type, input, timeout_seconds, min_output_length, price_cents, 'pending',
-                        'platform', ?4, ?5, qa_key, ?6
+                        'platform', ?4, ?5, qa_key, ?6, input_preview
                  FROM tasks WHERE id = ?1
                  RETURNING seq, type, price_cents",
             )

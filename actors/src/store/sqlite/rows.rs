@@ -85,7 +85,7 @@ pub(super) fn read_worker(
 
 pub(super) const TASK_COLS: &str =
     "seq, id, buyer_id, type, input, timeout_seconds, min_output_length, price_cents, status,
-    worker_id, attempts, deadline, output, earned_cents, created_at, completed_at, purged_at";
+    worker_id, attempts, deadline, output, earned_cents, created_at, completed_at, purged_at, input_preview";
 
 pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     let status: String = r.get(8)?;
@@ -109,6 +109,7 @@ pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         created_at_ms: r.get(14)?,
         completed_at_ms: r.get(15)?,
         purged_at_ms: r.get(16)?,
+        input_preview: r.get(17)?,
     })
 }
 
@@ -161,8 +162,8 @@ pub(super) fn read_task_tagged(
     .and_then(|mut s| {
         s.query_row(params![task_id], |r| {
             let tag = QaTag {
-                platform_paid: r.get::<_, String>(17)? == FUNDED_BY_PLATFORM,
-                group: r.get(18)?,
+                platform_paid: r.get::<_, String>(18)? == FUNDED_BY_PLATFORM,
+                group: r.get(19)?,
             };
             Ok((task_from_row(r)?, tag))
         })

@@ -104,7 +104,9 @@ CREATE TABLE IF NOT EXISTS tasks (
   -- rules::retention: when an ended task's content may go (NULL while live and once purged), and
   -- when it went (input is '' and output NULL since).
   purge_after INTEGER,
-  purged_at INTEGER
+  purged_at INTEGER,
+  -- A sensitive task's preview (sealed.rs): its input and output are sealed. NULL for others.
+  input_preview TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_buyer ON tasks (buyer_id, seq);
 CREATE INDEX IF NOT EXISTS tasks_live ON tasks (status, seq) WHERE status IN ('pending', 'assigned');
@@ -488,13 +490,18 @@ fn migrate_3_to_4(conn: &Connection) -> Result<(), EngineError> {
     )
 }
 
-/// Version 4 data directories get the purge times of task content; tasks that ended before are
-/// due at the end of their refund window, like those that end from now on.
+/// Version 4 data directories get the purge times of task content (tasks that ended before are
+/// due at the end of their refund window, like those that end from now on) and the preview of
+/// sensitive tasks.
 fn migrate_4_to_5(conn: &Connection) -> Result<(), EngineError> {
     add_missing_columns(
         conn,
         "tasks",
-        &[("purge_after", "INTEGER"), ("purged_at", "INTEGER")],
+        &[
+            ("purge_after", "INTEGER"),
+            ("purged_at", "INTEGER"),
+            ("input_preview", "TEXT"),
+        ],
     )?;
     conn.execute_batch(
         "UPDATE tasks SET purge_after = max(completed_at,

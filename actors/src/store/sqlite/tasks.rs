@@ -23,13 +23,14 @@ pub(super) fn post_task(tx: &mut Tx<'_>, t: NewTask) -> Result<TaskPosted, Engin
         }
         tx.conn
             .prepare_cached(
-                "INSERT INTO tasks (id, buyer_id, type, input, timeout_seconds, min_output_length, price_cents, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
+                "INSERT INTO tasks (id, buyer_id, type, input, timeout_seconds, min_output_length, price_cents, status, created_at,
+                                    input_preview)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)",
             )
             .and_then(|mut s| {
                 s.execute(params![
                     t.task_id, t.buyer_id, t.task_type, t.input, t.constraints.timeout_seconds,
-                    t.constraints.min_output_length, t.price_cents, t.now_ms
+                    t.constraints.min_output_length, t.price_cents, t.now_ms, t.input_preview
                 ])
             })
             .map_err(db_err)?;
@@ -252,7 +253,7 @@ pub(super) fn submit(
     tx: &mut Tx<'_>,
     task_id: TaskId,
     worker_id: WorkerId,
-    output: String,
+    output: Output,
     now_ms: i64,
     cfg: Arc<PlatformConfig>,
     spot_roll_bp: u32,
@@ -280,6 +281,7 @@ pub(super) fn submit(
                 repeated: true,
                 qa_group: None,
                 spot_check: None,
+                sensitive: task.input_preview.is_some(),
             });
         }
         Standing::Expired => return Err(EngineError::TaskExpired),
@@ -294,7 +296,9 @@ pub(super) fn submit(
             return Err(rules::settlement::not_held(held_before));
         }
     }
-    rules::settlement::check_output(task.constraints.min_output_length, &output)?;
+    rules::settlement::check_output(task.constraints.min_output_length, &output.text)?;
+    let sensitive = task.input_preview.is_some();
+    let output = output.stored(sensitive)?;
     let task_type = crate::domain::TaskType::parse(&task.task_type)?;
     let QaTag {
         platform_paid,
@@ -382,6 +386,7 @@ pub(super) fn submit(
         repeated: false,
         qa_group,
         spot_check,
+        sensitive,
     })
 }
 
