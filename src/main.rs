@@ -131,6 +131,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             workers: settings.workers,
             ws_idle: std::time::Duration::from_secs(settings.ws_idle_seconds),
             shutdown: stopping_rx,
+            headers: clawjobs_web::headers::HeaderSettings {
+                cors_origins: settings.cors_origins.clone(),
+                hsts: public_url.starts_with("https://"),
+            },
         };
         let server = clawjobs_web::server(engine.clone(), listener, web)?;
         let handle = server.handle();

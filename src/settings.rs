@@ -28,6 +28,7 @@ struct ServerFile {
     store: Option<String>,
     workers: Option<usize>,
     platform_config: Option<PathBuf>,
+    cors_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -61,6 +62,9 @@ pub struct Settings {
     /// `CLAWJOBS_WEBHOOKS_ALLOW_PRIVATE=1`: buyer webhooks may point at this machine and private
     /// networks, over plain HTTP too. For development and tests; never in production.
     pub webhooks_allow_private: bool,
+    /// `CLAWJOBS_CORS_ORIGINS` (comma-separated) or `[server] cors_origins`: the origins whose
+    /// pages may call the API from a browser. None by default.
+    pub cors_origins: Vec<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -99,6 +103,19 @@ impl Settings {
             .or_else(|| env("CLAWJOBS_STORE"))
             .or(file.server.store);
         let store = Location::parse(store.as_deref(), &data_dir).map_err(anyhow::Error::msg)?;
+        let cors_origins = match env("CLAWJOBS_CORS_ORIGINS") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => file.server.cors_origins.unwrap_or_default(),
+        }
+        .iter()
+        .map(|o| clawjobs_web::headers::HeaderSettings::check_origin(o))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
         Ok(Settings {
             bind: args
                 .bind
@@ -136,6 +153,7 @@ impl Settings {
                 .unwrap_or_else(|| "clawjobs <no-reply@clawjobs.invalid>".into()),
             webhooks_allow_private: env("CLAWJOBS_WEBHOOKS_ALLOW_PRIVATE")
                 .is_some_and(|v| v == "1" || v == "true"),
+            cors_origins,
         })
     }
 

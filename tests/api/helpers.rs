@@ -106,14 +106,23 @@ pub async fn start(data_dir: &Path) -> TestApp {
 }
 
 pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
-    launch(store_flags(data_dir), env).await
+    launch(store_flags(data_dir), env, None).await
+}
+
+/// [`spawn_app_with_env`] with the server's log (its stderr) written to `log`.
+pub async fn spawn_app_logging(env: &[(&str, &str)], log: std::fs::File) -> TestApp {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut app = launch(store_flags(tmp.path()), env, Some(log)).await;
+    app._tmp = Some(tmp);
+    app.patch_config("rate_limits", generous_limits()).await;
+    app
 }
 
 /// A node on the MongoDB database that stands for `data_dir`, whatever `CLAWJOBS_TEST_STORE`
 /// says: several nodes started on one directory share one database.
 #[allow(dead_code)] // used by the multi-node suite (tests/nodes)
 pub async fn start_node(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
-    launch(mongodb_flags(data_dir), env).await
+    launch(mongodb_flags(data_dir), env, None).await
 }
 
 /// A node on the store these flags name (`--store URI`, or `--data-dir DIR`).
@@ -121,10 +130,10 @@ pub async fn start_node(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
 pub async fn start_store(flags: &[&str]) -> TestApp {
     let mut all = vec!["--store".to_string()];
     all.extend(flags.iter().map(|f| f.to_string()));
-    launch(all, &[]).await
+    launch(all, &[], None).await
 }
 
-async fn launch(store: Vec<String>, env: &[(&str, &str)]) -> TestApp {
+async fn launch(store: Vec<String>, env: &[(&str, &str)], log: Option<std::fs::File>) -> TestApp {
     let admin = env
         .iter()
         .find(|(k, _)| *k == "CLAWJOBS_ADMIN_TOKEN")
@@ -145,10 +154,10 @@ async fn launch(store: Vec<String>, env: &[(&str, &str)]) -> TestApp {
         .env("CLAWJOBS_ADMIN_TOKEN", &admin)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(if std::env::var("TEST_LOG").is_ok() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
+        .stderr(match log {
+            Some(file) => Stdio::from(file),
+            None if std::env::var("TEST_LOG").is_ok() => Stdio::inherit(),
+            None => Stdio::null(),
         })
         .spawn()
         .expect("start clawjobs");

@@ -1,6 +1,7 @@
 //! Black-box tests: each starts the real server (free port, temp data dir) and drives it over HTTP.
 
 mod audit_log;
+mod authz;
 mod bad_input;
 mod bounties;
 mod concurrency;
@@ -8,6 +9,7 @@ mod console;
 mod deposits;
 mod fake_smtp;
 mod fake_stripe;
+mod headers;
 mod helpers;
 mod lifecycle;
 mod operators;

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod headers;
 pub mod openapi;
 pub mod pages;
 pub mod password;
@@ -34,6 +35,8 @@ pub struct WebSettings {
     pub workers: usize,
     pub ws_idle: std::time::Duration,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Security headers and CORS ([`headers`]).
+    pub headers: headers::HeaderSettings,
 }
 
 /// Everything under `/api` and `/metrics`, and the browser pages.
@@ -73,6 +76,7 @@ pub fn server(
         ws_idle: settings.ws_idle,
         ws_sessions: Default::default(),
     });
+    let header_settings = std::sync::Arc::new(settings.headers);
     let sweeper = state.clone();
     actix_web::rt::spawn(async move {
         loop {
@@ -82,6 +86,7 @@ pub fn server(
     });
     let server = HttpServer::new(move || {
         let metrics = state.engine.metrics.clone();
+        let header_settings = header_settings.clone();
         App::new()
             .app_data(state.clone())
             .app_data(body::SMALL_BYTES)
@@ -110,6 +115,11 @@ pub fn server(
                         }
                         Ok(res)
                     }
+                },
+            ))
+            .wrap(middleware::from_fn(
+                move |req: actix_web::dev::ServiceRequest, next: middleware::Next<_>| {
+                    headers::apply(header_settings.clone(), req, next)
                 },
             ))
             .configure(configure)

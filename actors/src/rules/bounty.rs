@@ -483,14 +483,10 @@ pub struct VoteFacts {
     pub open_disputes: u32,
 }
 
-/// Whether a worker may vote now. A worker who may never vote on it is a 403; a vote that comes
-/// too late or twice is a 409.
+/// Whether a worker may vote now. A worker who may never vote on it is a 403, asked first so
+/// that it learns nothing of the submission's state; a vote that comes too late or twice, or on a
+/// bounty its buyer reviews, is a 409.
 pub fn check_vote(f: &VoteFacts) -> Result<(), EngineError> {
-    if f.review != Review::Consensus {
-        return Err(EngineError::Conflict(
-            "this bounty is reviewed by its buyer, not by validators".into(),
-        ));
-    }
     if !f.tier_allowed {
         return Err(EngineError::Forbidden(
             "only workers of the validator tiers (config:bounty.validator_min_tier and above) vote"
@@ -500,6 +496,11 @@ pub fn check_vote(f: &VoteFacts) -> Result<(), EngineError> {
     if f.submitted_to_bounty {
         return Err(EngineError::Forbidden(
             "a worker who submitted to a bounty does not vote on its submissions".into(),
+        ));
+    }
+    if f.review != Review::Consensus {
+        return Err(EngineError::Conflict(
+            "this bounty is reviewed by its buyer, not by validators".into(),
         ));
     }
     if f.already_voted {
@@ -770,6 +771,13 @@ mod tests {
         }));
         assert!(conflict(VoteFacts {
             open_disputes: 1,
+            ..ok
+        }));
+        // Who may never vote hears so before anything about the bounty's state or kind.
+        assert!(forbidden(VoteFacts {
+            tier_allowed: false,
+            review: Review::Manual,
+            submission: SubmissionStatus::Rejected,
             ..ok
         }));
         let cfg = PlatformConfig::builtin();
