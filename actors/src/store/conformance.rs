@@ -130,6 +130,38 @@ async fn audit_ok(store: &Arc<dyn Store>) {
     assert!(chain.ok, "{chain:?}");
 }
 
+/// A decision that passes every one of `workers` with a perfect score.
+fn all_pass(workers: &[&str]) -> QaDecision {
+    use crate::qa::similarity::{Dimensions, Score, Verdict};
+    QaDecision::Decide {
+        score: Score {
+            similarity: 1.0,
+            dimensions: Dimensions {
+                factual: 1.0,
+                depth: 1.0,
+                accuracy: 1.0,
+            },
+        },
+        verdict: Verdict::Pass,
+        outcomes: workers
+            .iter()
+            .map(|w| (w.to_string(), Verdict::Pass))
+            .collect(),
+        blamed: None,
+        tiebreak: None,
+    }
+}
+
+/// What `user` may spend.
+async fn available(store: &Arc<dyn Store>, user: &str) -> i64 {
+    store
+        .balance(user.into())
+        .await
+        .unwrap()
+        .expect("a balance")
+        .available_cents
+}
+
 /// The audit entries of `action`, newest first.
 async fn logged(store: &Arc<dyn Store>, action: &str) -> Vec<AuditEntry> {
     store
@@ -487,7 +519,6 @@ async fn claimed(store: &Arc<dyn Store>, task: &str, worker: &str, now: i64) -> 
 /// A shadow twin is paid by the QA fund (the buyer pays once), is never given to the worker of
 /// its original, pays its worker as any task, and the group is decided once.
 async fn shadow_copies_are_platform_paid_and_kept_apart(store: Arc<dyn Store>) {
-    use crate::qa::similarity::{Dimensions, Score, Verdict};
     let cfg = Arc::new(PlatformConfig::builtin());
     buyer(&store, "b1", 100).await;
     worker(&store, "w1").await;
@@ -549,21 +580,7 @@ async fn shadow_copies_are_platform_paid_and_kept_apart(store: Arc<dyn Store>) {
         (group.qa_type, group.state, group.members.len()),
         (QaType::Shadow, QaState::Open, 2)
     );
-    let score = Score {
-        similarity: 1.0,
-        dimensions: Dimensions {
-            factual: 1.0,
-            depth: 1.0,
-            accuracy: 1.0,
-        },
-    };
-    let decide = QaDecision::Decide {
-        score,
-        verdict: Verdict::Pass,
-        outcomes: vec![("w1".into(), Verdict::Pass), ("w2".into(), Verdict::Pass)],
-        blamed: None,
-        tiebreak: None,
-    };
+    let decide = all_pass(&["w1", "w2"]);
     let applied = store
         .qa_apply("t1".into(), QaState::Open, decide.clone(), 20, cfg.clone())
         .await
@@ -665,15 +682,7 @@ async fn the_penalty_ladder_and_auto_credit(store: Arc<dyn Store>) {
         a.auto_credit,
         Some(("b1".to_string(), "t0".to_string(), 100))
     );
-    assert_eq!(
-        store
-            .balance("b1".into())
-            .await
-            .unwrap()
-            .unwrap()
-            .available_cents,
-        b_before + 100
-    );
+    assert_eq!(available(&store, "b1").await, b_before + 100);
     assert_eq!(
         store.task("t0".into()).await.unwrap().unwrap().status,
         TaskStatus::Credited
@@ -2170,7 +2179,6 @@ async fn the_audit_log_is_one_chain(store: Arc<dyn Store>) {
 /// A task's input and output are purged once its refund window and the grace are over, never
 /// while a QA comparison still needs them; the task keeps its status, price and entries.
 async fn task_content_is_purged_after_its_refund_window(store: Arc<dyn Store>) {
-    use crate::qa::similarity::{Dimensions, Score, Verdict};
     let cfg = Arc::new(PlatformConfig::builtin());
     let freeze = cfg.commissions.freeze_seconds as i64 * 1000;
     let now = crate::clock::now_ms();
@@ -2249,20 +2257,7 @@ async fn task_content_is_purged_after_its_refund_window(store: Arc<dyn Store>) {
         store.task("t2".into()).await.unwrap().unwrap().output,
         Some(output("t2"))
     );
-    let decide = QaDecision::Decide {
-        score: Score {
-            similarity: 1.0,
-            dimensions: Dimensions {
-                factual: 1.0,
-                depth: 1.0,
-                accuracy: 1.0,
-            },
-        },
-        verdict: Verdict::Pass,
-        outcomes: vec![("w1".into(), Verdict::Pass), ("w2".into(), Verdict::Pass)],
-        blamed: None,
-        tiebreak: None,
-    };
+    let decide = all_pass(&["w1", "w2"]);
     let applied = store
         .qa_apply("t2".into(), QaState::Open, decide, now + 1, cfg.clone())
         .await
@@ -2298,12 +2293,7 @@ async fn task_content_is_purged_after_its_refund_window(store: Arc<dyn Store>) {
         "{listed:?}"
     );
     assert_eq!(
-        store
-            .balance("b1".into())
-            .await
-            .unwrap()
-            .unwrap()
-            .available_cents,
+        available(&store, "b1").await,
         80,
         "the failed task was refunded, the others stay paid"
     );

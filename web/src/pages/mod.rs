@@ -32,20 +32,13 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; \
                    frame-ancestors 'none'";
 
+/// A page's own policy; `nosniff`, `DENY` and `no-referrer` come with every answer
+/// ([`crate::headers`]).
 pub(crate) fn secure(res: &mut HttpResponse) {
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
     );
     h.insert(
         header::HeaderName::from_static("cross-origin-opener-policy"),
