@@ -6,8 +6,9 @@
 //! SHA-256) says which key opens it, so keys rotate: new content is sealed with the current key,
 //! old content opens with the key it names for as long as that key is configured.
 //!
-//! Task inputs and outputs are JSON objects, so a stored text that starts with [`PREFIX`] is
-//! sealed and anything else is plain: reading code opens what is sealed and passes the rest.
+//! Task inputs and outputs are JSON objects and webhook secrets start `whsec_`, so a stored text
+//! that starts with [`PREFIX`] is sealed and anything else is plain: reading code opens what is
+//! sealed and passes the rest. Webhook signing secrets are sealed whenever the server has a key.
 //!
 //! Keys come from `CLAWJOBS_DATA_KEY` (64 hex digits or the base64 of 32 bytes; older ones, still
 //! opened, in `CLAWJOBS_DATA_KEYS_PREVIOUS`, comma-separated), or from the key file `data.key` in
@@ -35,6 +36,8 @@ const NONCE_BYTES: usize = 12;
 pub enum Field {
     Input,
     Output,
+    /// A buyer webhook's signing secret.
+    WebhookSecret,
 }
 
 impl Field {
@@ -42,6 +45,7 @@ impl Field {
         match self {
             Field::Input => b"clawjobs:task:input",
             Field::Output => b"clawjobs:task:output",
+            Field::WebhookSecret => b"clawjobs:webhook:secret",
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct Sender {
     /// A development server may deliver to its own machine (`CLAWJOBS_WEBHOOKS_ALLOW_PRIVATE`).
     allow_private: Arc<AtomicBool>,
     in_flight: Arc<AtomicUsize>,
+    /// Opens the signing secrets sealed at rest.
+    keys: Option<Arc<crate::sealed::DataKeys>>,
 }
 
 /// What one pass did.
@@ -75,7 +77,26 @@ impl Sender {
             metrics,
             allow_private,
             in_flight: Arc::default(),
+            keys: None,
         })
+    }
+
+    pub fn with_keys(mut self, keys: Option<Arc<crate::sealed::DataKeys>>) -> Sender {
+        self.keys = keys;
+        self
+    }
+
+    /// An endpoint's signing secret in plain (sealed at rest where the server has a key).
+    fn secret(&self, stored: &str) -> Result<String, String> {
+        if !crate::sealed::is_sealed(stored) {
+            return Ok(stored.to_string());
+        }
+        let keys = self
+            .keys
+            .as_deref()
+            .ok_or("the signing secret is sealed and this server has no data key")?;
+        keys.open(crate::sealed::Field::WebhookSecret, stored)
+            .map_err(|e| format!("the signing secret does not open: {}", e.for_operator()))
     }
 
     pub fn allow_private(&self) -> bool {
@@ -167,6 +188,10 @@ impl Sender {
             Ok(u) => u,
             Err(e) => return (None, Some(e)),
         };
+        let secret = match self.secret(&c.secret) {
+            Ok(s) => s,
+            Err(e) => return (None, Some(e)),
+        };
         let t = now_ms() / 1000;
         let body = c.delivery.body.clone();
         let sent = self
@@ -176,7 +201,7 @@ impl Sender {
             .header("content-type", "application/json")
             .header(
                 "clawjobs-signature",
-                rules::signature(&c.secret, t, &c.delivery.body),
+                rules::signature(&secret, t, &c.delivery.body),
             )
             .header("clawjobs-event-id", &c.delivery.event_id)
             .header("clawjobs-delivery-id", &c.delivery.delivery_id)

@@ -235,7 +235,13 @@ async fn completed_task(app: &TestApp, buyer: &Buyer) -> String {
 
 #[tokio::test]
 async fn a_webhook_is_signed_retried_with_backoff_and_delivered_once_it_answers() {
-    let app = spawn_app_with_env(&[PRIVATE]).await;
+    // With a data key (the embedded store always has one; a MongoDB node when given one), the
+    // signing secret is sealed at rest.
+    let key = (
+        "CLAWJOBS_DATA_KEY",
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+    );
+    let app = spawn_app_with_env(&[PRIVATE, key]).await;
     app.patch_config("qa", qa_rates(0.0, 0.0)).await;
     quick_retries(&app, 5).await;
     let rx = Receiver::start(Answer::FailFirst(2)).await;
@@ -257,6 +263,11 @@ async fn a_webhook_is_signed_retried_with_backoff_and_delivered_once_it_answers(
     assert_eq!(list["data"][0]["webhook_id"], id.as_str());
     assert!(list["data"][0].get("secret").is_none(), "{list}");
     assert_eq!(list["events"].as_array().unwrap().len(), 9);
+    let found = found_in(&app, &secret).await;
+    assert!(
+        found.is_empty(),
+        "the signing secret is stored in plain in {found:?}"
+    );
 
     let task = completed_task(&app, &buyer).await;
     // Two 500s, then the 200: three POSTs of the same signed event.

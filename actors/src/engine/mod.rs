@@ -201,7 +201,8 @@ impl Engine {
             config.clone(),
             metrics.clone(),
             webhooks_private.clone(),
-        )?;
+        )?
+        .with_keys(data_keys.clone());
         let supervisor = crate::meter::Metered::start(
             Supervisor::new(
                 store.clone(),

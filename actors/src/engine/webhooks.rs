@@ -27,17 +27,26 @@ impl Engine {
             .map_err(|e| EngineError::validation_field("events", e))?;
         let mut secret = [0u8; 24];
         rand::RngExt::fill(&mut rand::rng(), &mut secret[..]);
-        self.store
+        let secret = format!("whsec_{}", domain::hex(&secret));
+        // Sealed at rest where the server has a data key; the answer shows it plain, once.
+        let stored = match self.data_keys.as_deref() {
+            Some(keys) => keys.seal(crate::sealed::Field::WebhookSecret, &secret)?,
+            None => secret.clone(),
+        };
+        let mut created = self
+            .store
             .create_webhook(NewWebhook {
                 webhook_id: domain::new_id("whk"),
                 buyer_id: buyer_id.as_str().to_string(),
                 url: url.to_string(),
                 events,
-                secret: format!("whsec_{}", domain::hex(&secret)),
+                secret: stored,
                 now_ms: now_ms(),
                 max_per_buyer: self.cfg().webhooks.max_per_buyer,
             })
-            .await
+            .await?;
+        created.secret = secret;
+        Ok(created)
     }
 
     pub async fn webhooks(&self, buyer_id: &UserId) -> Result<Vec<WebhookRecord>, EngineError> {
