@@ -38,17 +38,31 @@ async fn post(app: &TestApp, buyer: &Buyer, body: Value) -> String {
     v["task_id"].as_str().unwrap().to_string()
 }
 
-/// A long-poll of `w`, started now, answered with the task id it got.
-fn poll(app: &TestApp, w: &Worker) -> tokio::task::JoinHandle<Option<String>> {
+/// A long-poll of `w`, started now, answered with the task id it got, or with what it got
+/// instead (the status and body, or the client's error), so that a failure says which.
+fn poll(app: &TestApp, w: &Worker) -> tokio::task::JoinHandle<Result<String, String>> {
     let (client, url, token) = (
         app.client.clone(),
         app.url("/api/work/next?wait=25"),
         w.token.clone(),
     );
+    let started = std::time::Instant::now();
     tokio::spawn(async move {
-        let res = client.get(url).bearer_auth(token).send().await.ok()?;
-        let v: Value = res.json().await.ok()?;
-        v["task_id"].as_str().map(String::from)
+        let res = client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| format!("no answer: {e}"))?;
+        let status = res.status();
+        let body = res
+            .text()
+            .await
+            .map_err(|e| format!("{status}, no body: {e}"))?;
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["task_id"].as_str().map(String::from))
+            .ok_or_else(|| format!("{status} after {:?}: {body:?}", started.elapsed()))
     })
 }
 
@@ -79,9 +93,9 @@ async fn high_value_tasks_go_to_the_higher_tiers_first_unless_fairness_says_othe
     let by_trusted = poll(&app, &trusted);
     until_parked(&app, 2).await;
     let high = post(&app, &buyer, analyze()).await;
-    assert_eq!(by_trusted.await.unwrap().as_deref(), Some(high.as_str()));
+    assert_eq!(by_trusted.await.unwrap(), Ok(high.clone()));
     let cheap = post(&app, &buyer, chat()).await;
-    assert_eq!(by_newcomer.await.unwrap().as_deref(), Some(cheap.as_str()));
+    assert_eq!(by_newcomer.await.unwrap(), Ok(cheap.clone()));
     app.submit(&trusted, &high, "b").await;
     // ...and a cheap one to whoever has waited longest, whatever its tier.
     let by_newcomer = poll(&app, &newcomers[1]);
@@ -89,9 +103,9 @@ async fn high_value_tasks_go_to_the_higher_tiers_first_unless_fairness_says_othe
     let by_trusted = poll(&app, &trusted);
     until_parked(&app, 2).await;
     let cheap = post(&app, &buyer, chat()).await;
-    assert_eq!(by_newcomer.await.unwrap().as_deref(), Some(cheap.as_str()));
+    assert_eq!(by_newcomer.await.unwrap(), Ok(cheap.clone()));
     let next = post(&app, &buyer, chat()).await;
-    assert_eq!(by_trusted.await.unwrap().as_deref(), Some(next.as_str()));
+    assert_eq!(by_trusted.await.unwrap(), Ok(next.clone()));
     app.submit(&trusted, &next, "hi").await;
 
     // Waiting tasks, the cheap one older: the trusted worker asking gets the high-value one, a
