@@ -42,7 +42,8 @@ struct LogFile {
     format: Option<String>,
 }
 
-#[derive(Debug)]
+/// Its `Debug` shows whether the admin token and the SMTP URL (which may hold a password) are set,
+/// never them.
 pub struct Settings {
     pub bind: String,
     /// Where the store lives: the embedded one in `data_dir`, or a MongoDB database.
@@ -65,6 +66,27 @@ pub struct Settings {
     /// `CLAWJOBS_CORS_ORIGINS` (comma-separated) or `[server] cors_origins`: the origins whose
     /// pages may call the API from a browser. None by default.
     pub cors_origins: Vec<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| if v.is_some() { "<set>" } else { "<none>" };
+        f.debug_struct("Settings")
+            .field("bind", &self.bind)
+            .field("store", &self.store)
+            .field("workers", &self.workers)
+            .field("platform_config", &self.platform_config)
+            .field("log_level", &self.log_level)
+            .field("log_json", &self.log_json)
+            .field("admin_token", &set(&self.admin_token))
+            .field("ws_idle_seconds", &self.ws_idle_seconds)
+            .field("payments", &self.payments)
+            .field("smtp_url", &set(&self.smtp_url))
+            .field("smtp_from", &self.smtp_from)
+            .field("webhooks_allow_private", &self.webhooks_allow_private)
+            .field("cors_origins", &self.cors_origins)
+            .finish()
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -187,5 +209,50 @@ impl Settings {
         } else {
             builder.init();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the settings print shows no secret: the admin token, the SMTP password, the Stripe
+    /// keys and a MongoDB password are only "set".
+    #[test]
+    fn settings_print_no_secret() {
+        let s = Settings {
+            bind: "127.0.0.1:0".into(),
+            store: Location::MongoDb("mongodb://app:hunter2@db.example/clawjobs".into()),
+            workers: 1,
+            platform_config: None,
+            log_level: "info".into(),
+            log_json: false,
+            admin_token: Some("cja_the-admin-token".into()),
+            ws_idle_seconds: 45,
+            payments: PaymentSettings {
+                secret_key: Some("sk_test_the-stripe-key".into()),
+                webhook_secret: Some("whsec_the-stripe-secret".into()),
+                api_base: None,
+                public_url: String::new(),
+            },
+            smtp_url: Some("smtp://mail:smtp-password@mail.example:587".into()),
+            smtp_from: "x <x@example.com>".into(),
+            webhooks_allow_private: false,
+            cors_origins: Vec::new(),
+        };
+        let shown = format!("{s:?}");
+        for secret in [
+            "hunter2",
+            "cja_the-admin-token",
+            "sk_test_the-stripe-key",
+            "whsec_the-stripe-secret",
+            "smtp-password",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("<set>") && shown.contains("db.example"),
+            "{shown}"
+        );
     }
 }

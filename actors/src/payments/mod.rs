@@ -62,14 +62,27 @@ impl std::fmt::Debug for Payments {
     }
 }
 
-/// The server settings that turn payments on (`STRIPE_*`, `CLAWJOBS_PUBLIC_URL`).
-#[derive(Debug, Clone, Default)]
+/// The server settings that turn payments on (`STRIPE_*`, `CLAWJOBS_PUBLIC_URL`). Its `Debug`
+/// shows whether the keys are set, never the keys.
+#[derive(Clone, Default)]
 pub struct PaymentSettings {
     pub secret_key: Option<String>,
     pub webhook_secret: Option<String>,
     /// Stripe's API base, for tests and proxies (default Stripe's own).
     pub api_base: Option<String>,
     pub public_url: String,
+}
+
+impl std::fmt::Debug for PaymentSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |k: &Option<String>| if k.is_some() { "<set>" } else { "<none>" };
+        f.debug_struct("PaymentSettings")
+            .field("secret_key", &set(&self.secret_key))
+            .field("webhook_secret", &set(&self.webhook_secret))
+            .field("api_base", &self.api_base)
+            .field("public_url", &self.public_url)
+            .finish()
+    }
 }
 
 impl PaymentSettings {

@@ -35,8 +35,8 @@ pub use notification::*;
 pub use webhook::*;
 
 /// Where the store lives: the embedded SQLite store in a data directory (the default), or a
-/// MongoDB database that several nodes may share.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// MongoDB database that several nodes may share. Its `Debug` hides a URI's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Location {
     Embedded(std::path::PathBuf),
     MongoDb(String),
@@ -86,6 +86,15 @@ impl Location {
             Location::MongoDb(_) => Err(EngineError::internal(
                 "this binary was built without the `mongodb` feature",
             )),
+        }
+    }
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Embedded(dir) => f.debug_tuple("Embedded").field(dir).finish(),
+            Location::MongoDb(uri) => f.debug_tuple("MongoDb").field(&redact(uri)).finish(),
         }
     }
 }
