@@ -246,15 +246,20 @@ impl DataKeys {
             })?;
         String::from_utf8(plain).map_err(EngineError::internal)
     }
+}
 
-    /// [`DataKeys::open`] on an optional text.
-    pub fn open_opt(
-        &self,
-        field: Field,
-        stored: Option<&str>,
-    ) -> Result<Option<String>, EngineError> {
-        stored.map(|s| self.open(field, s)).transpose()
+/// The plain text of `stored`: opened when it is sealed (which needs `keys`: a server without
+/// them answers `SENSITIVE_DISABLED`), as it is otherwise.
+pub fn open_with(
+    keys: Option<&DataKeys>,
+    field: Field,
+    stored: &str,
+) -> Result<String, EngineError> {
+    if !is_sealed(stored) {
+        return Ok(stored.to_string());
     }
+    keys.ok_or(EngineError::SensitiveDisabled)?
+        .open(field, stored)
 }
 
 /// What lists, feeds, the admin console and logs show of a sensitive task's input: its type and

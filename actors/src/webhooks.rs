@@ -88,15 +88,13 @@ impl Sender {
 
     /// An endpoint's signing secret in plain (sealed at rest where the server has a key).
     fn secret(&self, stored: &str) -> Result<String, String> {
-        if !crate::sealed::is_sealed(stored) {
-            return Ok(stored.to_string());
-        }
-        let keys = self
-            .keys
-            .as_deref()
-            .ok_or("the signing secret is sealed and this server has no data key")?;
-        keys.open(crate::sealed::Field::WebhookSecret, stored)
-            .map_err(|e| format!("the signing secret does not open: {}", e.for_operator()))
+        let field = crate::sealed::Field::WebhookSecret;
+        crate::sealed::open_with(self.keys.as_deref(), field, stored).map_err(|e| match e {
+            EngineError::SensitiveDisabled => {
+                "the signing secret is sealed and this server has no data key".to_string()
+            }
+            e => format!("the signing secret does not open: {}", e.for_operator()),
+        })
     }
 
     pub fn allow_private(&self) -> bool {

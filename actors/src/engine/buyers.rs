@@ -1,8 +1,7 @@
 //! What buyers do: balances, estimates, posts, waits on a task, lists, credits.
 
 use super::*;
-use crate::sealed::Field;
-use crate::store::no_data_key;
+use crate::sealed::{Field, open_with};
 
 impl Engine {
     pub async fn balance(&self, user_id: &str) -> Result<BalanceSnapshot, EngineError> {
@@ -51,7 +50,10 @@ impl Engine {
         // A sensitive task's input is sealed before it leaves the engine; the store and every
         // list see the preview only.
         let (input_text, input_preview) = if req.sensitive {
-            let keys = self.data_keys.as_deref().ok_or_else(no_data_key)?;
+            let keys = self
+                .data_keys
+                .as_deref()
+                .ok_or(EngineError::SensitiveDisabled)?;
             (
                 keys.seal(Field::Input, &input_text)?,
                 Some(crate::sealed::input_preview(task_type.as_str(), &req.input)),
@@ -146,12 +148,11 @@ impl Engine {
 
     /// A sensitive task with its input and output opened (others as they are).
     fn opened(&self, mut task: TaskRecord) -> Result<TaskRecord, EngineError> {
-        if task.input_preview.is_none() {
-            return Ok(task);
+        let keys = self.data_keys.as_deref();
+        task.input = open_with(keys, Field::Input, &task.input)?;
+        if let Some(output) = &task.output {
+            task.output = Some(open_with(keys, Field::Output, output)?);
         }
-        let keys = self.data_keys.as_deref().ok_or_else(no_data_key)?;
-        task.input = keys.open(Field::Input, &task.input)?;
-        task.output = keys.open_opt(Field::Output, task.output.as_deref())?;
         Ok(task)
     }
 

@@ -113,13 +113,8 @@ impl Engine {
     /// A claimed task as its worker sees it: a sensitive task's input opened (it was sealed in
     /// the store and the Dispatcher never held it).
     pub fn open_claimed(&self, mut task: ClaimedTask) -> Result<ClaimedTask, EngineError> {
-        if crate::sealed::is_sealed(&task.input) {
-            let keys = self
-                .data_keys
-                .as_deref()
-                .ok_or_else(crate::store::no_data_key)?;
-            task.input = keys.open(crate::sealed::Field::Input, &task.input)?;
-        }
+        let keys = self.data_keys.as_deref();
+        task.input = crate::sealed::open_with(keys, crate::sealed::Field::Input, &task.input)?;
         Ok(task)
     }
 

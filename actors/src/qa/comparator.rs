@@ -255,9 +255,9 @@ impl Handler<Judge> for QaComparator {
                 return Ok(None);
             };
             for m in &mut group.members {
-                if let Some(sealed) = m.output.take_if(|o| crate::sealed::is_sealed(o)) {
-                    let keys = keys.as_deref().ok_or_else(crate::store::no_data_key)?;
-                    m.output = Some(keys.open(crate::sealed::Field::Output, &sealed)?);
+                if let Some(output) = &m.output {
+                    let field = crate::sealed::Field::Output;
+                    m.output = Some(crate::sealed::open_with(keys.as_deref(), field, output)?);
                 }
             }
             let t = &cfg.qa.similarity_thresholds;

@@ -408,14 +408,9 @@ impl Output {
         }
         self.keys
             .as_deref()
-            .ok_or_else(no_data_key)?
+            .ok_or(EngineError::SensitiveDisabled)?
             .seal(crate::sealed::Field::Output, &self.text)
     }
-}
-
-/// The answer of a node without a data key to anything sensitive.
-pub fn no_data_key() -> EngineError {
-    EngineError::SensitiveDisabled
 }
 
 /// What one pass of [`Store::purge_task_data`] did.
@@ -1158,10 +1153,10 @@ pub trait Store: Send + Sync + 'static {
     fn purge_deliveries(&self, before_ms: i64) -> StoreFuture<u64>;
     /// Forgets idempotency keys stored before `before_ms`; returns how many.
     fn purge_idempotency(&self, before_ms: i64) -> StoreFuture<u64>;
-    /// Purges the input and output of at most `limit` tasks that [`crate::rules::retention::due`] says
-    /// are due at `now_ms`, oldest first; each keeps its status, price, times and entries, and
-    /// reads as `purged` from then on. The bytes are gone from the store's files when it returns
-    /// (see each backend).
+    /// Purges the input and output of at most `limit` tasks due at `now_ms` with `grace_ms`
+    /// ([`crate::rules::retention::due_by`]), oldest first; each keeps its status, price, times
+    /// and entries, and reads as `purged` from then on. The bytes are gone from the store's files
+    /// when it returns (see each backend).
     fn purge_task_data(&self, now_ms: i64, grace_ms: i64, limit: u32) -> StoreFuture<PurgedTasks>;
     /// One audit-log entry for an admin action that changes nothing else in the store (a
     /// Supervisor job run by hand).

@@ -279,9 +279,28 @@ impl<'a> Tx<'a> {
     where
         T: DeserializeOwned + Send + Sync,
     {
+        self.find_all(c, filter, sort, limit, None).await
+    }
+
+    /// What `filter` matches in `sort` order, at most `limit`, only the `projection`'s fields if
+    /// one is given.
+    async fn find_all<T>(
+        &mut self,
+        c: &Collection<T>,
+        filter: Document,
+        sort: Document,
+        limit: Option<i64>,
+        projection: Option<Document>,
+    ) -> R<Vec<T>>
+    where
+        T: DeserializeOwned + Send + Sync,
+    {
         let mut find = c.find(filter).sort(sort);
         if let Some(n) = limit {
             find = find.limit(n);
+        }
+        if let Some(p) = projection {
+            find = find.projection(p);
         }
         let mut cursor = find.session(&mut *self.s).await?;
         let mut out = Vec::new();
@@ -412,19 +431,9 @@ impl<'a> Tx<'a> {
     where
         T: Send + Sync,
     {
-        let mut cursor = c
-            .clone_with_type::<Document>()
-            .find(filter)
-            .sort(sort)
-            .limit(limit)
-            .projection(projection)
-            .session(&mut *self.s)
-            .await?;
-        let mut out = Vec::new();
-        while let Some(doc) = cursor.next(&mut *self.s).await {
-            out.push(doc?);
-        }
-        Ok(out)
+        let c = c.clone_with_type::<Document>();
+        self.find_all(&c, filter, sort, Some(limit), Some(projection))
+            .await
     }
 
     pub async fn aggregate<T>(
@@ -736,16 +745,11 @@ impl MongoStore {
         if marked.is_some() {
             return Ok(());
         }
-        let mut scheduled = 0;
-        loop {
-            let fut: StoreFuture<u64> =
-                command!(self, write, |tx| sweeps::schedule_unscheduled(tx, 500)
-                    .await);
-            match fut.await? {
-                0 => break,
-                n => scheduled += n,
-            }
-        }
+        let scheduled = until_done(|| -> StoreFuture<u64> {
+            command!(self, write, |tx| sweeps::schedule_unscheduled(tx, 500)
+                .await)
+        })
+        .await?;
         if scheduled > 0 {
             tracing::info!(
                 tasks = scheduled,
@@ -767,15 +771,10 @@ impl MongoStore {
 
     /// Chains the audit entries written before the chain existed, a batch per transaction.
     async fn chain_audit_log(&self) -> Result<(), EngineError> {
-        let mut chained = 0;
-        loop {
-            let fut: StoreFuture<u64> =
-                command!(self, write, |tx| audit_log::chain_unchained(tx, 500).await);
-            match fut.await? {
-                0 => break,
-                n => chained += n,
-            }
-        }
+        let chained = until_done(|| -> StoreFuture<u64> {
+            command!(self, write, |tx| audit_log::chain_unchained(tx, 500).await)
+        })
+        .await?;
         if chained > 0 {
             tracing::info!(
                 entries = chained,
@@ -783,6 +782,18 @@ impl MongoStore {
             );
         }
         Ok(())
+    }
+}
+
+/// Runs `batch` (a command that handles up to a batch and says how many) until one finds
+/// nothing left; returns how many in all.
+async fn until_done(batch: impl Fn() -> StoreFuture<u64>) -> Result<u64, EngineError> {
+    let mut total = 0;
+    loop {
+        match batch().await? {
+            0 => return Ok(total),
+            n => total += n,
+        }
     }
 }
 
